@@ -1,0 +1,200 @@
+"""The `pve-microseg` command line (pvesh/qm conventions)."""
+
+import argparse
+import json
+import sys
+
+from . import __version__, node, reconcile
+from .errors import MicrosegError
+from .log import Log
+from .nft import Nft
+from .paths import Paths
+
+FORMATS = ("text", "json", "json-pretty", "yaml")
+
+DESCRIPTION = """\
+Microsegmentation for Proxmox VE: guests on a managed bridge (SDN VNet or
+Linux bridge) reach their gateway and nothing else, on every node.
+
+Managed bridges are listed in /etc/pve/microseg.yaml (cluster-wide) and in the
+legacy /etc/pve/L2-microsegmentation.conf (BRIDGE;GATEWAY_IP;GATEWAY_MAC).
+The if-up.d hook loads a bridge's rules whenever ifupdown2 brings it up (boot,
+ifreload -a, SDN apply); 'apply' reconciles every managed bridge of this node
+at once.
+"""
+
+EPILOG = """\
+environment (for tests and unusual layouts):
+  PVE_MICROSEG_PVE_DIR        cluster file system          (/etc/pve)
+  PVE_MICROSEG_STATE_DIR      node-local cache             (/var/lib/pve-microseg)
+  PVE_MICROSEG_RUN_DIR        runtime state                (/run/pve-microseg)
+  PVE_MICROSEG_NETWORK_DIR    ifupdown2 configuration      (/etc/network)
+  PVE_MICROSEG_SYS_CLASS_NET  network devices              (/sys/class/net)
+
+exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
+3 nftables refused the change (nothing changed), 4 nftables unavailable.
+"""
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pve-microseg", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=_formatter)
+    p.add_argument("--version", action="version", version=f"pve-microseg {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    a = sub.add_parser(
+        "apply", formatter_class=_formatter,
+        help="reconcile the rules of every managed bridge on this node",
+        description="Replace this node's pve-microseg nftables table with the desired one, "
+                    "in one atomic transaction: every managed bridge that exists on this node "
+                    "gets its rules, bridges no longer managed lose them. On an invalid "
+                    "configuration nothing changes.")
+    a.add_argument("--dry-run", action="store_true",
+                   help="check the transaction with the kernel but change nothing")
+    a.add_argument("--diff", action="store_true",
+                   help="show what changes, bridge by bridge, against what is loaded now")
+    a.add_argument("--output-format", choices=FORMATS, default="text")
+
+    s = sub.add_parser(
+        "show", formatter_class=_formatter,
+        help="show the desired state of this node (bridges, gateways, nftables ruleset)",
+        description="Show which bridges are managed, their gateways, whether each exists on "
+                    "this node, and (json) the exact nftables transaction 'apply' would load.")
+    s.add_argument("--output-format", choices=FORMATS, default="text")
+    return p
+
+
+# ------------------------------------------------------------------ output
+
+def _dump(data, fmt, out):
+    if fmt == "json":
+        out.write(json.dumps(data, sort_keys=True) + "\n")
+    elif fmt == "json-pretty":
+        out.write(json.dumps(data, sort_keys=True, indent=4) + "\n")
+    else:
+        import yaml
+        out.write(yaml.safe_dump(data, sort_keys=True, default_flow_style=False))
+
+
+def _gateway_text(b):
+    ips = " ".join(str(ip) for ip in b.gateway.ips)
+    return f"gateway {', '.join(b.gateway.macs)}  {ips}"
+
+
+def _diff_lines(p):
+    lines = []
+    for b in p.desired:
+        if b.name in p.added:
+            lines.append(f"+ {b.name}: {_gateway_text(b)}")
+    for old, new in p.changed:
+        for label, before, after in (
+                ("gateway-mac", old.gateway.macs, new.gateway.macs),
+                ("gateway-ip", tuple(map(str, old.gateway.ips)), tuple(map(str, new.gateway.ips)))):
+            if before != after:
+                lines.append(f"~ {new.name}: {label} {' '.join(before) or '-'} -> {' '.join(after) or '-'}")
+    for name in p.removed:
+        lines.append(f"- {name}")
+    return lines
+
+
+def _plan_json(p, source, done):
+    return {
+        "origin": source.origin,
+        "warnings": source.warnings,
+        "applied": done,
+        "added": p.added,
+        "removed": p.removed,
+        "changed": [new.name for _, new in p.changed],
+        "unchanged": p.unchanged,
+        "not-on-this-node": p.absent,
+        "bridges": [b.to_json() for b in p.desired],
+    }
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_apply(args, paths, log, out):
+    source = reconcile.read(paths)
+    _warn_environment(source, paths, log)
+    p = reconcile.plan(paths, source)
+    nft = Nft(dry_run=args.dry_run)
+    if args.dry_run:
+        nft.run(p.transaction)          # the kernel checks it; nothing is committed
+    else:
+        reconcile.apply_plan(paths, p, nft)
+    if args.output_format != "text":
+        _dump(_plan_json(p, source, not args.dry_run), args.output_format, out)
+        return 0
+    if args.diff:
+        for line in _diff_lines(p) or ["(no changes)"]:
+            out.write(line + "\n")
+    verb = "would load" if args.dry_run else "loaded"
+    names = ", ".join(b.name for b in p.desired) or "none"
+    out.write(f"{verb}: {len(p.desired)} managed bridge(s) on this node: {names}\n")
+    if p.removed:
+        out.write(f"{'would remove' if args.dry_run else 'removed'}: {', '.join(p.removed)}\n")
+    if p.absent:
+        out.write(f"configured, not on this node: {', '.join(p.absent)}\n")
+    if args.dry_run:
+        out.write("dry run: the kernel accepted the transaction; nothing was changed\n")
+    return 0
+
+
+def cmd_show(args, paths, log, out):
+    source = reconcile.read(paths)
+    _warn_environment(source, paths, log)
+    p = reconcile.plan(paths, source)
+    present = {b.name for b in p.desired}
+    if args.output_format != "text":
+        data = {
+            "origin": source.origin,
+            "warnings": source.warnings,
+            "bridges": [dict(b.to_json(), present=b.name in present) for b in source.bridges],
+            "nftables": p.transaction,
+        }
+        _dump(data, args.output_format, out)
+        return 0
+    if not source.bridges:
+        out.write(f"no managed bridges (configure them in {paths.config})\n")
+        return 0
+    out.write(f"managed bridges ({source.origin} configuration):\n")
+    for b in source.bridges:
+        where = "on this node" if b.name in present else "not on this node"
+        kind = "vnet" if b.vnet else "bridge"
+        out.write(f"  {b.name:<15} {kind:<6} {where:<17} from {b.source}\n")
+        out.write(f"    gateway MAC: {', '.join(b.gateway.macs)}\n")
+        if b.gateway.ipv4:
+            out.write(f"    gateway IPv4: {', '.join(map(str, b.gateway.ipv4))}\n")
+        if b.gateway.ipv6:
+            out.write(f"    gateway IPv6: {', '.join(map(str, b.gateway.ipv6))}\n")
+    out.write("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
+              "use --output-format json for the nftables ruleset\n")
+    return 0
+
+
+def _warn_environment(source, paths, log):
+    for w in source.warnings:
+        log.warning(w)
+    ok, why = node.ifupdown2_runs_scripts(paths)
+    if ok is False or ok is None:
+        log.warning(why)
+
+
+COMMANDS = {"apply": cmd_apply, "show": cmd_show}
+
+
+def main(argv=None, environ=None, out=None):
+    args = build_parser().parse_args(argv)
+    paths = Paths.from_env(environ)
+    log = Log(use_syslog=False)
+    out = sys.stdout if out is None else out
+    try:
+        return COMMANDS[args.command](args, paths, log, out)
+    except MicrosegError as e:
+        log.error(str(e))
+        return e.exit_code

@@ -1,0 +1,76 @@
+"""Every file system path pve-microseg reads or writes, from one place.
+
+Each path can be pointed at a test tree with an environment variable, so the
+CLI, the ifupdown hooks and the tests all see the same layout.
+"""
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+_ENV = {
+    "pve_dir": ("PVE_MICROSEG_PVE_DIR", "/etc/pve"),
+    "state_dir": ("PVE_MICROSEG_STATE_DIR", "/var/lib/pve-microseg"),
+    "run_dir": ("PVE_MICROSEG_RUN_DIR", "/run/pve-microseg"),
+    "network_dir": ("PVE_MICROSEG_NETWORK_DIR", "/etc/network"),
+    "sys_class_net": ("PVE_MICROSEG_SYS_CLASS_NET", "/sys/class/net"),
+}
+
+
+@dataclass(frozen=True)
+class Paths:
+    pve_dir: Path
+    state_dir: Path
+    run_dir: Path
+    network_dir: Path
+    sys_class_net: Path
+
+    @classmethod
+    def from_env(cls, environ=None):
+        environ = os.environ if environ is None else environ
+        return cls(**{f.name: Path(environ.get(_ENV[f.name][0]) or _ENV[f.name][1])
+                      for f in fields(cls)})
+
+    # cluster-wide files on pmxcfs
+    @property
+    def config(self):
+        return self.pve_dir / "microseg.yaml"
+
+    @property
+    def legacy_config(self):
+        return self.pve_dir / "L2-microsegmentation.conf"
+
+    @property
+    def sdn_running_config(self):
+        return self.pve_dir / "sdn" / ".running-config"
+
+    @property
+    def sdn_subnets(self):
+        return self.pve_dir / "sdn" / "subnets.cfg"
+
+    @property
+    def sdn_vnets(self):
+        return self.pve_dir / "sdn" / "vnets.cfg"
+
+    @property
+    def pmxcfs_marker(self):
+        """A file pmxcfs always shows while /etc/pve is mounted."""
+        return self.pve_dir / ".version"
+
+    # node-local state
+    @property
+    def cache(self):
+        return self.state_dir / "last-good.json"
+
+    @property
+    def applied_dir(self):
+        """One file per bridge whose rules are loaded (tmpfs: empty after boot)."""
+        return self.run_dir / "bridges"
+
+    @property
+    def lock(self):
+        return self.run_dir / "lock"
+
+    @property
+    def ifupdown2_conf(self):
+        return self.network_dir / "ifupdown2" / "ifupdown2.conf"

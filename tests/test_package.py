@@ -1,0 +1,219 @@
+"""Package tier: build the .deb the way `make deb` does and check what it ships.
+
+The package is built once per session (`make deb`, under fakeroot).  Outside
+CI a missing build tool skips these tests; with CI=true it fails them, so a
+CI image that lacks the tools cannot pass silently.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYLIB = "usr/lib/python3/dist-packages/pve_microseg"
+CLI = "usr/sbin/pve-microseg"
+HOOKS = ("etc/network/if-up.d/pve-microseg", "etc/network/if-down.d/pve-microseg")
+REQUIRED_DEPENDS = ("python3-yaml", "python3-nftables", "nftables", "ifupdown2")
+# Everything the package may ship lives under one of these.
+ALLOWED_PREFIXES = (
+    "etc/network/if-up.d/",
+    "etc/network/if-down.d/",
+    PYLIB + "/",
+    CLI,
+    "usr/share/doc/pve-microseg/",
+    "usr/share/man/man8/pve-microseg.8.gz",
+)
+BUILD_TOOLS = ("make", "git", "dpkg-buildpackage", "dpkg-deb", "fakeroot", "dh", "dh_python3")
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(reason):
+    """Skip, or fail under CI=true: CI must have every tool the tier needs."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing tool is a failure)")
+    pytest.skip(reason)
+
+
+def need_tools(*tools):
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        unavailable(f"missing tools: {', '.join(missing)} (run `make deps`)")
+
+
+def need_python_debian():
+    try:
+        import debian.changelog  # noqa: F401
+        import debian.debfile  # noqa: F401
+    except ImportError:
+        unavailable("python3-debian is not installed (run `make deps`)")
+
+
+def run(*cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def untracked_sources():
+    """Source files `make deb` will leave out because git does not track them."""
+    r = run("git", "-C", str(REPO), "ls-files", "--others", "--exclude-standard",
+            "--", "Makefile", "debian", "lib", "bin", "ifupdown")
+    return r.stdout.split() if r.returncode == 0 else []
+
+
+def hint():
+    files = untracked_sources()
+    if not files:
+        return ""
+    return ("\n`make deb` packages only git-tracked files; untracked: "
+            + " ".join(files) + " (git add them)")
+
+
+def repo_modules():
+    return sorted(p.name for p in (REPO / "lib" / "pve_microseg").glob("*.py"))
+
+
+@pytest.fixture(scope="session")
+def deb():
+    need_tools(*BUILD_TOOLS)
+    need_python_debian()
+    from debian.changelog import Changelog
+
+    with open(REPO / "debian" / "changelog") as f:
+        version = str(Changelog(f, max_blocks=1).version)
+    r = run("make", "-C", str(REPO), "deb")
+    if r.returncode != 0:
+        pytest.fail(f"`make deb` failed:\n{r.stdout}\n{r.stderr}{hint()}")
+    path = REPO / "dist" / f"pve-microseg_{version}_all.deb"
+    assert path.is_file(), f"`make deb` did not produce {path}{hint()}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def debfile(deb):
+    from debian.debfile import DebFile
+
+    return DebFile(str(deb))
+
+
+@pytest.fixture(scope="session")
+def members(debfile):
+    """Data archive entries by path without the leading './'."""
+    return {m.name[2:] if m.name.startswith("./") else m.name: m
+            for m in debfile.data.tgz().getmembers()}
+
+
+@pytest.fixture(scope="session")
+def extracted(deb, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pkgroot")
+    r = run("dpkg-deb", "-x", str(deb), str(root))
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def test_control_fields(debfile):
+    from debian.changelog import Changelog
+    from debian.deb822 import PkgRelation
+
+    control = debfile.debcontrol()
+    with open(REPO / "debian" / "changelog") as f:
+        version = str(Changelog(f, max_blocks=1).version)
+    assert control["Package"] == "pve-microseg"
+    assert control["Version"] == version
+    assert control["Architecture"] == "all"
+    assert control["Section"] == "net"
+    assert control["Priority"] == "optional"
+    assert control["Maintainer"]
+    assert control["Description"].splitlines()[0].strip()
+
+    depends = {alt["name"] for rel in PkgRelation.parse_relations(control["Depends"])
+               for alt in rel}
+    for name in REQUIRED_DEPENDS:
+        assert name in depends, f"Depends lacks {name}: {control['Depends']}"
+    # ${python3:Depends} was filled in by dh_python3
+    assert "python3" in depends, f"Depends lacks python3: {control['Depends']}"
+
+
+def test_contents_owned_by_root(members):
+    wrong = [f"{name} {m.uname or m.uid}:{m.gname or m.gid}"
+             for name, m in members.items()
+             if (m.uid, m.gid) != (0, 0) or (m.uname, m.gname) not in (("root", "root"), ("", ""))]
+    assert not wrong, "not owned by root:root: " + ", ".join(wrong)
+
+
+def test_contents_modes(members):
+    for path in (CLI, *HOOKS):
+        assert path in members, f"{path} is not in the package{hint()}"
+        m = members[path]
+        assert m.isfile(), f"{path} is not a regular file"
+        assert stat.S_IMODE(m.mode) == 0o755, f"{path} has mode {stat.S_IMODE(m.mode):04o}"
+    for name in repo_modules():
+        path = f"{PYLIB}/{name}"
+        assert path in members, f"{path} is not in the package{hint()}"
+        assert stat.S_IMODE(members[path].mode) == 0o644, (
+            f"{path} has mode {stat.S_IMODE(members[path].mode):04o}")
+
+
+def test_ships_nothing_unexpected(members):
+    stray = [name for name, m in members.items()
+             if not m.isdir() and not name.startswith(ALLOWED_PREFIXES)]
+    assert not stray, f"unexpected files in the package: {stray}"
+    compiled = [name for name in members if "__pycache__" in name or name.endswith(".pyc")]
+    assert not compiled, f"byte code is compiled at install time, not shipped: {compiled}"
+
+
+def test_manpage(members):
+    assert "usr/share/man/man8/pve-microseg.8.gz" in members
+
+
+def test_hooks_are_conffiles(debfile):
+    conffiles = debfile.control.get_content("conffiles", encoding="utf-8") or ""
+    listed = {line.strip() for line in conffiles.splitlines() if line.strip()}
+    assert listed == {"/" + h for h in HOOKS}
+
+
+def test_extracted_files_executable(extracted):
+    for path in (CLI, *HOOKS):
+        f = extracted / path
+        assert f.is_file(), f"{path} missing after dpkg-deb -x{hint()}"
+        assert stat.S_IMODE(f.stat().st_mode) == 0o755
+        assert os.access(f, os.X_OK)
+    with open(extracted / CLI, "rb") as f:
+        assert f.readline().rstrip() == b"#!/usr/bin/python3"
+
+
+@pytest.mark.skipif(not repo_modules(), reason="lib/pve_microseg has no modules yet")
+def test_extracted_library_imports(extracted):
+    """The shipped library imports on its own with Debian's python3."""
+    dist_packages = extracted / PYLIB.rsplit("/", 1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(dist_packages)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    code = (
+        "import importlib, pkgutil, pve_microseg as p\n"
+        "print(p.__file__)\n"
+        "for m in pkgutil.iter_modules(p.__path__):\n"
+        "    importlib.import_module('pve_microseg.' + m.name)\n"
+        "print(getattr(p, '__version__', ''))\n"
+    )
+    # cwd outside the repository, so that only the extracted copy is importable
+    r = run("/usr/bin/python3", "-c", code, env=env, cwd=str(extracted))
+    assert r.returncode == 0, r.stderr
+    location, version = r.stdout.splitlines()
+    assert Path(location).is_relative_to(dist_packages), location
+    if version:
+        from debian.changelog import Changelog
+
+        with open(REPO / "debian" / "changelog") as f:
+            assert version == str(Changelog(f, max_blocks=1).version), (
+                "pve_microseg.__version__ differs from debian/changelog")
+
+
+def test_lintian_clean(deb):
+    need_tools("lintian")
+    r = run("lintian", "--display-info", "--pedantic", str(deb))
+    tags = [line for line in r.stdout.splitlines() if line[:3] in ("E: ", "W: ")]
+    assert not tags, "lintian:\n" + r.stdout
