@@ -48,7 +48,8 @@ def parse_subnet_id(subnet_id):
         return None
 
 
-def _subnet(path, line, subnet_id, props):
+def _subnet(path, line, subnet_id, props, lines=None):
+    lines = lines or {}
     network = parse_subnet_id(subnet_id)
     if network is None:
         raise SdnConfigError(path, line, f"subnet {subnet_id}",
@@ -61,7 +62,7 @@ def _subnet(path, line, subnet_id, props):
         try:
             gateway = ipaddress.ip_address(str(gateway))
         except ValueError:
-            raise SdnConfigError(path, line, f"subnet {subnet_id}.gateway",
+            raise SdnConfigError(path, lines.get("gateway", line), f"subnet {subnet_id}.gateway",
                                  f"{gateway!r} is not an IP address") from None
     else:
         gateway = None
@@ -94,7 +95,7 @@ _HEADER = re.compile(r"^(\S+):\s*(\S+)\s*$")
 
 
 def parse_section_config(text, path):
-    """Parse a Proxmox SectionConfig file into [(type, id, line, {key: value})].
+    """Parse a Proxmox SectionConfig file into [(type, id, line, {key: value}, {key: line})].
 
     Header `<type>: <id>` at column 0, properties indented `key value`, a
     section ends at the first empty line, `#` lines are comments.
@@ -113,21 +114,22 @@ def parse_section_config(text, path):
             if not m:
                 raise SdnConfigError(path, lineno, None,
                                      f"expected '<type>: <id>', got {line!r}")
-            current = (m.group(1), m.group(2), lineno, {})
+            current = (m.group(1), m.group(2), lineno, {}, {})
             sections.append(current)
             continue
         if current is None:
             raise SdnConfigError(path, lineno, None, "property outside of a section")
         key, _, value = line.strip().partition(" ")
         current[3].setdefault(key, value.strip())
+        current[4].setdefault(key, lineno)
     return sections
 
 
 def parse_pending_config(vnets_text, subnets_text, vnets_path, subnets_path):
-    vnets = frozenset(sid for typ, sid, _, _ in parse_section_config(vnets_text, vnets_path)
-                      if typ == "vnet")
-    subnets = tuple(_subnet(subnets_path, line, sid, props)
-                    for typ, sid, line, props in parse_section_config(subnets_text, subnets_path)
+    vnets = frozenset(sec[1] for sec in parse_section_config(vnets_text, vnets_path)
+                      if sec[0] == "vnet")
+    subnets = tuple(_subnet(subnets_path, line, sid, props, lines)
+                    for typ, sid, line, props, lines in parse_section_config(subnets_text, subnets_path)
                     if typ == "subnet")
     return SdnConfig(vnets=vnets, subnets=subnets, source=str(subnets_path))
 

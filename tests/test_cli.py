@@ -1,0 +1,149 @@
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FakeNft, ROOT
+from pve_microseg import cli, state
+
+CONFIG = ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
+          "  vmbr9:\n    gateway-mac: 52:54:00:12:34:56\n    gateway-ip: 192.168.9.1\n")
+
+
+@pytest.fixture
+def node(fake_node, monkeypatch):
+    fake_node.running_config()
+    fake_node.write_config(CONFIG)
+    fake_node.add_bridge("vnet0")
+    fake_node.nft = FakeNft()
+    monkeypatch.setattr(cli, "Nft", lambda dry_run=False: fake_node.nft.dry(dry_run))
+    return fake_node
+
+
+def _dry(self, dry_run):
+    self.dry_run = dry_run
+    return self
+
+
+FakeNft.dry = _dry
+
+
+def run(node, *argv):
+    out = io.StringIO()
+    rc = cli.main(list(argv), environ=node.env, out=out)
+    return rc, out.getvalue()
+
+
+def test_apply_loads_bridges_on_this_node(node):
+    rc, out = run(node, "apply")
+    assert rc == 0
+    assert "loaded: 1 managed bridge(s) on this node: vnet0" in out
+    assert "configured, not on this node: vmbr9" in out
+    assert node.nft.dry_run is False and len(node.nft.transactions) == 1
+    assert set(state.applied(node.paths)) == {"vnet0"}
+
+
+def test_apply_dry_run_changes_nothing(node):
+    rc, out = run(node, "apply", "--dry-run", "--diff")
+    assert rc == 0
+    assert node.nft.dry_run is True                 # the kernel only checks
+    assert "+ vnet0: gateway 00:00:5e:00:01:64" in out
+    assert "nothing was changed" in out
+    assert state.applied(node.paths) == {}
+
+
+def test_apply_diff_after_change(node):
+    run(node, "apply")
+    node.write_config(CONFIG.replace("00:00:5e:00:01:64", "00:00:5e:00:01:65"))
+    rc, out = run(node, "apply", "--diff")
+    assert "~ vnet0: gateway-mac 00:00:5e:00:01:64 -> 00:00:5e:00:01:65" in out
+    node.write_config("bridges: {}\n")
+    rc, out = run(node, "apply", "--diff")
+    assert "- vnet0" in out
+
+
+def test_invalid_config_exits_2_and_changes_nothing(node, capsys):
+    run(node, "apply")
+    before = len(node.nft.transactions)
+    node.write_config("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:6\n")
+    rc, out = run(node, "apply")
+    assert rc == 2
+    assert len(node.nft.transactions) == before
+    assert "microseg.yaml:3: bridges.vnet0.gateway-mac:" in capsys.readouterr().err
+    assert set(state.applied(node.paths)) == {"vnet0"}
+
+
+def test_nft_refusal_exits_3(node, capsys):
+    node.nft.fail = "Error: Could not process rule: No such file or directory"
+    rc, _ = run(node, "apply")
+    assert rc == 3
+    assert "nothing was changed" in capsys.readouterr().err
+    assert state.applied(node.paths) == {}
+
+
+@pytest.mark.parametrize("fmt,load", [("json", json.loads), ("json-pretty", json.loads),
+                                      ("yaml", yaml.safe_load)])
+def test_show_machine_formats(node, fmt, load):
+    rc, out = run(node, "show", "--output-format", fmt)
+    data = load(out)
+    assert rc == 0
+    assert {b["bridge"]: b["present"] for b in data["bridges"]} == {"vnet0": True, "vmbr9": False}
+    assert data["nftables"]["nftables"][0] == {"add": {"table": {"family": "bridge", "name": "pve_microseg"}}}
+
+
+def test_show_json_is_one_line_sorted_like_pvesh(node):
+    _, out = run(node, "show", "--output-format", "json")
+    assert out.count("\n") == 1 and out == json.dumps(json.loads(out), sort_keys=True) + "\n"
+
+
+def test_show_text(node):
+    rc, out = run(node, "show")
+    assert "vnet0           vnet   on this node" in out
+    assert "gateway IPv4: 10.101.1.1" in out
+
+
+def test_warns_when_ifupdown2_skips_scripts(node, capsys):
+    node.paths.ifupdown2_conf.write_text("addon_scripts_support=0\n")
+    run(node, "show")
+    assert "addon_scripts_support=0" in capsys.readouterr().err
+    # and never edits the operator's file
+    assert node.paths.ifupdown2_conf.read_text() == "addon_scripts_support=0\n"
+
+
+def test_help_answers_real_questions():
+    out = subprocess.run([sys.executable, str(ROOT / "bin/pve-microseg"), "apply", "--help"],
+                         env=dict(os.environ, PYTHONPATH=str(ROOT / "lib")),
+                         capture_output=True, text=True, check=True).stdout
+    assert "--dry-run" in out and "atomic" in out
+
+
+# ----------------------------------------------------- the shell wrappers
+
+HOOK_UP = ROOT / "ifupdown/if-up.d/pve-microseg"
+HOOK_DOWN = ROOT / "ifupdown/if-down.d/pve-microseg"
+
+
+@pytest.mark.parametrize("hook", [HOOK_UP, HOOK_DOWN])
+def test_hooks_are_executable_shell_scripts(hook):
+    assert os.access(hook, os.X_OK)
+    assert hook.read_text().startswith("#!/bin/sh\n")
+
+
+def test_up_hook_returns_at_once_for_non_bridges(node):
+    # no IF_BRIDGE_PORTS: not a bridge; python must not even start
+    env = dict(node.env, IFACE="eth0", PHASE="up", MODE="start", PATH="/nonexistent")
+    r = subprocess.run(["/bin/sh", str(HOOK_UP)], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""
+    assert not node.paths.run_dir.exists()
+
+
+def test_down_hook_returns_at_once_without_our_rules(node):
+    env = dict(node.env, IFACE="vnet0", PHASE="down", MODE="stop", IF_BRIDGE_PORTS="ln_vnet0")
+    r = subprocess.run(["/bin/sh", str(HOOK_DOWN)], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""
+    assert not node.paths.run_dir.exists()

@@ -1,0 +1,127 @@
+import ipaddress
+
+import pytest
+
+from pve_microseg import config, sdn
+from pve_microseg.errors import ConfigError
+from conftest import RUNNING_CONFIG_RS
+
+SDN = sdn.parse_running_config(RUNNING_CONFIG_RS.read_text())
+
+
+def resolve_yaml(text, sdn_cfg=SDN):
+    return [config.resolve(s, sdn_cfg) for s in config.parse_yaml(text, "microseg.yaml")]
+
+
+def test_vnet_gateway_defaults_to_subnet_gateways():
+    (b,) = resolve_yaml("bridges:\n  vnet0:\n    gateway-mac: 00:00:5E:00:01:64\n")
+    assert b.vnet
+    assert b.gateway.macs == ("00:00:5e:00:01:64",)
+    assert [str(ip) for ip in b.gateway.ipv4] == ["10.101.1.1"]
+    # the subnet gateway plus the router's EUI-64 link-local
+    assert [str(ip) for ip in b.gateway.ipv6] == ["fd80::1", "fe80::200:5eff:fe00:164"]
+
+
+def test_several_macs_for_vrrp_and_explicit_ips():
+    (b,) = resolve_yaml("bridges:\n  vnet0:\n"
+                        "    gateway-mac: [00:00:5e:00:01:64, bc:24:11:00:00:01, bc:24:11:00:00:02]\n"
+                        "    gateway-ip: [10.101.0.1, 10.101.0.2]\n")
+    assert len(b.gateway.macs) == 3
+    assert [str(ip) for ip in b.gateway.ipv4] == ["10.101.0.1", "10.101.0.2"]
+
+
+def test_plain_bridge_needs_gateway_ip():
+    with pytest.raises(ConfigError, match=r"microseg.yaml:2: bridges.vmbr1.gateway-ip: missing: vmbr1 is not an SDN VNet"):
+        resolve_yaml("bridges:\n  vmbr1:\n    gateway-mac: 52:54:00:12:34:56\n")
+
+
+def test_plain_bridge_with_subnets_checks_gateway():
+    with pytest.raises(ConfigError, match=r":5: bridges.vmbr1.gateway-ip: 192.168.2.1 is outside every subnet"):
+        resolve_yaml("bridges:\n  vmbr1:\n    gateway-mac: 52:54:00:12:34:56\n"
+                     "    subnets: 192.168.1.0/24\n    gateway-ip: 192.168.2.1\n")
+
+
+@pytest.mark.parametrize("text,where", [
+    ("bridges:\n  vnet0:\n    gateway-mac: [00:00:5e:00:01:64, zz]\n",
+     r"microseg.yaml:3: bridges.vnet0.gateway-mac\[1\]: 'zz' is not a MAC address"),
+    ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n    gateway-ip: 10.200.0.1\n",
+     r"microseg.yaml:4: bridges.vnet0.gateway-ip: 10.200.0.1 is outside every subnet of vnet0 \(10.101.0.0/16, fd80::/64\)"),
+    ("bridges:\n  vnet0:\n    gateway-ip: 10.101.0.1\n",
+     r"microseg.yaml:2: bridges.vnet0.gateway-mac: missing"),
+    ("bridges:\n  bad/name:\n    gateway-mac: 00:00:5e:00:01:64\n",
+     r"microseg.yaml:2: bridges.bad/name: 'bad/name' is not a valid interface name"),
+    ("bridges:\n  averyveryverylongname:\n    gateway-mac: 00:00:5e:00:01:64\n",
+     r"microseg.yaml:2: .*not a valid interface name"),
+    ("bridges:\n  tap100i0:\n    gateway-mac: 00:00:5e:00:01:64\n",
+     r"microseg.yaml:2: .*guest port name"),
+    ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n    gatway-ip: 10.101.0.1\n",
+     r"microseg.yaml:4: bridges.vnet0.gatway-ip: unknown key 'gatway-ip'"),
+    ("bridge:\n  vnet0: {}\n", r"microseg.yaml:1: bridge: unknown key 'bridge'"),
+    ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:65\n",
+     r"microseg.yaml:4: bridges.vnet0: duplicate key \(first on line 2\)"),
+    ("bridges:\n  vnet0:\n    gateway-mac: [00:00:5e:00:01:64\n", r"microseg.yaml:\d+: not valid YAML"),
+    ("bridges:\n  vnet0:\n    gateway-ip: 10.101.0.1/16\n    gateway-mac: 00:00:5e:00:01:64\n",
+     r"microseg.yaml:3: bridges.vnet0.gateway-ip: '10.101.0.1/16' is not an IP address \(write the address without a prefix length\)"),
+    ("bridges: [vnet0]\n", r"microseg.yaml:1: bridges: expected a mapping"),
+])
+def test_errors_name_file_line_field(text, where):
+    with pytest.raises(ConfigError, match=where):
+        resolve_yaml(text)
+
+
+def test_empty_config_manages_nothing():
+    assert resolve_yaml("") == []
+    assert resolve_yaml("bridges:\n") == []
+    assert resolve_yaml("# only a comment\n") == []
+
+
+def test_legacy_file():
+    specs = config.parse_legacy(
+        "# BRIDGE;GATEWAY_IP;GATEWAY_MAC\n"
+        "vnet1;10.102.0.1;02:00:00:00:00:01\n\n"
+        " vnet1 ; 10.102.0.2 ; 02:00:00:00:00:02 \n"
+        "vmbr1;192.168.1.1;52:54:00:12:34:56\n", "L2-microsegmentation.conf")
+    bridges = {s.name: config.resolve(s, SDN) for s in specs}
+    assert bridges["vnet1"].gateway.macs == ("02:00:00:00:00:01", "02:00:00:00:00:02")
+    assert [str(i) for i in bridges["vnet1"].gateway.ipv4] == ["10.102.0.1", "10.102.0.2"]
+    assert bridges["vmbr1"].source == "L2-microsegmentation.conf:5"
+
+
+@pytest.mark.parametrize("line,where", [
+    ("vnet1;10.102.0.1", r"L2.conf:1: expected BRIDGE;GATEWAY_IP;GATEWAY_MAC"),
+    ("vnet1;10.102.0.x;02:00:00:00:00:01", r"L2.conf:1: GATEWAY_IP: '10.102.0.x' is not an IP"),
+    ("vnet1;10.102.0.1;02:00:00:00:00", r"L2.conf:1: GATEWAY_MAC: .*not a MAC"),
+    ("bad name;10.102.0.1;02:00:00:00:00:01", r"L2.conf:1: BRIDGE: 'bad name' is not a valid"),
+])
+def test_legacy_errors(line, where):
+    with pytest.raises(ConfigError, match=where):
+        config.parse_legacy(line + "\n", "L2.conf")
+
+
+def test_legacy_gateway_outside_subnet():
+    (spec,) = config.parse_legacy("vnet0;192.168.9.1;02:00:00:00:00:01\n", "L2.conf")
+    with pytest.raises(ConfigError, match=r"L2.conf:1: GATEWAY_IP: 192.168.9.1 is outside every subnet"):
+        config.resolve(spec, SDN)
+
+
+def test_yaml_wins_over_legacy(fake_node):
+    fake_node.running_config()
+    fake_node.write_config("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n")
+    fake_node.write_legacy("vnet0;10.101.0.9;02:00:00:00:00:09\nvnet1;10.102.0.1;02:00:00:00:00:01\n")
+    cfg = config.load(fake_node.paths, sdn.load(fake_node.paths))
+    assert sorted(cfg.names) == ["vnet0", "vnet1"]
+    assert cfg.bridge("vnet0").gateway.macs == ("00:00:5e:00:01:64",)
+    (warning,) = cfg.warnings
+    assert "L2-microsegmentation.conf:1: bridge vnet0 is also configured in" in warning
+
+
+def test_link_local_gateway_ip_needs_no_subnet():
+    (b,) = resolve_yaml("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
+                        "    gateway-ip: [10.101.0.1, fe80::1]\n")
+    assert ipaddress.ip_address("fe80::1") in b.gateway.ipv6
+
+
+def test_model_json_round_trip():
+    (b,) = resolve_yaml("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n")
+    from pve_microseg.model import ManagedBridge
+    assert ManagedBridge.from_json(b.to_json()) == b

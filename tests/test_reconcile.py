@@ -1,0 +1,147 @@
+"""The hooks' and apply's decisions, on a fake node with a recording nftables."""
+
+import json
+
+from pve_microseg import reconcile, state
+from pve_microseg.log import Log
+
+CONFIG = "bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
+
+
+class Capture:
+    def __init__(self):
+        self.lines = []
+
+    def write(self, s):
+        self.lines.append(s)
+
+    def flush(self):
+        pass
+
+    @property
+    def text(self):
+        return "".join(self.lines)
+
+
+def log():
+    return Log(stream=Capture(), use_syslog=False)
+
+
+def node_with_vnet0(fake_node):
+    fake_node.running_config()
+    fake_node.write_config(CONFIG)
+    fake_node.add_bridge("vnet0")
+    return fake_node
+
+
+def loaded_bridges(transaction):
+    return [c["add"]["element"]["elem"][0][0] for c in transaction["nftables"]
+            if "add" in c and "element" in c["add"] and c["add"]["element"]["name"] == "forward"]
+
+
+def test_hook_up_loads_managed_bridge(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    (t,) = fake_nft.transactions
+    assert loaded_bridges(t) == ["vnet0"]
+    assert set(state.applied(n.paths)) == {"vnet0"}
+    assert (n.paths.applied_dir / "vnet0").exists()
+
+
+def test_hook_up_ignores_unmanaged_bridge(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    reconcile.hook_up(n.paths, "vmbr0", fake_nft, log())
+    assert fake_nft.transactions == []
+    assert state.applied(n.paths) == {}
+
+
+def test_hook_up_removes_bridge_no_longer_managed(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    n.write_config("bridges: {}\n")
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    removal = fake_nft.transactions[-1]["nftables"]
+    assert {"delete": {"chain": {"family": "bridge", "table": "pve_microseg", "name": "fwd-vnet0"}}} in removal
+    assert state.applied(n.paths) == {}
+
+
+def test_hook_down_removes_rules(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    reconcile.hook_down(n.paths, "vnet0", fake_nft, log())
+    assert len(fake_nft.transactions) == 2
+    assert state.applied(n.paths) == {}
+    reconcile.hook_down(n.paths, "vnet0", fake_nft, log())
+    assert len(fake_nft.transactions) == 2      # nothing of ours left: nothing to do
+
+
+def test_boot_before_pmxcfs_uses_cache(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    reconcile.read(n.paths)                      # a normal run fills the cache
+    n.mount_pmxcfs(False)
+    n.paths.config.unlink()                      # /etc/pve is an empty dir at boot
+    lg = log()
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, lg)
+    assert loaded_bridges(fake_nft.transactions[0]) == ["vnet0"]
+    assert "using the cached configuration" in lg.stream.text
+    assert "is not mounted" in lg.stream.text
+
+
+def test_boot_without_cache_says_nothing_is_protected(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    n.mount_pmxcfs(False)
+    lg = log()
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, lg)
+    assert fake_nft.transactions == []
+    assert "no bridge is protected" in lg.stream.text
+
+
+def test_hook_falls_back_to_last_good_on_invalid_config(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    reconcile.read(n.paths)
+    n.write_config("bridges:\n  vnet0:\n    gateway-mac: nonsense\n")
+    lg = log()
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, lg)
+    assert loaded_bridges(fake_nft.transactions[0]) == ["vnet0"]
+    assert "invalid configuration" in lg.stream.text and "microseg.yaml:3" in lg.stream.text
+
+
+def test_cache_is_rewritten_only_on_change(fake_node):
+    n = node_with_vnet0(fake_node)
+    reconcile.read(n.paths)
+    first = n.paths.cache.stat().st_mtime_ns
+    doc = json.loads(n.paths.cache.read_text())
+    assert doc["bridges"][0]["bridge"] == "vnet0"
+    assert state.save_cache(n.paths, reconcile.read_live(n.paths).bridges, str(n.paths.config)) is False
+    assert n.paths.cache.stat().st_mtime_ns == first
+
+
+def test_plan_only_bridges_present_on_this_node(fake_node):
+    n = node_with_vnet0(fake_node)
+    n.write_config(CONFIG + "  vnet1:\n    gateway-mac: 00:00:5e:00:01:65\n    gateway-ip: 10.102.0.1\n")
+    p = reconcile.plan(n.paths, reconcile.read(n.paths))
+    assert [b.name for b in p.desired] == ["vnet0"]
+    assert p.absent == ["vnet1"] and p.added == ["vnet0"]
+
+
+def test_apply_records_state_and_plan_diffs(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    n.add_bridge("vnet1")
+    p = reconcile.plan(n.paths, reconcile.read(n.paths))
+    reconcile.apply_plan(n.paths, p, fake_nft)
+    assert set(state.applied(n.paths)) == {"vnet0"}
+    n.write_config("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:99\n"
+                   "  vnet1:\n    gateway-mac: 00:00:5e:00:01:65\n    gateway-ip: 10.102.0.1\n")
+    p = reconcile.plan(n.paths, reconcile.read(n.paths))
+    assert p.added == ["vnet1"] and [new.name for _, new in p.changed] == ["vnet0"]
+
+
+def test_nft_failure_leaves_state_untouched(fake_node):
+    from conftest import FakeNft
+    from pve_microseg.errors import NftablesError
+    n = node_with_vnet0(fake_node)
+    p = reconcile.plan(n.paths, reconcile.read(n.paths))
+    import pytest
+    with pytest.raises(NftablesError):
+        reconcile.apply_plan(n.paths, p, FakeNft(fail="Error: Could not process rule"))
+    assert state.applied(n.paths) == {}

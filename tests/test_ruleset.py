@@ -1,0 +1,126 @@
+import ipaddress
+import json
+
+import pytest
+
+from pve_microseg import ruleset
+from pve_microseg.addresses import eui64_link_local
+from pve_microseg.model import Gateway, ManagedBridge
+
+
+def bridge(name="vnet1", macs=("02:00:00:00:01:01",), v4=("10.100.0.1",), v6=("2001:db8:100::1",)):
+    return ManagedBridge(name=name, gateway=Gateway(
+        macs=tuple(macs),
+        ipv4=tuple(ipaddress.ip_address(a) for a in v4),
+        ipv6=tuple(ipaddress.ip_address(a) for a in v6)))
+
+
+def commands(transaction, verb, kind):
+    return [c[verb][kind] for c in transaction["nftables"] if verb in c and kind in c[verb]]
+
+
+def rules_of(transaction, chain):
+    return [r for r in commands(transaction, "add", "rule") if r["chain"] == chain]
+
+
+def test_one_base_chain_per_hook_whatever_the_bridge_count():
+    for n in (1, 100, 4094):
+        t = ruleset.full([bridge(f"vnet{i}") for i in range(n)])
+        base = [c for c in commands(t, "add", "chain") if "hook" in c]
+        assert sorted(c["hook"] for c in base) == ["forward", "prerouting"]
+        assert len(commands(t, "add", "element")) == 2 * n
+        # the base chains hold exactly one rule each: the lookup by bridge name
+        assert len(rules_of(t, "prerouting")) == 1
+        assert len(rules_of(t, "forward")) == 1
+        assert rules_of(t, "forward")[0]["expr"] == [
+            {"vmap": {"key": {"meta": {"key": "ibrname"}}, "data": "@forward"}}]
+
+
+def test_full_replaces_the_table_atomically():
+    t = ruleset.full([bridge()])
+    first = t["nftables"][:3]
+    assert first[0] == {"add": {"table": {"family": "bridge", "name": "pve_microseg"}}}
+    assert first[1] == {"delete": {"table": {"family": "bridge", "name": "pve_microseg"}}}
+    assert first[2] == first[0]
+    json.dumps(t)   # plain JSON, nothing else
+
+
+def test_per_bridge_chains_and_map_elements():
+    t = ruleset.full([bridge("web"), bridge("db")])
+    chains = {c["name"] for c in commands(t, "add", "chain")}
+    assert {"pre-web", "fwd-web", "pre-db", "fwd-db"} <= chains
+    elems = {(e["name"], e["elem"][0][0], e["elem"][0][1]["jump"]["target"])
+             for e in commands(t, "add", "element")}
+    assert ("prerouting", "web", "pre-web") in elems
+    assert ("forward", "db", "fwd-db") in elems
+
+
+def _text(rules):
+    return json.dumps(rules)
+
+
+def test_prerouting_guards_gateway_identity():
+    b = bridge(macs=("02:00:00:00:01:01", "00:00:5e:00:01:01"),
+               v6=("2001:db8:100::1", str(eui64_link_local("02:00:00:00:01:01"))))
+    rules = rules_of(ruleset.load_bridge(b), "pre-vnet1")
+    comments = [r.get("comment", "") for r in rules]
+    assert comments[0] == "only frames from guest ports are checked here"
+    assert rules[0]["expr"][0]["match"] == {
+        "op": "!=", "left": {"meta": {"key": "iifname"}}, "right": {"set": ["fwpr*", "tap*", "veth*"]}}
+    by = {r.get("comment"): r["expr"] for r in rules}
+    assert by["guest sends with a gateway MAC (FDB poisoning)"][0]["match"]["right"] == {
+        "set": ["02:00:00:00:01:01", "00:00:5e:00:01:01"]}
+    assert by["guest claims a gateway IPv4 address in ARP"][0]["match"]["right"] == "10.100.0.1"
+    na = by["guest claims a gateway IPv6 address in a neighbour advertisement"]
+    assert na[1]["match"]["left"] == {"payload": {"base": "th", "offset": 64, "len": 128}}
+    assert "0x20010db8010000000000000000000001" in na[1]["match"]["right"]["set"]
+    assert rules[-1]["expr"] == [{"goto": {"target": "guest-pre"}}]
+
+
+def test_forward_rules_order():
+    rules = rules_of(ruleset.load_bridge(bridge()), "fwd-vnet1")
+    comments = [r.get("comment") for r in rules]
+    assert comments[:4] == ["guest to guest", "only the gateway reaches guests from outside",
+                            "uplink/host traffic", "guest to gateway"]
+    ns = next(r for r in rules if r.get("comment") == "guest resolves a gateway IPv6 address")
+    # the gateway address itself (unicast NUD) and its solicited-node group
+    assert ns["expr"][1]["match"]["right"] == {"set": ["2001:db8:100::1", "ff02::1:ff00:1"]}
+    assert rules[-1]["expr"] == [{"goto": {"target": "guest-to-uplink"}}]
+
+
+def test_families_without_gateway_address_get_no_rules():
+    rules = rules_of(ruleset.load_bridge(bridge(v6=())), "pre-vnet1") + \
+        rules_of(ruleset.load_bridge(bridge(v6=())), "fwd-vnet1")
+    assert "ip6" not in _text(rules) and "nd-neighbor" not in _text(rules)
+    rules = rules_of(ruleset.load_bridge(bridge(v4=())), "fwd-vnet1")
+    assert '"arp"' not in _text(rules)
+
+
+def test_guest_to_uplink_ends_in_drop():
+    rules = rules_of(ruleset.full([]), "guest-to-uplink")
+    assert rules[-1]["expr"][-1] == {"drop": None}
+    assert [r["comment"] for r in rules[:-1]] == [
+        "router solicitation", "MLD reports (multicast snooping)", "IGMP reports (multicast snooping)",
+        "DHCP client", "DHCPv6 client"]
+
+
+def test_load_bridge_refills_its_chains():
+    cmds = ruleset.load_bridge(bridge())["nftables"]
+    flushed = [c["flush"]["chain"]["name"] for c in cmds if "flush" in c]
+    assert {"pre-vnet1", "fwd-vnet1", "prerouting", "forward"} <= set(flushed)
+    # every flush of a bridge chain comes after the chain is (idempotently) added
+    for name in ("pre-vnet1", "fwd-vnet1"):
+        add = cmds.index({"add": {"chain": {"family": "bridge", "table": "pve_microseg", "name": name}}})
+        flush = cmds.index({"flush": {"chain": {"family": "bridge", "table": "pve_microseg", "name": name}}})
+        assert add < flush
+
+
+def test_remove_bridge_never_fails_on_absence():
+    cmds = ruleset.remove_bridge("vnet1")["nftables"]
+    verbs = [(next(iter(c)), next(iter(next(iter(c.values()))))) for c in cmds]
+    # whatever is deleted was added first in the same transaction
+    for i, (verb, kind) in enumerate(verbs):
+        if verb == "delete":
+            assert ("add", kind) in verbs[:i]
+    deleted = [c["delete"]["chain"]["name"] for c in cmds if "delete" in c and "chain" in c["delete"]]
+    assert deleted == ["pre-vnet1", "fwd-vnet1"]
