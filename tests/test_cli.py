@@ -103,7 +103,7 @@ def test_show_json_is_one_line_sorted_like_pvesh(node):
 
 def test_show_text(node):
     rc, out = run(node, "show")
-    assert "vnet0           vnet   on this node" in out
+    assert "vnet0           vnet   on this node      no rules loaded" in out
     assert "gateway IPv4: 10.101.1.1" in out
 
 

@@ -138,9 +138,9 @@ def test_control_fields(debfile):
 
 
 def test_contents_owned_by_root(members):
-    wrong = [f"{name} {m.uname or m.uid}:{m.gname or m.gid}"
+    wrong = [f"{name} {m.uname}({m.uid}):{m.gname}({m.gid})"
              for name, m in members.items()
-             if (m.uid, m.gid) != (0, 0) or (m.uname, m.gname) not in (("root", "root"), ("", ""))]
+             if (m.uname, m.uid, m.gname, m.gid) != ("root", 0, "root", 0)]
     assert not wrong, "not owned by root:root: " + ", ".join(wrong)
 
 

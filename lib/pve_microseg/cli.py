@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from . import __version__, node, reconcile
+from . import __version__, node, reconcile, state
 from .errors import MicrosegError
 from .log import Log
 from .nft import Nft
@@ -150,11 +150,13 @@ def cmd_show(args, paths, log, out):
     _warn_environment(source, paths, log)
     p = reconcile.plan(paths, source)
     present = {b.name for b in p.desired}
+    loaded = state.applied(paths)
     if args.output_format != "text":
         data = {
             "origin": source.origin,
             "warnings": source.warnings,
-            "bridges": [dict(b.to_json(), present=b.name in present) for b in source.bridges],
+            "bridges": [dict(b.to_json(), present=b.name in present, loaded=b.name in loaded)
+                        for b in source.bridges],
             "nftables": p.transaction,
         }
         _dump(data, args.output_format, out)
@@ -165,8 +167,9 @@ def cmd_show(args, paths, log, out):
     out.write(f"managed bridges ({source.origin} configuration):\n")
     for b in source.bridges:
         where = "on this node" if b.name in present else "not on this node"
+        rules = "rules loaded" if b.name in loaded else "no rules loaded"
         kind = "vnet" if b.vnet else "bridge"
-        out.write(f"  {b.name:<15} {kind:<6} {where:<17} from {b.source}\n")
+        out.write(f"  {b.name:<15} {kind:<6} {where:<17} {rules:<16} from {b.source}\n")
         out.write(f"    gateway MAC: {', '.join(b.gateway.macs)}\n")
         if b.gateway.ipv4:
             out.write(f"    gateway IPv4: {', '.join(map(str, b.gateway.ipv4))}\n")
