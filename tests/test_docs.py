@@ -1,0 +1,37 @@
+"""The manual page and --help describe the same commands, options and variables."""
+
+import argparse
+import re
+
+from conftest import ROOT
+from pve_microseg import cli, paths
+
+MAN = (ROOT / "debian/pve-microseg.8").read_text()
+MAN_TEXT = MAN.replace("\\-", "-")
+
+
+def _subparsers(parser):
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_command_and_option_is_in_the_man_page():
+    parser = cli.build_parser()
+    for name, sub in _subparsers(parser).items():
+        assert re.search(rf"^\.B {name}$", MAN, re.M), f"command {name} missing from the man page"
+        for action in sub._actions:
+            for opt in action.option_strings:
+                if opt.startswith("--"):
+                    assert opt in MAN_TEXT, f"{name} {opt} missing from the man page"
+
+
+def test_every_environment_variable_is_documented():
+    for var, default in paths._ENV.values():
+        assert var in MAN_TEXT and default in MAN_TEXT
+        assert var in cli.EPILOG and default in cli.EPILOG
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make check" in readme
+    assert "make check" in (ROOT / ".ci/run").read_text()
