@@ -13,6 +13,7 @@
 #   GUEST_NET=user slirp NIC in the guest (e.g. for apt-get)
 #   GUEST_APPEND   extra kernel command line
 #   GUEST_ENV      names of host variables to pass into the guest command
+#   GUEST_DPKG_DB=0  do not put a snapshot of the dpkg database on tmpfs in the guest
 #   GUEST_CACHE_DIR  cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/pve-microseg-guest)
 #   KEEP_JOB=1     keep the job directory (console.log) and print its path
 #
@@ -88,7 +89,21 @@ if [ -z "$IFUPDOWN2_DEB" ]; then
   IFUPDOWN2_DEB=$(ls "$D"/cache/ifupdown2_*.deb | head -1)
 fi
 
-# ---- 3. tiny initramfs (cached): busybox + virtio/9p/overlay modules ----
+# ---- 3. snapshot of the dpkg database (cached, refreshed when the host's changes) ----
+# The guest mounts a tmpfs on /var/lib/dpkg and unpacks this there: dpkg reads
+# ~900 *.list files, which costs ~1 min over 9p under TCG and ~1 s from tmpfs.
+DPKG_DB="$D/cache/dpkg-db.tar"
+if [ "${GUEST_DPKG_DB:-1}" = 1 ]; then
+  if [ ! -f "$DPKG_DB" ] || [ -n "$(find /var/lib/dpkg -maxdepth 2 -newer "$DPKG_DB" -print -quit 2>/dev/null)" ]; then
+    tar -cf "$DPKG_DB.$$" -C / --exclude='var/lib/dpkg/lock*' var/lib/dpkg 2>/dev/null &&
+      mv "$DPKG_DB.$$" "$DPKG_DB" || rm -f "$DPKG_DB.$$"
+  fi
+  [ -f "$DPKG_DB" ] || DPKG_DB=
+else
+  DPKG_DB=
+fi
+
+# ---- 4. tiny initramfs (cached): busybox + virtio/9p/overlay modules ----
 INITRD="$D/cache/initrd-$KVER.cpio.gz"
 if [ ! -f "$INITRD" ]; then
   W=$(mktemp -d); mkdir -p "$W"/{bin,mods,proc,sys,dev,lower,upper,newroot}
@@ -117,16 +132,17 @@ EOF
   rm -rf "$W"
 fi
 
-# ---- 4. per-run job dir: command, environment, stage2 init; guest writes rc here ----
+# ---- 5. per-run job dir: command, environment, stage2 init; guest writes rc here ----
 JOB=$(mktemp -d "$D/job.XXXXXX")
 if [ -n "${KEEP_JOB:-}" ]; then echo "[run-in-guest] job dir: $JOB" >&2; else trap 'rm -rf "$JOB"' EXIT; fi
 printf '%s\n' "$CMD" > "$JOB/cmd"
 printf '%s\n' "$PWD" > "$JOB/cwd"
+[ -z "$DPKG_DB" ] || printf '%s\n' "$DPKG_DB" > "$JOB/dpkg-db"
 {
   printf 'export IFUPDOWN2_DEB=%q\n' "$IFUPDOWN2_DEB"
   [ -z "${CI:-}" ] || printf 'export CI=%q\n' "$CI"
   for v in ${GUEST_ENV:-}; do
-    [ -n "${!v+x}" ] && printf 'export %s=%q\n' "$v" "${!v}"
+    if [ -n "${!v+x}" ]; then printf 'export %s=%q\n' "$v" "${!v}"; fi
   done
 } > "$JOB/env"
 cat > "$JOB/stage2" <<'EOF'
@@ -136,6 +152,8 @@ mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpf
 mkdir -p /run/netns /run/lock /run/network; mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 hostname guest; ip link set lo up
+if [ -s /run/job/dpkg-db ] && mount -t tmpfs -o mode=755 dpkg /var/lib/dpkg; then
+  tar -xf "$(cat /run/job/dpkg-db)" -C / || umount /var/lib/dpkg; fi
 [ -s /run/job/rwdir ] && mkdir -p "$(cat /run/job/rwdir)" && mount -t 9p -o trans=virtio,version=9p2000.L,cache=none rwdir "$(cat /run/job/rwdir)"
 modprobe -q virtio_rng 2>/dev/null; grep -qs 0x0001 /sys/bus/pci/devices/*/subsystem_device && modprobe -q virtio_net
 if [ -d /sys/class/net/eth0 ]; then ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0

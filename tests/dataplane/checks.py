@@ -1,0 +1,302 @@
+"""The dataplane matrix: named properties, what each mode expects, and how
+each is observed.
+
+kinds:
+  gateway    the gateway path a guest needs; must be "delivered" in every mode
+  attack     what a compromised guest (g101) tries against a victim on the same
+             node (g102 CT, g103 VM behind fwbr) or on the other node (g201);
+             "delivered" without rules (mode none: proves the check can fail),
+             "blocked" with pve-microseg
+  lifecycle  ifupdown2 keeping the rules in step with the network config;
+             "pass" (microseg mode only)
+
+The matrix is static (pytest parametrizes on it on the host); the run
+functions below execute it inside the QEMU guest.
+"""
+
+import socket
+import time
+from dataclasses import dataclass
+
+from . import frames as F
+from .probes import GATEWAY, Wire, fdb_ports, neighbour_mac, pings, seen, set_neighbours, udp_send
+from .topology import (FABRIC_NS, GATEWAY_IP4, GATEWAY_IP6, GATEWAY_MAC, GUEST, GUESTS, SWITCH, VNET1)
+
+DELIVERED, BLOCKED, PASS, FAIL = "delivered", "blocked", "pass", "fail"
+MODES = ("none", "microseg")
+
+ATTACKER = GUEST[101]
+VICTIMS = (GUEST[102], GUEST[103], GUEST[201])
+
+# property -> what is checked
+GATEWAY_PROPS = {
+    "arp-gateway": "ARP request for the gateway's IPv4 reaches the gateway, its reply reaches the guest",
+    "nd-gateway": "ND solicitation for the gateway's IPv6 reaches the gateway, its advertisement the guest",
+    "ping4-to-gateway": "ping guest -> gateway (IPv4)",
+    "ping6-to-gateway": "ping guest -> gateway (IPv6)",
+    "ping4-from-gateway": "ping gateway -> guest (IPv4)",
+    "ping6-from-gateway": "ping gateway -> guest (IPv6)",
+    "dhcp-discover": "the guest's DHCP DISCOVER broadcast reaches the gateway",
+    "dhcp-offer-from-gateway": "the gateway's DHCP OFFER reaches the guest",
+}
+
+# property -> (what the attacker sends, what it would let a guest do)
+ATTACK_PROPS = {
+    "arp-request": ("ARP who-has <victim IPv4>, broadcast",
+                    "discover other guests and their MACs (network scanning)"),
+    "nd-solicit": ("ND solicitation for <victim IPv6> to its solicited-node group",
+                   "discover other guests over IPv6"),
+    "ipv4-unicast": ("UDP to <victim IPv4> with a static neighbour entry",
+                     "talk to another guest directly over IPv4, bypassing the gateway and its firewall"),
+    "ipv6-unicast": ("UDP to <victim IPv6> with a static neighbour entry",
+                     "talk to another guest directly over IPv6, bypassing the gateway and its firewall"),
+    "ipv4-broadcast": ("UDP to 10.100.0.255, Ethernet broadcast",
+                       "reach every guest at once (broadcast services, amplification)"),
+    "ipv6-multicast": ("UDP to ff02::1 (all nodes)",
+                       "reach every guest at once over IPv6 multicast"),
+    "ethertype-broadcast": ("ethertype 0x88b5 broadcast",
+                            "use non-IP protocols no IP filter inspects"),
+    "dhcp-offer": ("DHCP OFFER from the guest (rogue DHCP server)",
+                   "hand out itself as router/DNS and intercept other guests' traffic"),
+    "ipv6-ra": ("ICMPv6 router advertisement (rogue router)",
+                "announce itself as IPv6 router and intercept other guests' traffic"),
+    "gateway-ip-source": ("UDP with the gateway's IPv4 as source",
+                          "impersonate the gateway at IP level"),
+    "garp-gateway": ("gratuitous ARP claiming the gateway's IPv4",
+                     "poison other guests' ARP cache and become their gateway (man in the middle)"),
+    "arp-reply-gateway": ("ARP reply claiming the gateway's IPv4",
+                          "poison another guest's ARP cache for the gateway (man in the middle)"),
+    "na-gateway": ("unsolicited ND advertisement claiming the gateway's IPv6",
+                   "poison other guests' IPv6 neighbour cache for the gateway (man in the middle)"),
+    "gateway-mac-source": ("frame with the gateway's MAC as source",
+                           "poison bridge FDBs so other guests' gateway traffic is sent to it"),
+}
+
+LIFECYCLE_PROPS = {
+    "hook-loads-rules": "the ifupdown2 run that brought the network up (ifup -a at boot, or ifreload -a after install) loaded table bridge pve_microseg with vnet1 on every node",
+    "ifreload-adds-bridge": "after adding vnet2 to microseg.yaml and interfaces.d/sdn, ifreload -a adds vnet2's rules",
+    "ifreload-keeps-isolation": "after ifreload -a, g101 -> g102 ARP is still blocked",
+    "ifdown-removes-bridge": "ifdown vnet1 removes vnet1's rules and keeps vnet2's",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    kind: str
+    prop: str
+    description: str
+    impact: str = ""
+
+    def expected(self, mode):
+        if self.kind == "gateway":
+            return DELIVERED
+        if self.kind == "attack":
+            return BLOCKED if mode == "microseg" else DELIVERED
+        return PASS
+
+
+def pair(attacker, victim):
+    return f"{attacker.ns}->{victim.ns}"
+
+
+def matrix(mode):
+    """Every check run in `mode`, in report order."""
+    checks = [Check(f"{p}/{g.ns}", "gateway", p, f"{d} [{g.label}]")
+              for p, d in GATEWAY_PROPS.items() for g in GUESTS]
+    checks += [Check(f"{p}/{pair(ATTACKER, v)}", "attack", p,
+                     f"{what} from {ATTACKER.label} to {v.label}", impact)
+               for p, (what, impact) in ATTACK_PROPS.items() for v in VICTIMS]
+    if mode == "microseg":
+        checks += [Check(f"ifupdown2/{p}", "lifecycle", p, d) for p, d in LIFECYCLE_PROPS.items()]
+    return checks
+
+
+# ---- running (inside the guest) ---------------------------------------------------
+
+def _delivered(ok):
+    return DELIVERED if ok else BLOCKED
+
+
+def run_gateway_path(wire):
+    """ARP/ND/DHCP with the gateway, batched in one capture window; then pings."""
+    sends, expect = [], {}
+    for g in GUESTS:
+        n_arp, n_ns, n_disc, n_offer = (F.new_nonce() for _ in range(4))
+        sends += [
+            (g.ns, F.arp_request(g.mac, g.ip4, GATEWAY_IP4, n_arp)),
+            (g.ns, F.neighbor_solicitation(g.mac, g.ip6, GATEWAY_IP6, n_ns)),
+            (g.ns, F.dhcp_discover(g.mac, n_disc)),
+            (GATEWAY, F.dhcp_offer(GATEWAY_MAC, GATEWAY_IP4, g.mac, g.ip4, n_offer)),
+        ]
+        expect[g] = (n_arp, n_ns, n_disc, n_offer)
+    cap = wire.exchange(sends, seconds=1.5, expect=[
+        e for g, (n_arp, n_ns, n_disc, n_offer) in expect.items()
+        for e in ((GATEWAY, n_arp), (GATEWAY, n_ns), (GATEWAY, n_disc), (g.ns, n_offer))])
+    out = {}
+    for g, (n_arp, n_ns, n_disc, n_offer) in expect.items():
+        arp_reply = any((f.arp or (0,))[0] == F.ARP_REPLY and f.arp[2] == GATEWAY_IP4 and f.arp[3] == g.mac
+                        for f in cap[g.ns])
+        na = any((f.icmpv6 or (0,))[0] == F.ICMP6_NA and f.icmpv6[3] == GATEWAY_IP6 for f in cap[g.ns])
+        at_gw = seen(cap, GATEWAY, n_arp)
+        ns_at_gw = seen(cap, GATEWAY, n_ns)
+        out[f"arp-gateway/{g.ns}"] = (_delivered(at_gw and arp_reply),
+                                      f"request at gateway: {at_gw}; reply at guest: {arp_reply}")
+        out[f"nd-gateway/{g.ns}"] = (_delivered(ns_at_gw and na),
+                                     f"NS at gateway: {ns_at_gw}; NA at guest: {na}")
+        out[f"dhcp-discover/{g.ns}"] = (_delivered(seen(cap, GATEWAY, n_disc)), "sniffed on gateway gw0.100")
+        out[f"dhcp-offer-from-gateway/{g.ns}"] = (_delivered(seen(cap, g.ns, n_offer)), f"sniffed on {g.ns} eth0")
+
+    jobs = {}
+    for g in GUESTS:
+        jobs[f"ping4-to-gateway/{g.ns}"] = (g.ns, GATEWAY_IP4)
+        jobs[f"ping6-to-gateway/{g.ns}"] = (g.ns, GATEWAY_IP6)
+        jobs[f"ping4-from-gateway/{g.ns}"] = ("gateway", g.ip4)
+        jobs[f"ping6-from-gateway/{g.ns}"] = ("gateway", g.ip6)
+    for key, (ok, line) in pings(jobs).items():
+        out[key] = (_delivered(ok), line)
+    return out
+
+
+def run_attacks_on_the_wire(wire, attacker=ATTACKER, victims=VICTIMS, props=None):
+    """The attacks without lasting side effects, all in one capture window."""
+    a = attacker
+    sends, expect = [], {}     # expect: check name -> (victim, nonce)
+
+    def add(prop, victim, nonce, frame=None):
+        expect[f"{prop}/{pair(a, victim)}"] = (victim, nonce)
+        if frame is not None:
+            sends.append((a.ns, frame))
+
+    # one frame each, seen (or not) by every victim
+    shared = {p: F.new_nonce() for p in ("ipv4-broadcast", "ipv6-multicast", "ethertype-broadcast", "ipv6-ra")}
+    sends += [
+        (a.ns, F.udp4_frame(F.BROADCAST, a.mac, a.ip4, f"{VNET1.subnet4}.255", 9999, 9999,
+                            shared["ipv4-broadcast"])),
+        (a.ns, F.ethernet(F.multicast_mac6("ff02::1"), a.mac, F.ETH_P_IPV6,
+                          F.ipv6(a.ip6, "ff02::1", F.IPPROTO_UDP,
+                                 F.udp(a.ip6, "ff02::1", 9999, 9999, shared["ipv6-multicast"]), 1))),
+        (a.ns, F.raw_ethertype(F.BROADCAST, a.mac, shared["ethertype-broadcast"])),
+        (a.ns, F.router_advertisement(a.mac, F.link_local(a.mac), shared["ipv6-ra"])),
+    ]
+    unicast = []
+    for v in victims:
+        for p, n in shared.items():
+            add(p, v, n)
+        n = F.new_nonce()
+        add("arp-request", v, n, F.arp_request(a.mac, a.ip4, v.ip4, n))
+        n = F.new_nonce()
+        add("nd-solicit", v, n, F.neighbor_solicitation(a.mac, a.ip6, v.ip6, n))
+        n = F.new_nonce()
+        add("dhcp-offer", v, n, F.dhcp_offer(a.mac, a.ip4, v.mac, v.ip4, n))
+        n = F.new_nonce()
+        add("gateway-ip-source", v, n, F.udp4_frame(v.mac, a.mac, GATEWAY_IP4, v.ip4, 53, 9999, n))
+        for fam, addr in ((4, v.ip4), (6, v.ip6)):
+            n = F.new_nonce()
+            add(f"ipv{fam}-unicast", v, n)
+            unicast.append((fam, addr, n))
+
+    # unicast through the attacker's kernel, with static neighbour entries
+    set_neighbours(a.ns, [(ip, v.mac) for v in victims for ip in (v.ip4, v.ip6)])
+    wire.drain()
+    for endpoint, frame in sends:
+        wire.send(endpoint, frame)
+    for fam, addr, n in unicast:
+        udp_send(a.ns, socket.AF_INET if fam == 4 else socket.AF_INET6, addr, n)
+    cap = wire.capture(1.0, expect=[(v.ns, n) for v, n in expect.values()])
+    out = {}
+    for name, (v, n) in expect.items():
+        if props is None or name.split("/")[0] in props:
+            out[name] = (_delivered(seen(cap, v.ns, n)), f"sniffed on {v.ns} eth0")
+    return out
+
+
+def _prime_gateway_neighbours(victims):
+    """Victims hold a (stale) entry for the gateway, as after normal traffic."""
+    for v in victims:
+        set_neighbours(v.ns, [(GATEWAY_IP4, GATEWAY_MAC), (GATEWAY_IP6, GATEWAY_MAC)], state="stale")
+    time.sleep(0.05)    # an update in the same jiffy as this one would not override it
+
+
+def _relearn_gateway(wire):
+    """The gateway speaks (a gratuitous ARP): every FDB on the path learns it again."""
+    wire.send(GATEWAY, F.gratuitous_arp(GATEWAY_MAC, GATEWAY_IP4, F.new_nonce()))
+    time.sleep(0.1)
+
+
+def run_spoofing(wire, attacker=ATTACKER, victims=VICTIMS):
+    """Claims on the gateway's addresses: each is followed by a look at the
+    victims' neighbour tables, and a restore."""
+    a, out = attacker, {}
+    spoofs = {
+        "garp-gateway": lambda v, n: F.gratuitous_arp(a.mac, GATEWAY_IP4, n),
+        "arp-reply-gateway": lambda v, n: F.arp_reply(a.mac, GATEWAY_IP4, v.mac, v.ip4, n),
+        "na-gateway": lambda v, n: F.neighbor_advertisement(a.mac, GATEWAY_IP6, n),
+    }
+    for prop, build in spoofs.items():
+        _prime_gateway_neighbours(victims)
+        nonces = {v: F.new_nonce() for v in victims}
+        cap = wire.exchange([(a.ns, build(v, nonces[v])) for v in victims], seconds=0.5,
+                            expect=[(v.ns, n) for v, n in nonces.items()])
+        gw_ip = GATEWAY_IP6 if prop == "na-gateway" else GATEWAY_IP4
+        for v in victims:
+            sniffed = seen(cap, v.ns, nonces[v])
+            mac = neighbour_mac(v.ns, gw_ip)
+            poisoned = mac is not None and mac != GATEWAY_MAC
+            out[f"{prop}/{pair(a, v)}"] = (_delivered(sniffed or poisoned),
+                                           f"sniffed on {v.ns}: {sniffed}; {v.ns} neighbour {gw_ip} -> {mac}")
+    _prime_gateway_neighbours(victims)
+    return out
+
+
+def run_fdb_poisoning(wire, attacker=ATTACKER, victims=VICTIMS):
+    """A broadcast frame with the gateway's MAC as source, then, at once, each
+    victim sends a datagram to the gateway: poisoned FDBs deliver it to the
+    attacker instead.  Then the FDBs, and pings both ways."""
+    a, out = attacker, {}
+    _prime_gateway_neighbours(victims)
+    _relearn_gateway(wire)
+    spoof = {v: F.new_nonce() for v in victims}
+    cap = wire.exchange([(a.ns, F.udp4_frame(F.BROADCAST, GATEWAY_MAC, GATEWAY_IP4, f"{VNET1.subnet4}.255",
+                                             67, 68, n)) for n in spoof.values()],
+                        seconds=0.5, expect=[(v.ns, n) for v, n in spoof.items()])
+    to_gw = {v: F.new_nonce() for v in victims}
+    wire.drain()
+    for v, n in to_gw.items():          # through the victim's kernel: dst = its gateway neighbour entry
+        udp_send(v.ns, socket.AF_INET, GATEWAY_IP4, n)
+    diverted_cap = wire.capture(0.5, expect=[(GATEWAY, n) for n in to_gw.values()])
+    node_fdb = fdb_ports(a.node, VNET1.name, GATEWAY_MAC)
+    sw_fdb = fdb_ports(FABRIC_NS, SWITCH, GATEWAY_MAC)
+    ping_to = pings({v: (v.ns, GATEWAY_IP4) for v in victims})
+    ping_from = pings({v: ("gateway", v.ip4) for v in victims})     # last: the gateway's frames heal FDBs
+    guest_ports = [p for p in node_fdb if p.startswith(("tap", "veth", "fwpr", "fwln"))]
+    for v in victims:
+        sniffed = seen(cap, v.ns, spoof[v])
+        diverted = seen(diverted_cap, a.ns, to_gw[v])
+        reached = seen(diverted_cap, GATEWAY, to_gw[v])
+        poisoned = guest_ports if v.node == a.node else [p for p in sw_fdb if p != "sw-gw"]
+        intact = reached and ping_to[v][0] and ping_from[v][0]
+        out[f"gateway-mac-source/{pair(a, v)}"] = (
+            _delivered(sniffed or diverted or bool(poisoned) or not intact),
+            f"spoof sniffed on {v.ns}: {sniffed}; then {v.ns}'s datagram to the gateway: "
+            f"{'captured by ' + a.ns if diverted else 'not at ' + a.ns}, {'reached' if reached else 'MISSED'} "
+            f"the gateway; {a.node} vnet1 FDB {GATEWAY_MAC} on {node_fdb}; switch FDB on {sw_fdb}; "
+            f"ping {v.ns} -> gateway {'ok' if ping_to[v][0] else 'FAILED'}, "
+            f"gateway -> {v.ns} {'ok' if ping_from[v][0] else 'FAILED'}")
+    _relearn_gateway(wire)
+    return out
+
+
+def run_traffic(wire=None):
+    """Gateway path, then attacks; {check name: (observed, detail)}."""
+    own = wire is None
+    wire = wire or Wire()
+    try:
+        out = run_gateway_path(wire)
+        out.update(run_attacks_on_the_wire(wire))
+        out.update(run_spoofing(wire))
+        out.update(run_fdb_poisoning(wire))
+        return out
+    finally:
+        if own:
+            wire.close()

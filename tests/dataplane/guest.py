@@ -1,0 +1,120 @@
+"""Host side: boot the QEMU guest once, run the scenario in it, read the results.
+
+Used by the pytest fixture (conftest.py) and by demo.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_IN_GUEST = REPO / "tests" / "guest" / "run-in-guest.sh"
+PYTHON = "/usr/bin/python3"
+EXIT_SKIP = 77          # run-in-guest.sh: prerequisites missing (never under CI=true)
+EXIT_NO_PACKAGE = 3     # scenario.py: nothing to install for mode microseg
+
+
+def in_ci():
+    return os.environ.get("CI") == "true"
+
+
+def install_how():
+    """How the guest installs pve-microseg: under CI always the built .deb;
+    otherwise DATAPLANE_INSTALL=deb|source|auto (default auto: the .deb if
+    built, else the source tree with make install)."""
+    if in_ci():
+        return "deb"
+    how = os.environ.get("DATAPLANE_INSTALL", "auto")
+    if how not in ("deb", "source", "auto"):
+        raise ValueError(f"DATAPLANE_INSTALL={how}: expected deb, source or auto")
+    return how
+
+
+class Unavailable(Exception):
+    """The dataplane cannot run here (no qemu/kernel, nothing to test yet).
+    A skip outside CI, a failure under CI=true."""
+
+
+@dataclass
+class Run:
+    mode: str
+    data: dict
+    seconds: float
+    output: str = ""
+    rows: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.rows = {r["check"]: r for r in self.data.get("results", [])}
+
+
+def stale_deb_warning():
+    """A dist/*.deb older than the source it was built from tests old code."""
+    debs = sorted(REPO.glob("dist/pve-microseg_*_all.deb"), key=lambda p: p.stat().st_mtime)
+    if not debs:
+        return None
+    built = debs[-1].stat().st_mtime
+    newer = [p for d in ("lib", "bin", "ifupdown", "debian") for p in (REPO / d).rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.stat().st_mtime > built]
+    if newer:
+        return (f"{debs[-1].relative_to(REPO)} is older than {len(newer)} source file(s) "
+                f"(e.g. {newer[0].relative_to(REPO)}): run `make deb`")
+    return None
+
+
+def boot(modes, out_dir, echo=None):
+    """Run the scenario for `modes` ("none", "microseg" or "none,microseg") in
+    one guest boot; return {mode: Run}.  `echo` gets the guest's output live."""
+    if not RUN_IN_GUEST.exists():
+        raise Unavailable(f"{RUN_IN_GUEST} missing")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = f"{PYTHON} -m tests.dataplane.scenario --modes {modes} --out {out_dir} --install {install_how()}"
+    env = dict(os.environ, GUEST_RWDIR=str(out_dir))
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(RUN_IN_GUEST), cmd], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if echo:
+            echo.write(line)
+            echo.flush()
+    rc = proc.wait()
+    seconds = round(time.monotonic() - t0, 1)
+    output = "".join(lines)
+    if rc == EXIT_SKIP and not in_ci():
+        raise Unavailable(_last_line(output, "SKIP") or "QEMU guest prerequisites missing")
+    runs = {}
+    for mode in modes.split(","):
+        path = out_dir / f"results-{mode}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        if "error" in data:
+            if in_ci():
+                raise RuntimeError(f"dataplane mode {mode}: {data['error']}")
+            raise Unavailable(f"mode {mode}: {data['error']}")
+        runs[mode] = Run(mode, data, seconds, output)
+    if rc != 0 or len(runs) != len(modes.split(",")):
+        raise RuntimeError(f"guest run failed (exit {rc}) after {seconds} s; last output:\n"
+                           + "".join(lines[-40:]))
+    return runs
+
+
+def _last_line(text, needle):
+    hits = [l.strip() for l in text.splitlines() if needle in l]
+    return hits[-1] if hits else None
+
+
+if __name__ == "__main__":
+    # /usr/bin/python3 -m tests.dataplane.guest [MODES [OUT_DIR]]: one raw run, output live
+    out = Path(sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="pve-microseg-dataplane-"))
+    for mode, run in boot(sys.argv[1] if len(sys.argv) > 1 else "none", out, echo=sys.stdout).items():
+        bad = [r for r in run.data["results"] if r["observed"] != r["expected"]]
+        print(f"{mode}: {len(run.rows) - len(bad)}/{len(run.rows)} as expected, {run.seconds} s")
+    print(f"results: {out}/results-<mode>.json")

@@ -1,0 +1,286 @@
+"""A simulated two-node Proxmox cluster made of network namespaces.
+
+    ns gateway:  gw0 ── gw0.100 (10.100.0.1, 2001:db8:100::1, MAC 02:00:00:00:01:01)
+                  │
+    ns fabric:   sw (the physical switch)
+                  │ eth0                              │ eth0
+    ns node1:    vmbr0 ─ eth0.100 ─ vmbr0v100 ─ pr_vnet1══ln_vnet1 ─ vnet1
+                 vnet1 ports: tap101i0 (g101), veth102i0 (g102),
+                              fwpr103p0══fwln103i0 ─ fwbr103i0 ─ tap103i0 (g103)
+    ns node2:    same SDN shape; vnet1 ports: tap201i0 (g201), veth202i0 (g202)
+    ns g<vmid>:  eth0, the guest's NIC
+
+Each node's network is brought up by the real ifupdown2 (`ifup -a`) inside the
+node's namespace, from an /etc/network/interfaces shaped like a Proxmox node's
+plus the /etc/network/interfaces.d/sdn that SDN generates for a VLAN zone on a
+non-VLAN-aware vmbr0.  Guest ports are plugged afterwards, as Proxmox's
+tap_plug does when a guest starts.
+
+Everything here runs inside the QEMU guest, as root.
+"""
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import netns
+
+GATEWAY_MAC = "02:00:00:00:01:01"
+GATEWAY_IP4 = "10.100.0.1"
+GATEWAY_IP6 = "2001:db8:100::1"
+GATEWAY_NS, GATEWAY_IF = "gateway", "gw0.100"
+FABRIC_NS, SWITCH = "fabric", "sw"
+NODES = ("node1", "node2")
+ZONE, UPLINK_BRIDGE = "zone1", "vmbr0"
+STATE_ROOT = Path("/run/dataplane")
+
+# Per-node private copies of the paths ifupdown2 and pve-microseg keep per host.
+NODE_BINDS = {
+    "interfaces": "/etc/network/interfaces",
+    "interfaces.d": "/etc/network/interfaces.d",
+    "run-network": "/run/network",              # ifupdown2 lock + run state
+    "var-tmp-network": "/var/tmp/network",      # ifupdown2 state_dir (Debian default)
+    "var-lib-pve-microseg": "/var/lib/pve-microseg",  # pve-microseg's node-local cache
+    "run-pve-microseg": "/run/pve-microseg",          # pve-microseg's applied-bridge state
+}
+
+
+@dataclass(frozen=True)
+class Vnet:
+    name: str
+    tag: int
+    subnet4: str          # e.g. "10.100.0" (a /24)
+    subnet6: str          # e.g. "2001:db8:100:" (a /64)
+
+    @property
+    def gateway_ips(self):
+        return [f"{self.subnet4}.1", f"{self.subnet6}:1"]
+
+
+VNET1 = Vnet("vnet1", 100, "10.100.0", "2001:db8:100:")
+VNET2 = Vnet("vnet2", 101, "10.101.0", "2001:db8:101:")
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A VM or container NIC (net0) on vnet1.  kind: tap (VM), veth (CT), fwpr (VM with firewall=1)."""
+
+    vmid: int
+    node: str
+    kind: str
+
+    @property
+    def ns(self):
+        return f"g{self.vmid}"
+
+    @property
+    def mac(self):
+        return f"02:00:00:{self.vmid // 100:02d}:{self.vmid % 100:02d}:00"
+
+    @property
+    def ip4(self):
+        return f"{VNET1.subnet4}.{self.vmid}"
+
+    @property
+    def ip6(self):
+        return f"{VNET1.subnet6}:{self.vmid}"
+
+    @property
+    def nic(self):
+        """The host-side device of the guest NIC (a veth standing in for a tap)."""
+        return f"veth{self.vmid}i0" if self.kind == "veth" else f"tap{self.vmid}i0"
+
+    @property
+    def port(self):
+        """The device enslaved to the VNet bridge."""
+        return f"fwpr{self.vmid}p0" if self.kind == "fwpr" else self.nic
+
+    @property
+    def label(self):
+        return {"tap": "VM", "veth": "CT", "fwpr": "VM+fwbr"}[self.kind] + f" {self.vmid}@{self.node}"
+
+
+GUESTS = (
+    Guest(101, "node1", "tap"),
+    Guest(102, "node1", "veth"),
+    Guest(103, "node1", "fwpr"),
+    Guest(201, "node2", "tap"),
+    Guest(202, "node2", "veth"),
+)
+GUEST = {g.vmid: g for g in GUESTS}
+
+
+# ---- the interfaces files ----------------------------------------------------
+
+def node_interfaces(node):
+    """The node's /etc/network/interfaces, as the Proxmox installer writes it."""
+    idx = NODES.index(node) + 1
+    return (
+        "auto lo\n"
+        "iface lo inet loopback\n"
+        "\n"
+        "iface eth0 inet manual\n"
+        "\n"
+        f"auto {UPLINK_BRIDGE}\n"
+        f"iface {UPLINK_BRIDGE} inet static\n"
+        f"\taddress 192.168.0.{10 + idx}/24\n"
+        "\tbridge-ports eth0\n"
+        "\tbridge-stp off\n"
+        "\tbridge-fd 0\n"
+        "\n"
+        "source /etc/network/interfaces.d/*\n"
+    )
+
+
+def sdn_interfaces(vnets, version=1):
+    """/etc/network/interfaces.d/sdn as SDN generates it for a VLAN zone on a
+    non-VLAN-aware bridge (pve-network's zones/vlan/bridge test fixture)."""
+    stanzas = {}
+    for v in vnets:
+        stanzas[f"ln_{v.name}"] = ["link-type veth", f"veth-peer-name pr_{v.name}"]
+        stanzas[v.name] = [f"bridge_ports ln_{v.name}", "bridge_stp off", "bridge_fd 0"]
+        stanzas[f"pr_{v.name}"] = ["link-type veth", f"veth-peer-name ln_{v.name}"]
+        stanzas[f"{UPLINK_BRIDGE}v{v.tag}"] = [f"bridge_ports  eth0.{v.tag} pr_{v.name}",
+                                                "bridge_stp off", "bridge_fd 0"]
+    out = f"#version:{version}\n"
+    for name in sorted(stanzas):
+        out += f"\nauto {name}\niface {name}\n" + "".join(f"\t{o}\n" for o in stanzas[name])
+    return out
+
+
+def node_dir(node):
+    return STATE_ROOT / node
+
+
+def write_node_config(node, vnets, version=1):
+    d = node_dir(node)
+    (d / "interfaces.d").mkdir(parents=True, exist_ok=True)
+    for sub in NODE_BINDS:
+        if sub != "interfaces":
+            (d / sub).mkdir(exist_ok=True)
+    (d / "interfaces").write_text(node_interfaces(node))
+    (d / "interfaces.d" / "sdn").write_text(sdn_interfaces(vnets, version))
+
+
+def node_shell(node, command):
+    """A shell command line that runs `command` in the node's netns with the
+    node's private interfaces files and state dirs bind-mounted over the real
+    paths (`ip netns exec` gives the command its own mount namespace)."""
+    binds = " && ".join(f"mount --bind {node_dir(node) / src} {dst}" for src, dst in NODE_BINDS.items())
+    return ["ip", "netns", "exec", node, "sh", "-c", f"{binds} && {command}"]
+
+
+def prepare_bind_targets():
+    """Mount points for NODE_BINDS must exist in the (overlay) root."""
+    for dst in NODE_BINDS.values():
+        p = Path(dst)
+        if dst.endswith("/interfaces"):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.touch(exist_ok=True)
+        else:
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def ifupdown(nodes, command, timeout=300):
+    """Run an ifupdown2 command (`ifup -a`, `ifreload -a`, `ifdown vnet1`) in
+    every node of `nodes` in parallel; return {node: CompletedProcess-like}."""
+    procs = {n: subprocess.Popen(node_shell(n, command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for n in nodes}
+    results = {}
+    for n, p in procs.items():
+        out, _ = p.communicate(timeout=timeout)
+        results[n] = subprocess.CompletedProcess(p.args, p.returncode, out, "")
+    return results
+
+
+def in_node(node, command, check=True):
+    """Run a shell command in a node's netns with its private files (e.g. nft, bridge)."""
+    return netns.run(node_shell(node, command), check=check)
+
+
+# ---- building ------------------------------------------------------------------
+
+_QUIET_SYSCTLS = {
+    "ipv6/conf/all/accept_dad": 0, "ipv6/conf/default/accept_dad": 0,
+    "ipv6/conf/default/dad_transmits": 0,
+    "ipv6/conf/all/forwarding": 0,
+}
+
+
+def create_namespaces():
+    names = [GATEWAY_NS, FABRIC_NS, *NODES, *(g.ns for g in GUESTS)]
+    netns.ip_batch(None, [f"netns add {n}" for n in names])
+    for n in names:
+        netns.sysctl(n, _QUIET_SYSCTLS)
+
+
+def build_fabric_and_gateway():
+    """The switch and the gateway router on VLAN 100; node uplinks on the switch."""
+    netns.ip_batch(FABRIC_NS, [
+        "link set lo up",
+        f"link add {SWITCH} type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+        f"link set {SWITCH} up",
+        f"link add sw-gw type veth peer name gw0 address {GATEWAY_MAC} netns {GATEWAY_NS}",
+        *(f"link add sw-{n} type veth peer name eth0 netns {n}" for n in NODES),
+        *(f"link set {p} master {SWITCH} up" for p in ["sw-gw", *(f"sw-{n}" for n in NODES)]),
+    ])
+    netns.ip_batch(GATEWAY_NS, [
+        "link set lo up",
+        "link set gw0 up",
+        f"link add link gw0 name {GATEWAY_IF} type vlan id {VNET1.tag}",
+        f"addr add {GATEWAY_IP4}/24 dev {GATEWAY_IF}",
+        f"addr add {GATEWAY_IP6}/64 dev {GATEWAY_IF} nodad",
+        f"link set {GATEWAY_IF} up",
+    ])
+    for i, n in enumerate(NODES, 1):
+        netns.ip_batch(n, [f"link set eth0 address 02:00:00:00:0{i}:00"])
+
+
+def build_guests():
+    """Each guest's namespace and NIC; its host side lands in the node's netns."""
+    for g in GUESTS:
+        netns.ip_batch(g.node, [f"link add {g.nic} type veth peer name eth0 address {g.mac} netns {g.ns}"])
+        netns.ip_batch(g.ns, [
+            "link set lo up",
+            f"addr add {g.ip4}/24 dev eth0",
+            f"addr add {g.ip6}/64 dev eth0 nodad",
+            "link set eth0 up",
+            f"route add default via {GATEWAY_IP4}",
+            f"route add default via {GATEWAY_IP6}",
+        ])
+        # let a (spoofed) ARP update the neighbour entry at once, so an attack
+        # that gets through is seen even right after a legitimate exchange
+        netns.sysctl(g.ns, {"ipv4/neigh/eth0/locktime": 0})
+
+
+def plug_guests(vnet=VNET1.name, nodes=NODES, create=True):
+    """tap_plug: enslave each guest port to the VNet bridge.  With create=False
+    only re-plug (after an ifreload: Debian's ifupdown2 unplugs bridge ports it
+    does not know; Proxmox's fork leaves guest ports alone)."""
+    for node in nodes:
+        lines = []
+        for g in (g for g in GUESTS if g.node == node):
+            if g.kind == "fwpr":
+                fwbr, fwln = f"fwbr{g.vmid}i0", f"fwln{g.vmid}i0"
+                if create:
+                    lines += [f"link add {fwbr} type bridge stp_state 0 forward_delay 0",
+                              f"link add {g.port} type veth peer name {fwln}",
+                              f"link set {fwbr} up", f"link set {fwln} master {fwbr} up",
+                              f"link set {g.nic} master {fwbr} up"]
+            lines += [f"link set {g.port} master {vnet} up", f"link set {g.nic} up"]
+        netns.ip_batch(node, lines)
+
+
+def ifup_all(nodes):
+    """`ifup -a` on every node (boot); {node: "rc=N\n<output>"}.  A non-zero
+    exit (e.g. a failing if-up.d hook) is reported, not raised; a node without
+    its VNet bridge afterwards is a harness error."""
+    results = ifupdown(nodes, "ifup -a")
+    for n, r in results.items():
+        if not _link_exists(n, VNET1.name):
+            raise RuntimeError(f"ifup -a on {n} did not create {VNET1.name} (rc={r.returncode}):\n{r.stdout}")
+    return {n: f"rc={r.returncode}\n{r.stdout}" for n, r in results.items()}
+
+
+def _link_exists(ns, name):
+    return netns.run(["ip", "-n", ns, "link", "show", name], check=False).returncode == 0
