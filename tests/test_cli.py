@@ -42,10 +42,10 @@ def run(node, *argv):
 def test_apply_loads_bridges_on_this_node(node):
     rc, out = run(node, "apply")
     assert rc == 0
-    assert "loaded: 1 managed bridge(s) on this node: vnet0" in out
-    assert "configured, not on this node: vmbr9" in out
+    assert "loaded: 2 managed bridge(s): vmbr9, vnet0" in out
+    assert "not on this node (yet): vmbr9" in out
     assert node.nft.dry_run is False and len(node.nft.transactions) == 1
-    assert set(state.applied(node.paths)) == {"vnet0"}
+    assert set(state.applied(node.paths)) == {"vnet0", "vmbr9"}
 
 
 def test_apply_dry_run_changes_nothing(node):
@@ -53,6 +53,7 @@ def test_apply_dry_run_changes_nothing(node):
     assert rc == 0
     assert node.nft.dry_run is True                 # the kernel only checks
     assert "+ vnet0: gateway 00:00:5e:00:01:64" in out
+    assert "+ vmbr9: gateway 52:54:00:12:34:56" in out
     assert "nothing was changed" in out
     assert state.applied(node.paths) == {}
 
@@ -64,7 +65,7 @@ def test_apply_diff_after_change(node):
     assert "~ vnet0: gateway-mac 00:00:5e:00:01:64 -> 00:00:5e:00:01:65" in out
     node.write_config("bridges: {}\n")
     rc, out = run(node, "apply", "--diff")
-    assert "- vnet0" in out
+    assert "- vmbr9\n- vnet0" in out
 
 
 def test_invalid_config_exits_2_and_changes_nothing(node, capsys):
@@ -75,7 +76,7 @@ def test_invalid_config_exits_2_and_changes_nothing(node, capsys):
     assert rc == 2
     assert len(node.nft.transactions) == before
     assert "microseg.yaml:3: bridges.vnet0.gateway-mac:" in capsys.readouterr().err
-    assert set(state.applied(node.paths)) == {"vnet0"}
+    assert set(state.applied(node.paths)) == {"vnet0", "vmbr9"}
 
 
 def test_nft_refusal_exits_3(node, capsys):
@@ -147,3 +148,41 @@ def test_down_hook_returns_at_once_without_our_rules(node):
     r = subprocess.run(["/bin/sh", str(HOOK_DOWN)], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == ""
     assert not node.paths.run_dir.exists()
+
+
+def _decide(node):
+    """Run the Python side once, as the first hook of an ifreload would."""
+    from pve_microseg import reconcile
+    from pve_microseg.log import Log
+    reconcile.hook_up(node.paths, "vmbr0", FakeNft(), Log(stream=io.StringIO(), use_syslog=False))
+
+
+def _up_hook(node, iface):
+    env = dict(node.env, IFACE=iface, PHASE="up", MODE="start", IF_BRIDGE_PORTS="eth0")
+    return subprocess.run(["/bin/sh", str(HOOK_UP)], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("iface", ["vnet0", "vmbr0"])   # loaded / found unmanaged
+def test_up_hook_skips_python_when_nothing_changed(node, iface):
+    _decide(node)
+    r = _up_hook(node, iface)
+    # /usr/bin/python3 -I cannot import pve_microseg from this checkout: had the
+    # wrapper started Python, it would have failed loudly
+    assert r.returncode == 0 and r.stderr == ""
+
+
+@pytest.mark.parametrize("conf", ["config", "legacy_config", "sdn_running_config"])
+def test_up_hook_starts_python_after_a_configuration_change(node, conf):
+    _decide(node)
+    path = getattr(node.paths, conf)
+    if not path.exists():
+        path.write_text("")
+    later = state.config_stamp(node.paths) + 2_000_000_000
+    os.utime(path, ns=(later, later))
+    r = _up_hook(node, "vnet0")
+    assert r.stderr != ""          # Python started (and, here, could not import us)
+
+
+def test_up_hook_starts_python_for_a_new_bridge(node):
+    _decide(node)
+    assert _up_hook(node, "vnet7").stderr != ""

@@ -1,6 +1,7 @@
 """The hooks' and apply's decisions, on a fake node with a recording nftables."""
 
 import json
+import os
 
 from pve_microseg import reconcile, state
 from pve_microseg.log import Log
@@ -48,11 +49,34 @@ def test_hook_up_loads_managed_bridge(fake_node, fake_nft):
     assert (n.paths.applied_dir / "vnet0").exists()
 
 
-def test_hook_up_ignores_unmanaged_bridge(fake_node, fake_nft):
+def test_hook_up_for_unmanaged_bridge_settles_everything_once(fake_node, fake_nft):
     n = node_with_vnet0(fake_node)
     reconcile.hook_up(n.paths, "vmbr0", fake_nft, log())
-    assert fake_nft.transactions == []
-    assert state.applied(n.paths) == {}
+    (t,) = fake_nft.transactions                 # the configured bridges, in one go
+    assert loaded_bridges(t) == ["vnet0"]
+    assert (n.paths.ignored_dir / "vmbr0").exists()
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    reconcile.hook_up(n.paths, "vmbr0", fake_nft, log())
+    assert len(fake_nft.transactions) == 1       # nothing changed: no transaction
+
+
+def test_markers_carry_the_configuration_stamp(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    os.utime(n.paths.config, ns=(1_700_000_000_000_000_000,) * 2)
+    reconcile.hook_up(n.paths, "vmbr0", fake_nft, log())
+    stamp = state.config_stamp(n.paths)
+    assert stamp == max(p.stat().st_mtime_ns for p in n.paths.stamp_files if p.exists())
+    assert (n.paths.applied_dir / "vnet0").stat().st_mtime_ns == stamp
+    assert (n.paths.ignored_dir / "vmbr0").stat().st_mtime_ns == stamp
+
+
+def test_config_change_reloads_only_changed_bridges(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    n.write_config(CONFIG + "  vnet1:\n    gateway-mac: 00:00:5e:00:01:65\n    gateway-ip: 10.102.0.1\n")
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    n.write_config(CONFIG + "  vnet1:\n    gateway-mac: 00:00:5e:00:01:66\n    gateway-ip: 10.102.0.1\n")
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log())
+    assert loaded_bridges(fake_nft.transactions[-1]) == ["vnet1"]
 
 
 def test_hook_up_removes_bridge_no_longer_managed(fake_node, fake_nft):
@@ -116,12 +140,12 @@ def test_cache_is_rewritten_only_on_change(fake_node):
     assert n.paths.cache.stat().st_mtime_ns == first
 
 
-def test_plan_only_bridges_present_on_this_node(fake_node):
+def test_plan_covers_bridges_not_on_this_node_yet(fake_node):
     n = node_with_vnet0(fake_node)
     n.write_config(CONFIG + "  vnet1:\n    gateway-mac: 00:00:5e:00:01:65\n    gateway-ip: 10.102.0.1\n")
     p = reconcile.plan(n.paths, reconcile.read(n.paths))
-    assert [b.name for b in p.desired] == ["vnet0"]
-    assert p.absent == ["vnet1"] and p.added == ["vnet0"]
+    assert [b.name for b in p.desired] == ["vnet0", "vnet1"]
+    assert p.absent == ["vnet1"] and p.added == ["vnet0", "vnet1"]
 
 
 def test_apply_records_state_and_plan_diffs(fake_node, fake_nft):

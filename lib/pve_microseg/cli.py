@@ -51,9 +51,10 @@ def build_parser():
         "apply", formatter_class=_formatter,
         help="reconcile the rules of every managed bridge on this node",
         description="Replace this node's pve-microseg nftables table with the desired one, "
-                    "in one atomic transaction: every managed bridge that exists on this node "
-                    "gets its rules, bridges no longer managed lose them. On an invalid "
-                    "configuration nothing changes.")
+                    "in one atomic transaction: every managed bridge gets its rules (a bridge "
+                    "that does not exist on this node yet is protected from its first frame), "
+                    "bridges no longer managed lose them. On an invalid configuration nothing "
+                    "changes.")
     a.add_argument("--dry-run", action="store_true",
                    help="check the transaction with the kernel but change nothing")
     a.add_argument("--diff", action="store_true",
@@ -135,11 +136,12 @@ def cmd_apply(args, paths, log, out):
             out.write(line + "\n")
     verb = "would load" if args.dry_run else "loaded"
     names = ", ".join(b.name for b in p.desired) or "none"
-    out.write(f"{verb}: {len(p.desired)} managed bridge(s) on this node: {names}\n")
+    out.write(f"{verb}: {len(p.desired)} managed bridge(s): {names}\n")
     if p.removed:
         out.write(f"{'would remove' if args.dry_run else 'removed'}: {', '.join(p.removed)}\n")
     if p.absent:
-        out.write(f"configured, not on this node: {', '.join(p.absent)}\n")
+        out.write(f"not on this node (yet): {', '.join(p.absent)}: their rules wait, inert, "
+                  "until the bridge exists\n")
     if args.dry_run:
         out.write("dry run: the kernel accepted the transaction; nothing was changed\n")
     return 0
@@ -149,7 +151,7 @@ def cmd_show(args, paths, log, out):
     source = reconcile.read(paths)
     _warn_environment(source, paths, log)
     p = reconcile.plan(paths, source)
-    present = {b.name for b in p.desired}
+    present = {b.name for b in p.desired} - set(p.absent)
     loaded = state.applied(paths)
     if args.output_format != "text":
         data = {

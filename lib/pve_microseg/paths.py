@@ -68,6 +68,16 @@ class Paths:
         return self.run_dir / "bridges"
 
     @property
+    def ignored_dir(self):
+        """One empty file per bridge found unmanaged (see state.py)."""
+        return self.run_dir / "ignored"
+
+    @property
+    def stamp_files(self):
+        """The files whose change makes the if-up.d hook decide again."""
+        return (self.config, self.legacy_config, self.sdn_running_config)
+
+    @property
     def lock(self):
         return self.run_dir / "lock"
 

@@ -58,14 +58,20 @@ def read(paths, fallback_on_error=False):
 
 @dataclass
 class Plan:
-    """What a full apply changes on this node."""
+    """What a full apply changes on this node.
 
-    desired: tuple                  # ManagedBridge present on this node, configured
+    Every configured bridge gets its rules, whether or not it exists on this
+    node yet: rules for an absent bridge are inert, and a bridge created later
+    (an SDN apply, a zone extended to this node) is protected from its first
+    frame.  The ruleset is the same on every node.
+    """
+
+    desired: tuple                  # ManagedBridge, all configured
     added: list
     removed: list
     changed: list                   # (old, new)
     unchanged: list
-    absent: list                    # configured, but no such bridge on this node
+    absent: list                    # configured, but no such bridge on this node (yet)
     transaction: dict
 
     @property
@@ -73,43 +79,66 @@ class Plan:
         return bool(self.added or self.removed or self.changed)
 
 
-def plan(paths, source):
-    present = node.bridges_present(paths)
-    desired = tuple(b for b in source.bridges if b.name in present)
-    absent = sorted(b.name for b in source.bridges if b.name not in present)
-    current = state.applied(paths)
+def _diff(current, desired):
     want = {b.name: b for b in desired}
     added = sorted(n for n in want if n not in current)
     removed = sorted(n for n in current if n not in want)
     changed = [(current[n], want[n]) for n in sorted(want)
                if n in current and current[n] != want[n]]
     unchanged = sorted(n for n in want if n in current and current[n] == want[n])
+    return added, removed, changed, unchanged
+
+
+def plan(paths, source):
+    present = node.bridges_present(paths)
+    desired = tuple(sorted(source.bridges, key=lambda b: b.name))
+    added, removed, changed, unchanged = _diff(state.applied(paths), desired)
     return Plan(desired=desired, added=added, removed=removed, changed=changed,
-                unchanged=unchanged, absent=absent, transaction=ruleset.full(desired))
+                unchanged=unchanged, absent=sorted(b.name for b in desired if b.name not in present),
+                transaction=ruleset.full(desired))
 
 
 def apply_plan(paths, p, nft):
     """Replace our table with the plan's (atomic), then record it."""
+    stamp = state.config_stamp(paths)
     with state.locked(paths):
         nft.run(p.transaction)
-        state.set_applied(paths, p.desired)
+        state.record(paths, p.desired, stamp)
+
+
+def sync(paths, source, nft_factory, stamp):
+    """Load what changed since the last decision, in one transaction.
+
+    Returns (loaded names, removed names).  Bridges whose model did not
+    change keep their rules untouched (and their counters).
+    """
+    current = state.applied(paths)
+    added, removed, changed, _ = _diff(current, source.bridges)
+    load = [source.bridge(n) for n in added] + [new for _, new in changed]
+    if load or removed:
+        nft_factory().run(ruleset.update(load=load, remove=removed))
+    state.record(paths, source.bridges, stamp)
+    return sorted(b.name for b in load), removed
 
 
 def hook_up(paths, iface, nft_factory, log):
-    """if-up.d: load the rules of IFACE if it is managed, drop stale ones."""
+    """if-up.d: bring the rules to the configuration, then note IFACE's fate.
+
+    The shell wrapper only gets here when IFACE has no decision yet or a
+    configuration file changed since; one run then settles every bridge.
+    """
+    stamp = state.config_stamp(paths)
     source = read(paths, fallback_on_error=True)
     for w in source.warnings:
         log.warning(w)
-    bridge = source.bridge(iface)
     with state.locked(paths):
-        if bridge is not None:
-            nft_factory().run(ruleset.load_bridge(bridge))
-            state.mark_applied(paths, bridge)
-            log.info(f"{iface}: L2 isolation rules loaded ({source.origin} configuration)")
-        elif iface in state.applied(paths):
-            nft_factory().run(ruleset.remove_bridge(iface))
-            state.unmark_applied(paths, iface)
-            log.info(f"{iface}: no longer managed, L2 isolation rules removed")
+        loaded, removed = sync(paths, source, nft_factory, stamp)
+        if source.bridge(iface) is None:
+            state.mark_ignored(paths, iface, stamp)
+    for name in loaded:
+        log.info(f"{name}: L2 isolation rules loaded ({source.origin} configuration)")
+    for name in removed:
+        log.info(f"{name}: no longer managed, L2 isolation rules removed")
 
 
 def hook_down(paths, iface, nft_factory, log):

@@ -230,18 +230,10 @@ def full(bridges):
     return {"nftables": cmds}
 
 
-def load_bridge(bridge):
-    """(Re)load one bridge's rules, creating the shared objects if needed."""
-    return {"nftables": skeleton() + _bridge_objects(bridge)}
-
-
-def remove_bridge(name):
-    """Remove one bridge's rules; a no-op if it has none (never fails on absence)."""
-    cmds = [
-        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
-        {"add": {"map": _t(name=PREROUTING_MAP, type="ifname", map="verdict")}},
-        {"add": {"map": _t(name=FORWARD_MAP, type="ifname", map="verdict")}},
-    ]
+def _removal(name):
+    """Remove one bridge's objects; never fails when they do not exist
+    (everything deleted is added first in the same transaction)."""
+    cmds = []
     for chain, mapname in ((pre_chain(name), PREROUTING_MAP), (fwd_chain(name), FORWARD_MAP)):
         cmds += [
             {"add": {"chain": _t(name=chain)}},
@@ -250,7 +242,28 @@ def remove_bridge(name):
             {"flush": {"chain": _t(name=chain)}},
             {"delete": {"chain": _t(name=chain)}},
         ]
+    return cmds
+
+
+def update(load=(), remove=()):
+    """(Re)load some bridges and remove others, in one transaction, leaving
+    the other bridges' rules alone.  Creates the shared objects if needed."""
+    cmds = skeleton()
+    for bridge in sorted(load, key=lambda b: b.name):
+        cmds += _bridge_objects(bridge)
+    for name in sorted(remove):
+        cmds += _removal(name)
     return {"nftables": cmds}
+
+
+def load_bridge(bridge):
+    """(Re)load one bridge's rules."""
+    return update(load=[bridge])
+
+
+def remove_bridge(name):
+    """Remove one bridge's rules; a no-op if it has none."""
+    return update(remove=[name])
 
 
 def delete_table():

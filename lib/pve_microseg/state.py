@@ -3,10 +3,14 @@
 * last-good cache (`/var/lib/pve-microseg/last-good.json`): the last valid
   configuration read from /etc/pve.  At boot the if-up.d hook runs before
   pmxcfs mounts /etc/pve; the cache lets managed bridges come up protected.
-* applied markers (`/run/pve-microseg/bridges/<bridge>`): which bridges have
-  rules loaded, with the model they were loaded from.  On tmpfs, so they
-  vanish with the kernel's ruleset at reboot.  The if-down.d hook checks for
-  the marker in shell before starting Python.
+* decision markers, on tmpfs so they vanish with the kernel's ruleset at
+  reboot: `/run/pve-microseg/bridges/<bridge>` for a bridge whose rules are
+  loaded (holding the model they were loaded from), `…/ignored/<bridge>` for
+  a bridge found unmanaged.  Each marker's mtime is the configuration stamp
+  (the newest mtime of the configuration files) it was decided on.  The
+  if-up.d hook compares them in shell (`test -nt`) and starts Python only
+  when a configuration file changed since: `ifreload -a` on a node with
+  hundreds of VNets then costs one Python run, not one per bridge.
 """
 
 import fcntl
@@ -62,6 +66,24 @@ def load_cache(paths):
 
 # ------------------------------------------------------------- applied
 
+def config_stamp(paths):
+    """The newest mtime (ns) of the files a decision depends on; 0 if none.
+
+    The same files the if-up.d hook compares with `test -nt`.
+    """
+    stamp = 0
+    for path in paths.stamp_files:
+        try:
+            stamp = max(stamp, path.stat().st_mtime_ns)
+        except OSError:
+            pass
+    return stamp
+
+
+def _stamp(path, stamp):
+    os.utime(path, ns=(stamp, stamp))
+
+
 def applied(paths):
     """{bridge name: ManagedBridge or None} of bridges with rules loaded."""
     out = {}
@@ -79,24 +101,49 @@ def applied(paths):
     return out
 
 
-def mark_applied(paths, bridge):
-    _write_atomic(paths.applied_dir / bridge.name, json.dumps(bridge.to_json(), sort_keys=True) + "\n")
-
-
-def unmark_applied(paths, name):
+def _unlink(path):
     try:
-        (paths.applied_dir / name).unlink()
+        path.unlink()
     except FileNotFoundError:
         pass
 
 
-def set_applied(paths, bridges):
+def mark_applied(paths, bridge, stamp, current=None):
+    """Record that `bridge`'s rules are loaded (rewrite only if the model changed)."""
+    marker = paths.applied_dir / bridge.name
+    if current is None or current != bridge or not marker.exists():
+        _write_atomic(marker, json.dumps(bridge.to_json(), sort_keys=True) + "\n")
+    _stamp(marker, stamp)
+    _unlink(paths.ignored_dir / bridge.name)
+
+
+def unmark_applied(paths, name):
+    _unlink(paths.applied_dir / name)
+
+
+def mark_ignored(paths, name, stamp):
+    """Record that bridge `name` was found unmanaged at this stamp."""
+    marker = paths.ignored_dir / name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    _stamp(marker, stamp)
+
+
+def record(paths, bridges, stamp):
+    """After a transaction: exactly `bridges` are loaded, decided at `stamp`."""
+    current = applied(paths)
     names = {b.name for b in bridges}
-    for name in applied(paths):
+    for name in current:
         if name not in names:
             unmark_applied(paths, name)
     for b in bridges:
-        mark_applied(paths, b)
+        mark_applied(paths, b, stamp, current.get(b.name))
+    try:
+        for marker in paths.ignored_dir.iterdir():
+            if marker.name not in names:
+                _stamp(marker, stamp)
+    except FileNotFoundError:
+        pass
 
 
 @contextmanager
