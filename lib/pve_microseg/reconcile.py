@@ -17,6 +17,7 @@ class Source:
     bridges: tuple
     origin: str                     # "pmxcfs" or "cache"
     warnings: list = field(default_factory=list)
+    stamp: int = 0                  # state.config_stamp() taken before reading
 
     def bridge(self, name):
         return next((b for b in self.bridges if b.name == name), None)
@@ -46,14 +47,18 @@ def read(paths, fallback_on_error=False):
     falls back to the last good one instead of leaving bridges open; the
     error is reported as a warning.  Otherwise ConfigError propagates.
     """
+    stamp = state.config_stamp(paths)
     if not node.pmxcfs_mounted(paths):
-        return read_cached(paths, f"{paths.pve_dir} is not mounted (pmxcfs not running yet?)")
-    try:
-        return read_live(paths)
-    except ConfigError as e:
-        if not fallback_on_error:
-            raise
-        return read_cached(paths, f"invalid configuration: {e}")
+        source = read_cached(paths, f"{paths.pve_dir} is not mounted (pmxcfs not running yet?)")
+    else:
+        try:
+            source = read_live(paths)
+        except ConfigError as e:
+            if not fallback_on_error:
+                raise
+            source = read_cached(paths, f"invalid configuration: {e}")
+    source.stamp = stamp
+    return source
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Plan:
     unchanged: list
     absent: list                    # configured, but no such bridge on this node (yet)
     transaction: dict
+    stamp: int = 0
 
     @property
     def changes(self):
@@ -95,18 +101,17 @@ def plan(paths, source):
     added, removed, changed, unchanged = _diff(state.applied(paths), desired)
     return Plan(desired=desired, added=added, removed=removed, changed=changed,
                 unchanged=unchanged, absent=sorted(b.name for b in desired if b.name not in present),
-                transaction=ruleset.full(desired))
+                transaction=ruleset.full(desired), stamp=source.stamp)
 
 
 def apply_plan(paths, p, nft):
     """Replace our table with the plan's (atomic), then record it."""
-    stamp = state.config_stamp(paths)
     with state.locked(paths):
         nft.run(p.transaction)
-        state.record(paths, p.desired, stamp)
+        state.record(paths, p.desired, p.stamp)
 
 
-def sync(paths, source, nft_factory, stamp):
+def sync(paths, source, nft_factory):
     """Load what changed since the last decision, in one transaction.
 
     Returns (loaded names, removed names).  Bridges whose model did not
@@ -117,7 +122,7 @@ def sync(paths, source, nft_factory, stamp):
     load = [source.bridge(n) for n in added] + [new for _, new in changed]
     if load or removed:
         nft_factory().run(ruleset.update(load=load, remove=removed))
-    state.record(paths, source.bridges, stamp)
+    state.record(paths, source.bridges, source.stamp)
     return sorted(b.name for b in load), removed
 
 
@@ -127,14 +132,13 @@ def hook_up(paths, iface, nft_factory, log):
     The shell wrapper only gets here when IFACE has no decision yet or a
     configuration file changed since; one run then settles every bridge.
     """
-    stamp = state.config_stamp(paths)
     source = read(paths, fallback_on_error=True)
     for w in source.warnings:
         log.warning(w)
     with state.locked(paths):
-        loaded, removed = sync(paths, source, nft_factory, stamp)
+        loaded, removed = sync(paths, source, nft_factory)
         if source.bridge(iface) is None:
-            state.mark_ignored(paths, iface, stamp)
+            state.mark_ignored(paths, iface, source.stamp)
     for name in loaded:
         log.info(f"{name}: L2 isolation rules loaded ({source.origin} configuration)")
     for name in removed:
