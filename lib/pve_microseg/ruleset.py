@@ -144,59 +144,56 @@ def skeleton():
 
 # -------------------------------------------------------------- per bridge
 
+def _each(chain, left, values, verdict, comment, before=()):
+    """One rule per value, never an anonymous set.
+
+    The kernel names each anonymous set by scanning every set of the table,
+    so thousands of bridges with a set or two each load in quadratic time;
+    a few more rules per bridge keep the load linear (bench/README.md).
+    """
+    return [_rule(chain, list(before) + [_match(left, str(v))] + verdict, comment) for v in values]
+
+
 def bridge_rules(bridge):
     """The rules of one managed bridge's two chains (list of commands)."""
     gw = bridge.gateway
     pre, fwd = pre_chain(bridge.name), fwd_chain(bridge.name)
-    macs = list(gw.macs)
-    cmds = [
-        _rule(pre, _not_guest_port("iifname") + [{"return": None}],
-              "only frames from guest ports are checked here"),
-        _rule(pre, [_match(_payload("ether", "saddr"), _values(macs))] + _DROP,
-              "guest sends with a gateway MAC (FDB poisoning)"),
-        _rule(pre, [_match(_payload("arp", "saddr ether"), _values(macs))] + _DROP,
-              "guest claims a gateway MAC in ARP"),
-    ]
-    if gw.ipv4:
-        cmds += [
-            _rule(pre, [_match(_payload("arp", "saddr ip"), _values(gw.ipv4))] + _DROP,
-                  "guest claims a gateway IPv4 address in ARP"),
-            _rule(pre, [_match(_payload("ip", "saddr"), _values(gw.ipv4))] + _DROP,
-                  "guest sends from a gateway IPv4 address"),
-        ]
-    if gw.ipv6:
-        cmds += [
-            _rule(pre, [_match(_payload("ip6", "saddr"), _values(gw.ipv6))] + _DROP,
-                  "guest sends from a gateway IPv6 address"),
-            _rule(pre, [_icmpv6_type(["nd-neighbor-advert"]),
-                        _match({"payload": {"base": "th", "offset": 64, "len": 128}},
-                               _values([_ipv6_as_int(ip) for ip in gw.ipv6]))] + _DROP,
-                  "guest claims a gateway IPv6 address in a neighbour advertisement"),
-        ]
+    cmds = [_rule(pre, _not_guest_port("iifname") + [{"return": None}],
+                  "only frames from guest ports are checked here")]
+    cmds += _each(pre, _payload("ether", "saddr"), gw.macs, _DROP,
+                  "guest sends with a gateway MAC (FDB poisoning)")
+    cmds += _each(pre, _payload("arp", "saddr ether"), gw.macs, _DROP,
+                  "guest claims a gateway MAC in ARP")
+    cmds += _each(pre, _payload("arp", "saddr ip"), gw.ipv4, _DROP,
+                  "guest claims a gateway IPv4 address in ARP")
+    cmds += _each(pre, _payload("ip", "saddr"), gw.ipv4, _DROP,
+                  "guest sends from a gateway IPv4 address")
+    cmds += _each(pre, _payload("ip6", "saddr"), gw.ipv6, _DROP,
+                  "guest sends from a gateway IPv6 address")
+    cmds += _each(pre, {"payload": {"base": "th", "offset": 64, "len": 128}},
+                  [_ipv6_as_int(ip) for ip in gw.ipv6], _DROP,
+                  "guest claims a gateway IPv6 address in a neighbour advertisement",
+                  before=[_icmpv6_type(["nd-neighbor-advert"])])
     cmds.append({"add": {"rule": _t(chain=pre, expr=[{"goto": {"target": GUEST_PRE_CHAIN}}])}})
 
-    # Hot paths first: gateway -> guest is one lookup, guest -> gateway five
-    # expressions; port classes are matched with prefix compares (cheaper
-    # than a lookup in a set of wildcard names).
-    cmds.append(_rule(fwd, [_match(_payload("ether", "saddr"), _values(macs))] + _ACCEPT,
-                      "from a gateway (guests cannot send with its MAC, see " + pre + ")"))
+    # Hot paths first: gateway -> guest is one compare, guest -> gateway five;
+    # port classes are matched with prefix compares (cheaper than a lookup in
+    # a set of wildcard names).
+    cmds += _each(fwd, _payload("ether", "saddr"), gw.macs, _ACCEPT,
+                  f"from a gateway (guests cannot send with its MAC, see {pre})")
     for prefix in GUEST_PORTS:
         cmds.append(_rule(fwd, [_match(_meta("oifname"), prefix)] + _DROP,
                           "nothing but a gateway reaches a guest"))
-    cmds += [
-        _rule(fwd, [_match(_payload("ether", "daddr"), _values(macs))] + _ACCEPT, "to a gateway"),
-        _rule(fwd, _not_guest_port("iifname") + _ACCEPT, "uplink/host traffic"),
-    ]
-    if gw.ipv4:
-        cmds.append(_rule(fwd, [_match(_payload("arp", "operation"), "request"),
-                                _match(_payload("arp", "daddr ip"), _values(gw.ipv4))] + _ACCEPT,
-                          "guest resolves a gateway IPv4 address"))
-    if gw.ipv6:
-        targets = sorted({str(ip) for ip in gw.ipv6} |
-                         {str(addresses.solicited_node(ip)) for ip in gw.ipv6})
-        cmds.append(_rule(fwd, [_icmpv6_type(["nd-neighbor-solicit"]),
-                                _match(_payload("ip6", "daddr"), _values(targets))] + _ACCEPT,
-                          "guest resolves a gateway IPv6 address"))
+    cmds += _each(fwd, _payload("ether", "daddr"), gw.macs, _ACCEPT, "to a gateway")
+    cmds.append(_rule(fwd, _not_guest_port("iifname") + _ACCEPT, "uplink/host traffic"))
+    cmds += _each(fwd, _payload("arp", "daddr ip"), gw.ipv4, _ACCEPT,
+                  "guest resolves a gateway IPv4 address",
+                  before=[_match(_payload("arp", "operation"), "request")])
+    targets = sorted({str(ip) for ip in gw.ipv6} |
+                     {str(addresses.solicited_node(ip)) for ip in gw.ipv6})
+    cmds += _each(fwd, _payload("ip6", "daddr"), targets, _ACCEPT,
+                  "guest resolves a gateway IPv6 address",
+                  before=[_icmpv6_type(["nd-neighbor-solicit"])])
     cmds.append({"add": {"rule": _t(chain=fwd, expr=[{"goto": {"target": GUEST_UPLINK_CHAIN}}])}})
     return cmds
 
