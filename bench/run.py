@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Run every pve-microseg benchmark and print a markdown results table.
 
-    /usr/bin/python3 bench/run.py            # full run (~45 min on a 2-core machine)
+    /usr/bin/python3 bench/run.py            # full run (~1 h on a 2-core machine)
     /usr/bin/python3 bench/run.py --quick    # smoke run, a few minutes
 
 Writes bench/results/<date>.json and .md.  Needs root and what
@@ -11,12 +11,11 @@ cpio); boots the guest as needed.  See bench/README.md.
 Parts (--only/--skip take a comma-separated subset):
   hooks-host   if-up.d hook per invocation, on this machine (no nft needed)
   wall         one guest boot, wall clock: dataplane (pps, load times, the
-               article's base-chain limit)
+               article's base-chain limit), the hook per invocation, ifupdown2
+               with 500 VNets
   icount       one guest boot with a deterministic clock (QEMU -icount; needs
                GUEST_ICOUNT in run-in-guest.sh): dataplane incl. the prototype
-               rulesets, per-rule costs, veth ingress; the hook per invocation;
-               ifupdown2 with 500 VNets.  Without GUEST_ICOUNT the hooks and
-               ifupdown2 parts run in the wall-clock guest instead.
+               rulesets, per-rule costs, veth ingress
 """
 
 import argparse
@@ -44,14 +43,14 @@ FULL = {
     "hooks_host": "--reps 40 --bridges 500",
     "dp_wall": "--ns 1,100,1000,4094 --designs none,article,microseg --rounds 5 --duration 1.0",
     "hooks_guest": "--reps 10 --bridges 500 --first-reps 3",
-    "ifupdown": "--bridges 500 --reps 1 --reloads 2 --ifdown-bridges 20",
+    "ifupdown": "--bridges 500 --reps 1 --reloads 1 --ifdown-bridges 20",
     "dp_icount": ("--ns 1,100,1000,4094 --designs none,article,microseg,microseg-noanon,"
                   "microseg-proto-prefix --rounds 2 --duration 0.3 --article-limit-max 0 "
-                  "--article-max-n 1024"),
+                  "--article-max-n 1024 --no-extra-bridges"),
     "dp_probes": "--ns 1 --rounds 1 --duration 0.3 --article-limit-max 0 --no-extra-bridges",
     "dp_veth": ("--ns 1,1000 --designs none,article,microseg,microseg-proto-prefix --rounds 1 "
                 "--duration 0.3 --article-limit-max 0 --inject veth"),
-    "timeout_wall": 2400, "timeout_icount": 4800,
+    "timeout_wall": 3600, "timeout_icount": 3600, "mem_icount": "4G",
 }
 QUICK = {
     "hooks_host": "--reps 5 --bridges 20",
@@ -63,7 +62,7 @@ QUICK = {
                   "--duration 0.1 --article-limit-max 0 --no-extra-bridges"),
     "dp_probes": None,
     "dp_veth": None,
-    "timeout_wall": 900, "timeout_icount": 900,
+    "timeout_wall": 900, "timeout_icount": 900, "mem_icount": "3G",
 }
 PARTS = ("hooks-host", "wall", "icount")
 
@@ -79,13 +78,13 @@ def guest_supports_icount(script):
         return False
 
 
-def in_guest(script, commands, rwdir, timeout, icount=False):
+def in_guest(script, commands, rwdir, timeout, icount=False, mem="3G"):
     """Run shell commands in one guest boot; each one's failure is recorded
     in rwdir/<name>.rc and does not stop the next."""
     lines = ["cd " + shlex.quote(REPO)]
     for name, cmd in commands:
         lines.append(f"( {cmd} ); echo $? > {rwdir}/{name}.rc")
-    env = dict(os.environ, GUEST_RWDIR=rwdir, GUEST_TIMEOUT=str(timeout), GUEST_MEM="3G")
+    env = dict(os.environ, GUEST_RWDIR=rwdir, GUEST_TIMEOUT=str(timeout), GUEST_MEM=mem)
     if icount:
         env.update(GUEST_ICOUNT="1", GUEST_CPUS="1")
     t0 = time.monotonic()
@@ -103,6 +102,9 @@ def main():
     ap.add_argument("--guest-script", default=os.environ.get("BENCH_GUEST_SCRIPT", GUEST_SCRIPT),
                     help="the guest runner (default tests/guest/run-in-guest.sh)")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--hooks-clock", choices=("wall", "icount"), default="wall",
+                    help="which guest runs the hook and ifupdown2 parts (icount: CPU work only, "
+                         "much slower on the host)")
     ap.add_argument("--reuse", metavar="JSON",
                     help="start from this results file: parts not run now keep its results")
     args = ap.parse_args()
@@ -153,8 +155,8 @@ def main():
                "deterministic-clock part is skipped, the hooks run on the wall clock (see bench/README.md)")
         log(msg)
         results["errors"]["icount"] = msg
-    hooks_clock = "icount" if icount_script else "wall"     # the guest the hooks run in
-    if ("icount" in parts and icount_script) or ("wall" in parts and not icount_script):
+    hooks_clock = args.hooks_clock if icount_script else "wall"     # the guest the hooks run in
+    if hooks_clock in parts:        # the hooks run now
         results["meta"]["hooks_clock"] = hooks_clock
     results["meta"]["icount_guest_script"] = icount_script
     if args.reuse:
@@ -206,9 +208,10 @@ def main():
         if cfg["dp_veth"]:
             cmds.append(("dp_veth", f"{bench}/dataplane.py {cfg['dp_veth']} --out {rw}/dp_veth.json"))
             names.append(("dataplane_veth", "dp_veth"))
-        cmds += hook_cmds
-        in_guest(icount_script, cmds, rw, cfg["timeout_icount"], icount=True)
-        collect(tuple(names) + hook_results)
+        if hooks_clock == "icount":
+            cmds += hook_cmds
+        in_guest(icount_script, cmds, rw, cfg["timeout_icount"], icount=True, mem=cfg["mem_icount"])
+        collect(tuple(names) + (hook_results if hooks_clock == "icount" else ()))
 
     results["meta"]["elapsed_s"] = time.monotonic() - t_start
     base = os.path.join(args.out_dir, date + ("-quick" if args.quick else ""))
