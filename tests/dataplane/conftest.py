@@ -20,8 +20,8 @@ def dataplane(tmp_path_factory):
             except Exception as e:          # remembered: one boot per mode, even when it fails
                 _RUNS[mode] = e
         run = _RUNS[mode]
-        if isinstance(run, guest.Unavailable):
-            pytest.skip(f"dataplane {mode}: {run}")
+        if isinstance(run, guest.Unavailable) and not guest.in_ci():
+            pytest.skip(f"dataplane {mode}: {run}")     # under CI=true: a failure, below
         if isinstance(run, Exception):
             pytest.fail(f"dataplane {mode}: {run}", pytrace=False)
         return run
