@@ -153,7 +153,9 @@ def probe_table(dp):
     for kind, rule in designs.RULE_PROBES.items():
         d = f"probe-{kind}"
         if d in st and kind != "empty":
-            lines.append(f"| `{rule}` | {(_med(st[d]) - empty) / 20:.0f} |")
+            label = f"`{rule}`" + {"vmap-rhash": " (miss; map as ruleset.py creates it: rhashtable)",
+                                    "vmap-hash": " (miss; map with `size 65536`: fixed hash)"}.get(kind, "")
+            lines.append(f"| {label} | {(_med(st[d]) - empty) / 20:.0f} |")
     return "\n".join(lines) + "\n"
 
 

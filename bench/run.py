@@ -44,7 +44,7 @@ FULL = {
     "dp_wall": "--ns 1,100,1000,4094 --designs none,article,microseg --rounds 5 --duration 1.0",
     "hooks_guest": "--reps 10 --bridges 500 --first-reps 3",
     "ifupdown": "--bridges 500 --reps 1 --reloads 1 --ifdown-bridges 20",
-    "dp_icount": ("--ns 1,100,1000,4094 --designs none,article,microseg,microseg-noanon,"
+    "dp_icount": ("--ns 1,100,1000,4094 --designs none,article,microseg,"
                   "microseg-proto-prefix --rounds 2 --duration 0.3 --article-limit-max 0 "
                   "--article-max-n 1024 --no-extra-bridges"),
     "dp_probes": "--ns 1 --rounds 1 --duration 0.3 --article-limit-max 0 --no-extra-bridges",
@@ -197,7 +197,8 @@ def main():
         collect((("dataplane_wall", "dp_wall"),) + (hook_results if hooks_clock == "wall" else ()))
 
     if "icount" in parts and icount_script:
-        log("guest, deterministic clock (icount): dataplane, prototypes, per-rule costs, hooks, ifupdown2")
+        log("guest, deterministic clock (icount): dataplane, prototypes, per-rule costs"
+            + (", hooks, ifupdown2" if hooks_clock == "icount" else ""))
         probes = ",".join(["none"] + [f"probe-{k}" for k in designs.RULE_PROBES])
         cmds = [("dp_icount", f"{bench}/dataplane.py {cfg['dp_icount']} --out {rw}/dp_icount.json")]
         names = [("dataplane_icount", "dp_icount")]

@@ -16,6 +16,9 @@
 #   GUEST_DPKG_DB=0  do not put a snapshot of the dpkg database on tmpfs in the guest
 #   GUEST_CACHE_DIR  cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/pve-microseg-guest)
 #   KEEP_JOB=1     keep the job directory (console.log) and print its path
+#   GUEST_ICOUNT=1 deterministic clock for benchmarks: single-threaded TCG,
+#                  -icount shift=0,sleep=off (1 guest instruction = 1 ns of guest
+#                  time; idle time is skipped)
 #
 # Inside the guest: root = host / (read-only 9p) + tmpfs overlay, so writes and
 # `dpkg -i` never reach the host; /lib/modules/<kver> = the Debian kernel's
@@ -173,6 +176,7 @@ fi
 NET=(-net none)
 [ "${GUEST_NET:-}" = user ] && NET=(-netdev user,id=n0 -device virtio-net-pci,netdev=n0)
 ACC=(-accel tcg,thread=multi -cpu max); [ "$ACCEL" = kvm ] && ACC=(-accel kvm -cpu host)
+[ "${GUEST_ICOUNT:-}" = 1 ] && ACC=(-accel tcg,thread=single -icount shift=0,sleep=off -cpu max)
 set +e
 timeout --foreground -k 5 "$TMO" qemu-system-x86_64 "${ACC[@]}" -M q35 -smp "$CPUS" -m "$MEM" \
   -nodefaults -no-user-config -display none -no-reboot \
