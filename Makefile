@@ -36,6 +36,7 @@ install:
 	install -D -m 0755 bin/pve-microseg $(DESTDIR)/usr/sbin/pve-microseg
 	install -D -m 0755 ifupdown/if-up.d/pve-microseg $(DESTDIR)/etc/network/if-up.d/pve-microseg
 	install -D -m 0755 ifupdown/if-down.d/pve-microseg $(DESTDIR)/etc/network/if-down.d/pve-microseg
+	install -D -m 0755 hookscripts/pve-microseg-hookscript $(DESTDIR)/usr/share/pve-microseg/pve-microseg-hookscript
 
 deb: $(DEB)
 

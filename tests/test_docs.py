@@ -35,3 +35,17 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make check" in readme
     assert "make check" in (ROOT / ".ci/run").read_text()
+
+
+def test_hookscript_man_page_names_every_setting_and_phase():
+    from pve_microseg import config, guesthook
+
+    man = (ROOT / "debian/pve-microseg-hookscript.8").read_text().replace("\\-", "-")
+    for key in config.HOOKSCRIPT_KEYS + ("isolate-ports", "fail-closed", "fail-open"):
+        assert key in man, f"{key} missing from pve-microseg-hookscript.8"
+    for key in config.GUEST_KEYS:
+        assert key.replace("<N>", "") in man, f"guests key {key} missing from pve-microseg-hookscript.8"
+    for phase in guesthook.PHASES:
+        assert phase in man
+    for var in ("PVE_MIGRATED_FROM", "PVE_MICROSEG_NODE", "PVE_MICROSEG_LOCK_TIMEOUT"):
+        assert var in man

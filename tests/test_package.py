@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PYLIB = "usr/lib/python3/dist-packages/pve_microseg"
 CLI = "usr/sbin/pve-microseg"
 HOOKS = ("etc/network/if-up.d/pve-microseg", "etc/network/if-down.d/pve-microseg")
+HOOKSCRIPT = "usr/share/pve-microseg/pve-microseg-hookscript"
 REQUIRED_DEPENDS = ("python3-yaml", "python3-nftables", "nftables", "ifupdown2")
 # Everything the package may ship lives under one of these.
 ALLOWED_PREFIXES = (
@@ -26,6 +27,8 @@ ALLOWED_PREFIXES = (
     CLI,
     "usr/share/doc/pve-microseg/",
     "usr/share/man/man8/pve-microseg.8.gz",
+    "usr/share/man/man8/pve-microseg-hookscript.8.gz",
+    HOOKSCRIPT,
 )
 BUILD_TOOLS = ("make", "git", "dpkg-buildpackage", "dpkg-deb", "fakeroot", "dh", "dh_python3")
 
@@ -60,7 +63,7 @@ def run(*cmd, **kw):
 def untracked_sources():
     """Source files `make deb` will leave out because git does not track them."""
     r = run("git", "-C", str(REPO), "ls-files", "--others", "--exclude-standard",
-            "--", "Makefile", "debian", "lib", "bin", "ifupdown")
+            "--", "Makefile", "debian", "lib", "bin", "ifupdown", "hookscripts")
     return r.stdout.split() if r.returncode == 0 else []
 
 
@@ -145,7 +148,7 @@ def test_contents_owned_by_root(members):
 
 
 def test_contents_modes(members):
-    for path in (CLI, *HOOKS):
+    for path in (CLI, *HOOKS, HOOKSCRIPT):
         assert path in members, f"{path} is not in the package{hint()}"
         m = members[path]
         assert m.isfile(), f"{path} is not a regular file"
@@ -167,6 +170,7 @@ def test_ships_nothing_unexpected(members):
 
 def test_manpage(members):
     assert "usr/share/man/man8/pve-microseg.8.gz" in members
+    assert "usr/share/man/man8/pve-microseg-hookscript.8.gz" in members
 
 
 def test_hooks_are_conffiles(debfile):
@@ -176,7 +180,7 @@ def test_hooks_are_conffiles(debfile):
 
 
 def test_extracted_files_executable(extracted):
-    for path in (CLI, *HOOKS):
+    for path in (CLI, *HOOKS, HOOKSCRIPT):
         f = extracted / path
         assert f.is_file(), f"{path} missing after dpkg-deb -x{hint()}"
         assert stat.S_IMODE(f.stat().st_mode) == 0o755

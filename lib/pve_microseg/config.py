@@ -26,12 +26,16 @@ import yaml
 
 from . import addresses
 from .errors import ConfigError
-from .model import Gateway, ManagedBridge
+from .model import Gateway, GuestSettings, HookscriptSettings, ManagedBridge
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _GUEST_PORT = re.compile(r"^(tap|veth|fwpr|fwbr|fwln)\d")
-TOP_LEVEL_KEYS = ("bridges",)
-BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets")
+TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests")
+BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports")
+HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
+GUEST_KEYS = ("net<N>", "chain", "policy-in")
+_NET_KEY = re.compile(r"^net([0-9]|[12][0-9]|3[01])$")
+_POLICIES = ("ACCEPT", "DROP", "REJECT")
 
 
 @dataclass
@@ -45,14 +49,26 @@ class BridgeSpec:
     ips: list = field(default_factory=list)         # [(ip, line)]
     subnets: list = field(default_factory=list)     # [(network, line)]
     ips_given: bool = False
+    isolate_ports: bool = False
     mac_field: str = "gateway-mac"      # how the file calls the fields, for messages
     ip_field: str = "gateway-ip"
+
+
+@dataclass(frozen=True)
+class Document:
+    """microseg.yaml, parsed and validated but not yet resolved against SDN."""
+
+    bridges: list = field(default_factory=list)             # BridgeSpec
+    hookscript: HookscriptSettings = HookscriptSettings()
+    guests: dict = field(default_factory=dict)              # vmid -> GuestSettings
 
 
 @dataclass(frozen=True)
 class Config:
     bridges: tuple          # ManagedBridge, sorted by name
     warnings: tuple = ()
+    hookscript: HookscriptSettings = HookscriptSettings()
+    guests: dict = field(default_factory=dict)              # vmid -> GuestSettings
 
     def bridge(self, name):
         for b in self.bridges:
@@ -123,6 +139,11 @@ def _unknown(key, allowed, path, field_name):
 
 def parse_yaml(text, path="microseg.yaml"):
     """Parse microseg.yaml -> [BridgeSpec].  Raises ConfigError."""
+    return parse_document(text, path).bridges
+
+
+def parse_document(text, path="microseg.yaml"):
+    """Parse microseg.yaml -> Document.  Raises ConfigError."""
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         root = yaml.compose(text, Loader=loader)
@@ -131,31 +152,117 @@ def parse_yaml(text, path="microseg.yaml"):
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(path, line, None,
                           f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    doc = Document()
     if root is None:
-        return []
-    specs = []
+        return doc
     for key, value in _mapping(root, path, ""):
-        if key.value not in TOP_LEVEL_KEYS:
+        if key.value == "bridges":
+            doc.bridges.extend(_bridges(value, path))
+        elif key.value == "hookscript":
+            doc = Document(bridges=doc.bridges, hookscript=_hookscript(value, path), guests=doc.guests)
+        elif key.value == "guests":
+            doc.guests.update(_guests(value, path))
+        else:
             _unknown(key, TOP_LEVEL_KEYS, path, key.value)
-        for bkey, bvalue in _mapping(value, path, "bridges"):
-            name = check_ifname(bkey.value, path, _line(bkey), f"bridges.{bkey.value}")
-            spec = BridgeSpec(name=name, path=str(path), line=_line(bkey),
-                              mac_field=f"bridges.{name}.gateway-mac",
-                              ip_field=f"bridges.{name}.gateway-ip")
-            for pkey, pvalue in _mapping(bvalue, path, f"bridges.{name}"):
-                fname = f"bridges.{name}.{pkey.value}"
-                items = _scalars(pvalue, path, fname)
-                if pkey.value == "gateway-mac":
-                    spec.macs += _parsed(items, addresses.parse_mac, path, fname)
-                elif pkey.value == "gateway-ip":
-                    spec.ips += _parsed(items, addresses.parse_ip, path, fname)
-                    spec.ips_given = True
-                elif pkey.value == "subnets":
-                    spec.subnets += _parsed(items, _parse_network, path, fname)
-                else:
-                    _unknown(pkey, BRIDGE_KEYS, path, fname)
-            specs.append(spec)
+    return doc
+
+
+def _bridges(node, path):
+    specs = []
+    for bkey, bvalue in _mapping(node, path, "bridges"):
+        name = check_ifname(bkey.value, path, _line(bkey), f"bridges.{bkey.value}")
+        spec = BridgeSpec(name=name, path=str(path), line=_line(bkey),
+                          mac_field=f"bridges.{name}.gateway-mac",
+                          ip_field=f"bridges.{name}.gateway-ip")
+        for pkey, pvalue in _mapping(bvalue, path, f"bridges.{name}"):
+            fname = f"bridges.{name}.{pkey.value}"
+            if pkey.value == "isolate-ports":
+                spec.isolate_ports = _flag(pvalue, path, fname)
+                continue
+            items = _scalars(pvalue, path, fname)
+            if pkey.value == "gateway-mac":
+                spec.macs += _parsed(items, addresses.parse_mac, path, fname)
+            elif pkey.value == "gateway-ip":
+                spec.ips += _parsed(items, addresses.parse_ip, path, fname)
+                spec.ips_given = True
+            elif pkey.value == "subnets":
+                spec.subnets += _parsed(items, _parse_network, path, fname)
+            else:
+                _unknown(pkey, BRIDGE_KEYS, path, fname)
+        specs.append(spec)
     return specs
+
+
+def _scalar(node, path, field_name, expected):
+    if not isinstance(node, yaml.ScalarNode) or node.value == "":
+        raise ConfigError(path, _line(node), field_name, f"expected {expected}")
+    return node.value
+
+
+def _flag(node, path, field_name):
+    value = _scalar(node, path, field_name, "true or false").lower()
+    if value not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        raise ConfigError(path, _line(node), field_name, f"{node.value!r} is not true or false")
+    return value in ("true", "yes", "on", "1")
+
+
+def _choice(node, path, field_name, choices):
+    value = _scalar(node, path, field_name, "one of " + ", ".join(choices))
+    norm = value.upper() if choices == _POLICIES else value
+    if norm not in choices:
+        raise ConfigError(path, _line(node), field_name,
+                          f"{value!r} is not one of: {', '.join(choices)}")
+    return norm
+
+
+def _chain(node, path, field_name):
+    value = _scalar(node, path, field_name, "a hookscript (volume id like local:snippets/x.sh, or a path)")
+    if not (value.startswith("/") or re.match(r"^[A-Za-z][A-Za-z0-9_.-]*:snippets/[^/]+$", value)):
+        raise ConfigError(path, _line(node), field_name,
+                          f"{value!r} is neither an absolute path nor a snippets volume id "
+                          "(<storage>:snippets/<file>)")
+    return value
+
+
+def _hookscript(node, path):
+    kw = {}
+    for key, value in _mapping(node, path, "hookscript"):
+        fname = f"hookscript.{key.value}"
+        if key.value == "on-failure":
+            kw["on_failure"] = _choice(value, path, fname, ("fail-closed", "fail-open"))
+        elif key.value == "strict":
+            kw["strict"] = _flag(value, path, fname)
+        elif key.value == "chain":
+            kw["chain"] = _chain(value, path, fname)
+        elif key.value == "policy-in":
+            kw["policy_in"] = _choice(value, path, fname, _POLICIES)
+        else:
+            _unknown(key, HOOKSCRIPT_KEYS, path, fname)
+    return HookscriptSettings(**kw)
+
+
+def _guests(node, path):
+    out = {}
+    for gkey, gvalue in _mapping(node, path, "guests"):
+        if not gkey.value.isdigit() or not 100 <= int(gkey.value) <= 999999999:
+            raise ConfigError(path, _line(gkey), f"guests.{gkey.value}",
+                              "expected a VMID (100-999999999)")
+        vmid = int(gkey.value)
+        addrs, kw = {}, {}
+        for key, value in _mapping(gvalue, path, f"guests.{vmid}"):
+            fname = f"guests.{vmid}.{key.value}"
+            m = _NET_KEY.match(key.value)
+            if m:
+                items = _scalars(value, path, fname)
+                addrs[int(m.group(1))] = tuple(str(a) for a, _ in _parsed(items, addresses.parse_ip, path, fname))
+            elif key.value == "chain":
+                kw["chain"] = _chain(value, path, fname)
+            elif key.value == "policy-in":
+                kw["policy_in"] = _choice(value, path, fname, _POLICIES)
+            else:
+                _unknown(key, GUEST_KEYS, path, fname)
+        out[vmid] = GuestSettings(vmid=vmid, source=f"{path}:{_line(gkey)}", addresses=addrs, **kw)
+    return out
 
 
 def _parse_network(text):
@@ -258,6 +365,7 @@ def resolve(spec, sdn):
         source=f"{spec.path}:{spec.line}",
         vnet=is_vnet,
         subnets=tuple(subnets),
+        isolate_ports=spec.isolate_ports,
     )
 
 
@@ -289,9 +397,10 @@ def _read(path):
 def load(paths, sdn):
     """Read both files and resolve them against the SDN config -> Config."""
     text = _read(paths.config)
-    yaml_specs = parse_yaml(text, paths.config) if text is not None else []
+    doc = parse_document(text, paths.config) if text is not None else Document()
     text = _read(paths.legacy_config)
     legacy_specs = parse_legacy(text, paths.legacy_config) if text is not None else []
-    specs, warnings = combine(yaml_specs, legacy_specs)
+    specs, warnings = combine(doc.bridges, legacy_specs)
     bridges = tuple(resolve(s, sdn) for s in specs)
-    return Config(bridges=bridges, warnings=tuple(warnings))
+    return Config(bridges=bridges, warnings=tuple(warnings), hookscript=doc.hookscript,
+                  guests=dict(doc.guests))

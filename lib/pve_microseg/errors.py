@@ -40,3 +40,19 @@ class NftablesUnavailable(MicrosegError):
     """python3-nftables or the kernel's nf_tables bridge support is missing."""
 
     exit_code = 4
+
+
+class GuestConfigError(ConfigError):
+    """A guest's configuration (<vmid>.conf) cannot be read."""
+
+
+class FirewallFileError(MicrosegError):
+    """A guest's .fw file cannot be used as it is; it was left unchanged."""
+
+    exit_code = 5
+
+
+class ClusterFsError(MicrosegError):
+    """/etc/pve cannot be written now (no quorum, lock timeout, size limit)."""
+
+    exit_code = 6

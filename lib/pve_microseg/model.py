@@ -35,6 +35,7 @@ class ManagedBridge:
     source: str = field(default="", compare=False)  # "file:line", for messages
     vnet: bool = False          # an SDN VNet (gateway IPs may come from its subnets)
     subnets: tuple = field(default=())  # ip_network objects the gateway must lie in
+    isolate_ports: bool = False  # plain bridge: the hookscript isolates guest ports at start
 
     def to_json(self):
         return {
@@ -44,6 +45,7 @@ class ManagedBridge:
             "gateway-mac": list(self.gateway.macs),
             "gateway-ip": [str(a) for a in self.gateway.ips],
             "subnets": [str(n) for n in self.subnets],
+            "isolate-ports": self.isolate_ports,
         }
 
     @classmethod
@@ -54,9 +56,31 @@ class ManagedBridge:
             vnet=bool(data.get("vnet")),
             source=data.get("source", ""),
             subnets=tuple(ipaddress.ip_network(n) for n in data.get("subnets", [])),
+            isolate_ports=bool(data.get("isolate-ports")),
             gateway=Gateway(
                 macs=tuple(data["gateway-mac"]),
                 ipv4=tuple(a for a in ips if a.version == 4),
                 ipv6=tuple(a for a in ips if a.version == 6),
             ),
         )
+
+
+@dataclass(frozen=True)
+class HookscriptSettings:
+    """`hookscript:` in microseg.yaml: how the guest hookscript behaves."""
+
+    on_failure: str = "fail-closed"     # or "fail-open"
+    strict: bool = True                 # refuse NICs without firewall=1 or without known addresses
+    chain: str = None                   # an operator's hookscript to run after ours (volume id or path)
+    policy_in: str = "ACCEPT"           # written when we turn a guest's firewall on (None: leave DROP)
+
+
+@dataclass(frozen=True)
+class GuestSettings:
+    """`guests: <vmid>:` in microseg.yaml: per-guest addresses and overrides."""
+
+    vmid: int
+    source: str = ""                    # "file:line"
+    addresses: dict = field(default_factory=dict)   # NIC index -> tuple of address strings
+    chain: str = None
+    policy_in: str = None

@@ -53,6 +53,39 @@ class Paths:
         return self.pve_dir / "sdn" / "vnets.cfg"
 
     @property
+    def ipam_state(self):
+        return self.pve_dir / "sdn" / "pve-ipam-state.json"
+
+    @property
+    def legacy_ipam_state(self):
+        return self.pve_dir / "priv" / "ipam.db"
+
+    @property
+    def firewall_dir(self):
+        return self.pve_dir / "firewall"
+
+    def guest_fw(self, vmid):
+        return self.firewall_dir / f"{vmid}.fw"
+
+    @property
+    def lock_dir(self):
+        """pmxcfs cluster-wide locks (reference d.1)."""
+        return self.pve_dir / "priv" / "lock"
+
+    def guest_config(self, node, guest_type, vmid):
+        sub = "qemu-server" if guest_type == "qemu" else "lxc"
+        return self.pve_dir / "nodes" / node / sub / f"{vmid}.conf"
+
+    @property
+    def storage_cfg(self):
+        return self.pve_dir / "storage.cfg"
+
+    @property
+    def local_node_link(self):
+        """/etc/pve/local -> nodes/<this node>."""
+        return self.pve_dir / "local"
+
+    @property
     def pmxcfs_marker(self):
         """A file pmxcfs always shows while /etc/pve is mounted."""
         return self.pve_dir / ".version"

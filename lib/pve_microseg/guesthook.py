@@ -1,0 +1,235 @@
+"""The guest hookscript: `<script> <vmid> <phase>`, as qm/pct call it.
+
+pre-start   write the guest's `ipfilter-net<N>` sets, `ipfilter: 1` and, if
+            needed, `enable: 1` into /etc/pve/firewall/<vmid>.fw, under the
+            cluster lock `firewall-vm-<vmid>`, atomically.  When that cannot
+            be done completely, `hookscript.on-failure` decides: fail-closed
+            (default) exits non-zero, so Proxmox does not start the guest;
+            fail-open starts it and says so loudly.
+post-start  isolate the guest's ports on plain bridges marked
+            `isolate-ports: true` (what SDN VNets offer natively).
+all phases  then run the operator's own hookscript, if one is chained
+            (`chain:` in microseg.yaml), with the same arguments.
+
+Only pre-start can block a start; everything printed goes to the task log.
+"""
+
+import os
+import sys
+
+from . import antispoof, config, fwstrict, guestconf, ipam, pmxcfs, sdn
+from .errors import ConfigError, FirewallFileError, GuestConfigError, MicrosegError
+from .paths import Paths
+
+PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
+PREFIX = "pve-microseg: "
+
+
+class Hook:
+    def __init__(self, vmid, phase, environ, paths, out, err, lock_timeout=pmxcfs.LOCK_TIMEOUT):
+        self.vmid, self.phase, self.environ, self.paths = vmid, phase, environ, paths
+        self.out, self.err = out, err
+        self.lock_timeout = lock_timeout
+
+    def say(self, msg):
+        print(PREFIX + msg, file=self.out, flush=True)
+
+    def warn(self, msg):
+        print(PREFIX + "WARNING: " + msg, file=self.err, flush=True)
+
+    # ---------------------------------------------------------- inputs
+
+    def node(self):
+        name = self.environ.get("PVE_MICROSEG_NODE")
+        if name:
+            return name
+        try:
+            return os.path.basename(os.readlink(self.paths.local_node_link))
+        except OSError:
+            return os.uname().nodename.split(".")[0]
+
+    def guest(self):
+        """The guest's config; on a live migration it is still under the source node."""
+        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        node = source or self.node()
+        for guest_type in ("qemu", "lxc"):
+            path = self.paths.guest_config(node, guest_type, self.vmid)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as e:
+                raise GuestConfigError(path, None, None, f"cannot read: {e}") from None
+            return guestconf.parse(text, self.vmid, guest_type, path)
+        where = f"node {node}" + (" (migration source)" if source else "")
+        raise GuestConfigError(self.paths.pve_dir / "nodes" / node, None, None,
+                               f"no config for guest {self.vmid} on {where} "
+                               "(neither qemu-server/ nor lxc/)")
+
+    def config(self):
+        return config.load(self.paths, sdn.load(self.paths))
+
+    # ---------------------------------------------------------- phases
+
+    def pre_start(self, cfg):
+        guest = self.guest()
+        guest_plan = antispoof.plan(guest, cfg, ipam.load(self.paths, self.vmid))
+        for w in guest_plan.warnings:
+            self.warn(w)
+        if guest_plan.refusals:
+            raise Refused("; ".join(guest_plan.refusals) +
+                          " (hookscript.strict is on in microseg.yaml)")
+        if not guest_plan.nics and not self.paths.guest_fw(self.vmid).exists():
+            self.say(f"guest {self.vmid}: no NIC on a managed bridge, nothing to do")
+            return
+        target = self.paths.guest_fw(self.vmid)
+        with pmxcfs.cfs_lock(self.paths, f"firewall-vm-{self.vmid}", timeout=self.lock_timeout,
+                             stderr=self.err):
+            old = pmxcfs.read_file(target)
+            problems = fwstrict.check(old, "guest")
+            if problems:
+                p = problems[0]
+                raise FirewallFileError(
+                    f"{target}:{p.line}: {p.message} -- proxmox-firewall already rejects this file; "
+                    "fix it (pve-microseg will not rewrite a file it cannot keep valid)")
+            new, changes = antispoof.edit_fw(old, guest_plan, cfg.hookscript, cfg.guests.get(self.vmid))
+            problems = fwstrict.check(new, "guest")
+            if problems:            # a bug of ours: never publish it
+                p = problems[0]
+                raise FirewallFileError(f"{target}: the file pve-microseg would write is invalid "
+                                        f"(line {p.line}: {p.message}); left unchanged")
+            if new != old:
+                pmxcfs.write_file(target, new)
+        for p in guest_plan.nics:
+            self.say(f"guest {self.vmid} {p.nic.key} ({p.why}): {', '.join(p.addresses)}"
+                     + (f" [from {', '.join(p.sources)}]" if p.sources else ""))
+        self.say(f"{target}: " + ("; ".join(changes) if changes and new != old else "unchanged"))
+
+    def post_start(self, cfg):
+        isolate = {b.name for b in cfg.bridges if b.isolate_ports}
+        if not isolate:
+            return
+        guest = self.guest()
+        for nic in guest.nics:
+            if nic.bridge not in isolate:
+                continue
+            bridges = {nic.bridge} | ({f"{nic.bridge}v{nic.tag}"} if nic.tag else set())
+            ports = [guest.port(nic), guest.port(nic, fwbr=True)]
+            done = [p for p in ports if self._isolate(p, bridges)]
+            if done:
+                self.say(f"guest {self.vmid} {nic.key}: port {done[0]} on {nic.bridge} isolated")
+            else:
+                self.warn(f"guest {self.vmid} {nic.key}: none of {', '.join(ports)} is a port of "
+                          f"{nic.bridge}; not isolated")
+
+    def _isolate(self, port, bridges):
+        brport = self.paths.sys_class_net / port / "brport"
+        try:
+            bridge = os.path.basename(os.readlink(brport / "bridge"))
+        except OSError:
+            return False
+        if bridge not in bridges:
+            return False
+        try:
+            with open(brport / "isolated", "w") as f:
+                f.write("1\n")
+        except OSError as e:
+            self.warn(f"{port}: cannot set isolated: {e.strerror}")
+            return False
+        return True
+
+    # ---------------------------------------------------------- chaining
+
+    def chained(self, cfg):
+        settings = cfg.guests.get(self.vmid) if cfg else None
+        return (settings.chain if settings and settings.chain else None) or (
+            cfg.hookscript.chain if cfg else None)
+
+    def run_chained(self, volume):
+        path = resolve_volume(self.paths, volume)
+        if os.path.realpath(path) == os.path.realpath(sys.argv[0] or ""):
+            self.warn(f"chain: {volume} is this hookscript itself; not run twice")
+            return 0
+        if not os.access(path, os.X_OK):
+            self.warn(f"chained hookscript {volume} ({path}) is missing or not executable")
+            return 1
+        import subprocess           # only when chaining: it costs ~10 ms of start-up
+        r = subprocess.run([str(path), str(self.vmid), self.phase], env=dict(self.environ))
+        if r.returncode:
+            self.warn(f"chained hookscript {volume} exited with {r.returncode} on {self.phase}")
+        return r.returncode
+
+    # ---------------------------------------------------------- main
+
+    def run(self):
+        cfg = None
+        try:
+            cfg = self.config()
+            for w in cfg.warnings:
+                self.warn(w)
+            if self.phase == "pre-start":
+                self.pre_start(cfg)
+            elif self.phase == "post-start":
+                self.post_start(cfg)
+        except MicrosegError as e:
+            if self.phase != "pre-start":
+                self.warn(f"guest {self.vmid} {self.phase}: {e}")
+            elif cfg is not None and cfg.hookscript.on_failure == "fail-open":
+                self.warn(f"guest {self.vmid} starts WITHOUT complete anti-spoofing sets: {e} "
+                          "(hookscript.on-failure: fail-open)")
+            else:
+                why = ("" if cfg is not None else
+                       " (microseg.yaml could not be read, so the default fail-closed applies)")
+                print(f"{PREFIX}guest {self.vmid} not started: {e}{why}", file=self.err, flush=True)
+                return 1
+        volume = self.chained(cfg)
+        if volume:
+            try:
+                return self.run_chained(volume)
+            except MicrosegError as e:
+                self.warn(f"chain: {e}")
+                return 1 if self.phase == "pre-start" else 0
+        return 0
+
+
+class Refused(MicrosegError):
+    """The strict policy refuses this guest's configuration."""
+
+
+def resolve_volume(paths, volume):
+    """`local:snippets/x.sh` -> <storage path>/snippets/x.sh; an absolute path as is."""
+    if volume.startswith("/"):
+        return volume
+    storage, _, rest = volume.partition(":")
+    base = "/var/lib/vz" if storage == "local" else None
+    try:
+        text = paths.storage_cfg.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    for _type, sid, _line, props, _lines in sdn.parse_section_config(text, paths.storage_cfg):
+        if sid == storage and props.get("path"):
+            base = props["path"]
+    if base is None:
+        raise ConfigError(paths.storage_cfg, None, storage,
+                          f"storage {storage!r} (of chained hookscript {volume}) has no path")
+    return os.path.join(base, rest)
+
+
+def main(argv=None, environ=None, out=None, err=None):
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    out, err = out or sys.stdout, err or sys.stderr
+    if len(argv) != 2 or not argv[0].isdigit():
+        print("usage: pve-microseg-hookscript <vmid> <phase>  (phase: " + ", ".join(PHASES) + ")",
+              file=err)
+        return 2
+    vmid, phase = int(argv[0]), argv[1]
+    if phase not in PHASES:
+        print(f"{PREFIX}unknown phase {phase!r}, nothing to do", file=err)
+        return 0
+    timeout = float(environ.get("PVE_MICROSEG_LOCK_TIMEOUT") or pmxcfs.LOCK_TIMEOUT)  # tests
+    return Hook(vmid, phase, environ, Paths.from_env(environ), out, err, lock_timeout=timeout).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

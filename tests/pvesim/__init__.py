@@ -1,0 +1,132 @@
+"""A small Proxmox VE simulator for tests: a fake /etc/pve tree and fake qm/pct.
+
+`Cluster(root)` lays out what a node shows (pmxcfs tree with nodes/<node>/
+{qemu-server,lxc}, firewall/, priv/lock/, sdn/, storage.cfg, the `local`
+link, .vmlist) and an environment in which our code and the fake commands in
+tests/pvesim/bin see that tree.  The fake `qm start` / `pct start` call a
+guest's hookscript exactly as Proxmox does (reference section e): argv
+`<script> <vmid> <phase>` without a shell, PVE_MIGRATED_FROM set (empty on a
+normal start), the guest config flock held during pre-start, a non-zero
+pre-start aborts the start with `hookscript error for <vmid> on pre-start`.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+FIXTURES = HERE.parent / "fixtures"
+HOOKSCRIPT = ROOT / "hookscripts" / "pve-microseg-hookscript"
+
+
+class Cluster:
+    def __init__(self, root, node="pve1", nodes=("pve1", "pve2")):
+        self.root = Path(root)
+        self.node = node
+        self.pve = self.root / "etc/pve"
+        for n in nodes:
+            for sub in ("qemu-server", "lxc"):
+                (self.pve / "nodes" / n / sub).mkdir(parents=True, exist_ok=True)
+        for d in ("firewall", "priv/lock", "sdn"):
+            (self.pve / d).mkdir(parents=True, exist_ok=True)
+        (self.pve / "local").symlink_to(f"nodes/{node}")
+        (self.pve / ".version").write_text("1\n")
+        self.snippets = self.root / "var/lib/vz/snippets"
+        self.snippets.mkdir(parents=True)
+        (self.pve / "storage.cfg").write_text(
+            f"dir: local\n\tpath {self.root}/var/lib/vz\n\tcontent iso,vztmpl,backup,snippets\n\n"
+            "lvmthin: local-lvm\n\tthinpool data\n\tvgname pve\n\tcontent rootdir,images\n")
+        self.sys_class_net = self.root / "sys/class/net"
+        self.sys_class_net.mkdir(parents=True)
+        self.lock_dir = self.root / "run/lock"
+        self.lock_dir.mkdir(parents=True)
+        self.vmlist = {}
+        self.env = dict(os.environ)
+        self.env.update({
+            "PVE_MICROSEG_PVE_DIR": str(self.pve),
+            "PVE_MICROSEG_STATE_DIR": str(self.root / "var/lib/pve-microseg"),
+            "PVE_MICROSEG_RUN_DIR": str(self.root / "run/pve-microseg"),
+            "PVE_MICROSEG_NETWORK_DIR": str(self.root / "etc/network"),
+            "PVE_MICROSEG_SYS_CLASS_NET": str(self.sys_class_net),
+            "PVE_SIM_LOCK_DIR": str(self.lock_dir),
+            "PYTHONPATH": str(ROOT / "lib"),
+            "PATH": f"{HERE / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        })
+        self._write_vmlist()
+
+    # ---------------------------------------------------------- content
+
+    def _write_vmlist(self):
+        ids = {str(v): {"node": n, "type": t, "version": 1} for v, (n, t) in self.vmlist.items()}
+        data = {"version": len(ids) + 1}
+        if ids:
+            data["ids"] = ids
+        (self.pve / ".vmlist").write_text(json.dumps(data))
+
+    def guest_path(self, vmid, guest_type="qemu", node=None):
+        sub = "qemu-server" if guest_type == "qemu" else "lxc"
+        return self.pve / "nodes" / (node or self.node) / sub / f"{vmid}.conf"
+
+    def add_guest(self, vmid, text, guest_type="qemu", node=None, hookscript=True):
+        if hookscript and "hookscript:" not in text:
+            text = f"hookscript: local:snippets/{HOOKSCRIPT.name}\n" + text
+        path = self.guest_path(vmid, guest_type, node)
+        path.write_text(text)
+        self.vmlist[vmid] = (node or self.node, guest_type)
+        self._write_vmlist()
+        return path
+
+    def add_vm(self, vmid, nets, ipconfig=(), node=None, **kw):
+        """nets: {index: 'virtio=MAC,bridge=..,firewall=1'}; ipconfig: {index: 'ip=..'}"""
+        lines = ["boot: order=scsi0", "cores: 1", "memory: 512", f"name: vm{vmid}"]
+        lines += [f"net{i}: {v}" for i, v in sorted(nets.items())]
+        lines += [f"ipconfig{i}: {v}" for i, v in sorted(dict(ipconfig).items())]
+        return self.add_guest(vmid, "\n".join(sorted(lines)) + "\n", "qemu", node, **kw)
+
+    def add_ct(self, vmid, nets, node=None, **kw):
+        lines = ["arch: amd64", f"hostname: ct{vmid}", "memory: 512", "ostype: debian"]
+        lines += [f"net{i}: {v}" for i, v in sorted(nets.items())]
+        return self.add_guest(vmid, "\n".join(sorted(lines)) + "\n", "lxc", node, **kw)
+
+    def write(self, rel, text):
+        path = self.pve / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def fw(self, vmid):
+        path = self.pve / "firewall" / f"{vmid}.fw"
+        return path.read_text() if path.exists() else None
+
+    def install_hookscript(self):
+        dst = self.snippets / HOOKSCRIPT.name
+        shutil.copy(HOOKSCRIPT, dst)
+        os.chmod(dst, 0o755)
+        return dst
+
+    def add_port(self, port, bridge):
+        """A guest port plugged into a bridge, as sysfs shows it."""
+        brport = self.sys_class_net / port / "brport"
+        brport.mkdir(parents=True)
+        (brport / "bridge").symlink_to(f"../../{bridge}")
+        (brport / "isolated").write_text("0\n")
+        (self.sys_class_net / bridge / "bridge").mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------- commands
+
+    def run(self, *argv, env=None, **kw):
+        return subprocess.run([sys.executable, str(HERE / "bin" / argv[0]), *map(str, argv[1:])],
+                              env=dict(self.env, **(env or {})), capture_output=True, text=True, **kw)
+
+    def qm(self, *args, **kw):
+        return self.run("qm", *args, **kw)
+
+    def pct(self, *args, **kw):
+        return self.run("pct", *args, **kw)
+
+    def running(self, vmid):
+        return (self.root / "run/sim" / f"{vmid}.running").exists()

@@ -1,0 +1,241 @@
+"""The guest hookscript end to end, called by the simulator's qm/pct as Proxmox calls it."""
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pvesim import Cluster
+from pve_microseg import fwfile, fwstrict, pmxcfs
+from pve_microseg.paths import Paths
+
+MAC = "BC:24:11:2C:69:EC"
+LL = "fe80::be24:11ff:fe2c:69ec"
+YAML = """\
+bridges:
+  web:
+    gateway-mac: 02:00:00:00:01:01
+    gateway-ip: 10.100.0.1
+  vmbr1:
+    gateway-mac: 02:00:00:00:02:01
+    gateway-ip: 192.0.2.1
+    isolate-ports: true
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    c.install_hookscript()
+    c.write("microseg.yaml", YAML)
+    return c
+
+
+def strict_ok(text):
+    assert fwstrict.check(text, "guest") == [], text
+
+
+def test_vm_start_writes_sets_into_the_guest_firewall(cluster):
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24,gw=10.100.0.1"})
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0, r.stderr
+    fw = cluster.fw(101)
+    strict_ok(fw)
+    assert fw == ("[OPTIONS]\n\nenable: 1\npolicy_in: ACCEPT\nipfilter: 1\n\n"
+                  f"[IPSET ipfilter-net0] # managed by pve-microseg\n\n10.100.0.5\n{LL}\n\n")
+    assert f"guest 101 net0 (on managed bridge web): 10.100.0.5, {LL} [from ipconfig0]" in r.stdout
+    assert cluster.running(101)
+    assert not any((cluster.pve / "priv/lock").iterdir())          # lock released
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and "101.fw: unchanged" in r.stdout and cluster.fw(101) == fw
+
+
+def test_container_start_keeps_everything_else(cluster):
+    cluster.add_ct(200, {0: f"name=eth0,bridge=web,firewall=1,hwaddr={MAC},ip=10.100.0.6/24,"
+                            "ip6=2001:db8:100::6/64,type=veth",
+                         1: "name=eth1,bridge=vmbr0,hwaddr=BC:24:11:00:00:09,ip=dhcp,type=veth"})
+    old = ("# operator notes\n[OPTIONS]\n\npolicy_in: DROP\nenable: 1\n\n[ALIASES]\n\nadmin 10.0.0.2\n\n"
+           "[IPSET admins] # who may ssh\n\ndc/admin\n\n[RULES]\n\nIN SSH(ACCEPT) -source +admins\n")
+    cluster.write("firewall/200.fw", old)
+    r = cluster.pct("start", 200)
+    assert r.returncode == 0, r.stderr
+    fw = cluster.fw(200)
+    strict_ok(fw)
+    assert fw == old.replace("enable: 1\n", "enable: 1\nipfilter: 1\n").replace(
+        "[RULES]", f"[IPSET ipfilter-net0] # managed by pve-microseg\n\n10.100.0.6\n2001:db8:100::6\n{LL}\n\n[RULES]")
+
+
+def test_strict_policy_refuses_the_start_and_writes_nothing(cluster):
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web"})          # firewall=0, no address known
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0
+    assert "hookscript error for 101 on pre-start" in r.stderr
+    assert "guest 101 not started" in r.stderr and "firewall=0" in r.stderr
+    assert cluster.fw(101) is None and not cluster.running(101)
+
+
+def test_fail_open_starts_and_says_so(cluster):
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  on-failure: fail-open\n")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web"})
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and cluster.running(101)
+    assert "starts WITHOUT complete anti-spoofing sets" in r.stderr
+    assert cluster.fw(101) is None
+
+
+def test_invalid_configuration_fails_closed(cluster):
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  on-failure: maybe\n")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and not cluster.running(101)
+    assert "microseg.yaml:" in r.stderr and "hookscript.on-failure" in r.stderr
+
+
+def test_malformed_guest_config_names_file_and_line(cluster):
+    cluster.add_vm(101, {0: "virtio=BC:24:11:2C:69,bridge=web,firewall=1"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0
+    assert "qemu-server/101.conf:" in r.stderr and "net0" in r.stderr and "not a MAC" in r.stderr
+
+
+def test_live_migration_reads_the_config_under_the_source_node(cluster):
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"}, node="pve2")
+    r = cluster.qm("start", 101, "--migratedfrom", "pve2")
+    assert r.returncode == 0, r.stderr
+    assert "10.100.0.5" in cluster.fw(101)
+
+
+def test_main_section_only(cluster):
+    path = cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    path.write_text(path.read_text() + "\n[PENDING]\nipconfig0: ip=10.100.0.99/24\n"
+                    "[special:cloudinit]\nipconfig0: ip=10.100.0.98/24\n[snap1]\nipconfig0: ip=10.100.0.97/24\n")
+    assert cluster.qm("start", 101).returncode == 0
+    fw = cluster.fw(101)
+    assert "10.100.0.5" in fw and "10.100.0.9" not in fw
+
+
+@pytest.mark.parametrize("name", ["test-vm-ipfilter1/100.fw", "test-ipset1/cluster.fw"])
+def test_file_the_strict_parser_already_rejects_is_left_alone(cluster, name):
+    from conftest import FIXTURES
+    bad = (FIXTURES / "pve-firewall/test" / name).read_text()
+    cluster.write("firewall/101.fw", bad)
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0
+    assert "proxmox-firewall already rejects this file" in r.stderr and "101.fw:" in r.stderr
+    assert cluster.fw(101) == bad
+
+
+def test_file_that_would_exceed_the_pmxcfs_limit(cluster):
+    big = "[RULES]\n\n" + "IN ACCEPT -p tcp -dport 22 # padding\n" * 28000
+    assert len(big) < 1024 * 1024
+    cluster.write("firewall/101.fw", big)
+    cluster.add_vm(101, {i: f"virtio=BC:24:11:2C:69:{i:02X},bridge=web,firewall=1" for i in range(1)},
+                   {0: "ip=10.100.0.5/24"})
+    cluster.write("microseg.yaml", YAML + "guests:\n  101:\n    net0: [" +
+                  ", ".join(f"10.100.{i // 250}.{i % 250 + 1}" for i in range(4000)) + "]\n")
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "1 MiB" in r.stderr
+    assert cluster.fw(101) == big
+
+
+def test_lock_held_elsewhere_times_out(cluster):
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    (cluster.pve / "priv/lock/firewall-vm-101").mkdir()
+    r = cluster.qm("start", 101, env={"PVE_MICROSEG_LOCK_TIMEOUT": "0.5"})
+    assert r.returncode != 0 and "got lock request timeout" in r.stderr
+    assert "trying to acquire cfs lock 'firewall-vm-101' ..." in r.stderr
+    assert cluster.fw(101) is None
+
+
+def test_chained_hookscript_runs_after_ours_in_every_phase(cluster, tmp_path):
+    log = tmp_path / "chain.log"
+    theirs = cluster.snippets / "site-hook.sh"
+    theirs.write_text(f'#!/bin/sh\necho "$1 $2 [$PVE_MIGRATED_FROM] fw=$(test -e {cluster.pve}/firewall/$1.fw && echo yes)" >> {log}\n')
+    theirs.chmod(0o755)
+    cluster.write("microseg.yaml", YAML + "guests:\n  101:\n    chain: local:snippets/site-hook.sh\n")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    assert cluster.qm("start", 101).returncode == 0
+    assert cluster.qm("stop", 101).returncode == 0
+    assert log.read_text().splitlines() == ["101 pre-start [] fw=yes", "101 post-start [] fw=yes",
+                                            "101 pre-stop [] fw=yes", "101 post-stop [] fw=yes"]
+    theirs.write_text("#!/bin/sh\n[ \"$2\" = pre-start ] && exit 3\nexit 0\n")
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "exited with 3 on pre-start" in r.stderr
+
+
+def test_post_start_isolates_ports_on_marked_plain_bridges(cluster):
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=vmbr1,firewall=1",
+                         1: "virtio=BC:24:11:00:00:02,bridge=web,firewall=1"},
+                   {0: "ip=192.0.2.5/24", 1: "ip=10.100.0.5/24"})
+    cluster.add_port("fwpr101p0", "vmbr1")           # iptables mode: fwbr in between
+    cluster.add_port("tap101i1", "web")
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0, r.stderr
+    assert (cluster.sys_class_net / "fwpr101p0/brport/isolated").read_text() == "1\n"
+    assert (cluster.sys_class_net / "tap101i1/brport/isolated").read_text() == "0\n"   # VNet: Proxmox's job
+    assert "port fwpr101p0 on vmbr1 isolated" in r.stdout
+
+
+def test_many_starts_and_an_api_writer_lose_nothing(cluster):
+    """20 guests start at once while an API-like writer edits the same files
+    under the same lock; a reader checks every file it sees."""
+    vmids = list(range(101, 121))
+    for v in vmids:
+        cluster.add_vm(v, {0: f"virtio=BC:24:11:00:{v // 256:02X}:{v % 256:02X},bridge=web,firewall=1"},
+                       {0: f"ip=10.100.0.{v - 100}/24"})
+    paths = Paths.from_env(cluster.env)
+    stop = threading.Event()
+    seen_bad, api_rules = [], {v: [] for v in vmids}
+
+    def api_writer():
+        n = 0
+        while not stop.is_set():
+            v = random.choice(vmids)
+            with pmxcfs.cfs_lock(paths, f"firewall-vm-{v}", timeout=30, stderr=open(os.devnull, "w")):
+                fw = fwfile.parse(pmxcfs.read_file(paths.guest_fw(v)))
+                rules = fw.find("rules")
+                rule = f"IN ACCEPT -p tcp -dport {1000 + n}\n"
+                if rules is None:
+                    fw.sections.append(fwfile.Section("rules", header="[RULES]\n", lines=["\n", rule]))
+                else:
+                    rules.lines.append(rule)
+                text = fw.render()
+                pmxcfs.write_file(paths.guest_fw(v), text)
+            api_rules[v].append(rule)
+            n += 1
+
+    def reader():
+        while not stop.is_set():
+            for v in vmids:
+                text = pmxcfs.read_file(paths.guest_fw(v))
+                if text and fwstrict.check(text, "guest"):
+                    seen_bad.append((v, text))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=api_writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    qm = os.path.join(os.path.dirname(__file__), "pvesim/bin/qm")
+    procs = [subprocess.Popen([sys.executable, qm, "start", str(v)], env=cluster.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for v in vmids]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert [rc for rc, _ in results] == [0] * len(vmids), results
+    assert seen_bad == []
+    for v in vmids:
+        text = cluster.fw(v)
+        strict_ok(text)
+        assert f"10.100.0.{v - 100}\n" in text                       # our set survived the writer
+        for rule in api_rules[v]:
+            assert rule in text                                      # every API edit survived us
+    assert sum(len(r) for r in api_rules.values()) > 10 * len(vmids)      # the writer really raced
+    assert not any((cluster.pve / "priv/lock").iterdir())
