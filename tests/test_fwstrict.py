@@ -588,3 +588,12 @@ def test_group_section_rules(text, ok):
 def test_rule_problem_line_numbers():
     text = "[RULES]\n\nIN ACCEPT\n# IN BOGUS\nIN BOGUS\n|OUT DROP -p nope\n"
     assert [p.line for p in check(text)] == [5, 6]
+
+
+def test_version_dependent_findings_are_cautions():
+    from pve_microseg.fwstrict import check, errors
+    cautious = check("[RULES]\n\nIN ACCEPT -p tcp -dport 22 # ssh # admins\n", "guest")
+    assert cautious and all(p.caution for p in cautious) and errors(cautious) == []
+    assert "not every proxmox-firewall version" in str(cautious[0])
+    hard = check("[ipset x]\n10.0.0.1\n", "guest")
+    assert hard and not hard[0].caution and errors(hard) == hard

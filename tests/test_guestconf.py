@@ -56,7 +56,6 @@ def test_model_key_form():
     ("net0: bridge=web\n", 1, "net0", "no NIC model"),
     ("net0: virtio=BC:24:11:00:00:01,bridge=web,firewall=yes\n", 1, "net0", "not 0 or 1"),
     ("net0: virtio=BC:24:11:00:00:01\nipconfig0: ip=10.0.0.300/24\n", 2, "ipconfig0", "10.0.0.300"),
-    ("net32: virtio=BC:24:11:00:00:01\n", 1, "net32", "out of range"),
     ("net0: virtio=BC:24:11:00:00:01,bridge=a,bridge=b\n", 1, "net0", "duplicate"),
 ])
 def test_errors_name_file_line_and_key(text, line, key, words):
@@ -64,3 +63,10 @@ def test_errors_name_file_line_and_key(text, line, key, words):
         guestconf.parse(text, 101, "qemu", "/etc/pve/qemu-server/101.conf")
     assert (e.value.line, e.value.field) == (line, key)
     assert words in str(e.value) and "101.conf" in str(e.value)
+
+
+def test_keys_proxmox_ignores_are_ignored():
+    g = guestconf.parse("net32: virtio=BC:24:11:00:00:01\nnet1 : virtio=BC:24:11:00:00:02\n"
+                        "Net2: virtio=BC:24:11:00:00:03\n", 101, "qemu", "101.conf")
+    assert g.nics == ()
+    assert "net32: ignored" in g.warnings[0]

@@ -1,5 +1,6 @@
 """The guest hookscript end to end, called by the simulator's qm/pct as Proxmox calls it."""
 
+import json
 import os
 import random
 import subprocess
@@ -15,6 +16,7 @@ from pve_microseg.paths import Paths
 
 MAC = "BC:24:11:2C:69:EC"
 LL = "fe80::be24:11ff:fe2c:69ec"
+MARK = "# ipfilter: 1 below is set by pve-microseg (removed with its last set)\n"
 YAML = """\
 bridges:
   web:
@@ -45,7 +47,7 @@ def test_vm_start_writes_sets_into_the_guest_firewall(cluster):
     assert r.returncode == 0, r.stderr
     fw = cluster.fw(101)
     strict_ok(fw)
-    assert fw == ("[OPTIONS]\n\nenable: 1\npolicy_in: ACCEPT\nipfilter: 1\n\n"
+    assert fw == (f"[OPTIONS]\n\nenable: 1\npolicy_in: ACCEPT\n{MARK}ipfilter: 1\n\n"
                   f"[IPSET ipfilter-net0] # managed by pve-microseg\n\n10.100.0.5\n{LL}\n\n")
     assert f"guest 101 net0 (on managed bridge web): 10.100.0.5, {LL} [from ipconfig0]" in r.stdout
     assert cluster.running(101)
@@ -65,7 +67,7 @@ def test_container_start_keeps_everything_else(cluster):
     assert r.returncode == 0, r.stderr
     fw = cluster.fw(200)
     strict_ok(fw)
-    assert fw == old.replace("enable: 1\n", "enable: 1\nipfilter: 1\n").replace(
+    assert fw == old.replace("enable: 1\n", f"enable: 1\n{MARK}ipfilter: 1\n").replace(
         "[RULES]", f"[IPSET ipfilter-net0] # managed by pve-microseg\n\n10.100.0.6\n2001:db8:100::6\n{LL}\n\n[RULES]")
 
 
@@ -76,6 +78,43 @@ def test_strict_policy_refuses_the_start_and_writes_nothing(cluster):
     assert "hookscript error for 101 on pre-start" in r.stderr
     assert "guest 101 not started" in r.stderr and "firewall=0" in r.stderr
     assert cluster.fw(101) is None and not cluster.running(101)
+
+
+def test_datacenter_firewall_off_refuses(cluster):
+    cluster.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 0\n")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "datacenter firewall is off" in r.stderr
+    assert cluster.fw(101) is None
+
+
+def test_unexpected_error_follows_the_failure_policy(cluster):
+    cluster.write("sdn/pve-ipam-state.json", '{"zones": {"z": {"subnets": ["x"]}}}')
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "pve-ipam-state.json" in r.stderr and "Traceback" not in r.stderr
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  on-failure: fail-open\n")
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and "WITHOUT complete anti-spoofing sets" in r.stderr
+
+
+def test_container_migration_flag_and_legacy_ipam(cluster):
+    cluster.write("priv/ipam.db", json.dumps({"zones": {"z": {"subnets": {"10.100.0.0/24": {"ips": {
+        "10.100.0.66": {"vmid": "200", "mac": MAC}}}}}}}))
+    cluster.add_ct(200, {0: f"name=eth0,bridge=web,firewall=1,hwaddr={MAC},ip=dhcp,type=veth"})
+    r = cluster.pct("start", 200)
+    assert r.returncode == 0, r.stderr
+    assert "10.100.0.66" in cluster.fw(200) and "[from IPAM]" in r.stdout
+
+
+def test_caution_in_the_operator_file_is_a_warning(cluster):
+    old = "[RULES]\n\nIN ACCEPT -p tcp -dport 22 # ssh # admins\n"
+    cluster.write("firewall/101.fw", old)
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0, r.stderr
+    assert "not every proxmox-firewall version rejects this" in r.stderr
+    assert cluster.fw(101).endswith(old)
 
 
 def test_fail_open_starts_and_says_so(cluster):
@@ -126,7 +165,7 @@ def test_file_the_strict_parser_already_rejects_is_left_alone(cluster, name):
     cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
     r = cluster.qm("start", 101)
     assert r.returncode != 0
-    assert "proxmox-firewall already rejects this file" in r.stderr and "101.fw:" in r.stderr
+    assert "proxmox-firewall rejects this file" in r.stderr and "101.fw: line" in r.stderr
     assert cluster.fw(101) == bad
 
 
@@ -137,7 +176,7 @@ def test_file_that_would_exceed_the_pmxcfs_limit(cluster):
     cluster.add_vm(101, {i: f"virtio=BC:24:11:2C:69:{i:02X},bridge=web,firewall=1" for i in range(1)},
                    {0: "ip=10.100.0.5/24"})
     cluster.write("microseg.yaml", YAML + "guests:\n  101:\n    net0: [" +
-                  ", ".join(f"10.100.{i // 250}.{i % 250 + 1}" for i in range(4000)) + "]\n")
+                  ", ".join(f"10.{i // 250}.0.{i % 250 + 2}" for i in range(4000)) + "]\n")
     r = cluster.qm("start", 101)
     assert r.returncode != 0 and "1 MiB" in r.stderr
     assert cluster.fw(101) == big
@@ -187,7 +226,7 @@ def test_many_starts_and_an_api_writer_lose_nothing(cluster):
     vmids = list(range(101, 121))
     for v in vmids:
         cluster.add_vm(v, {0: f"virtio=BC:24:11:00:{v // 256:02X}:{v % 256:02X},bridge=web,firewall=1"},
-                       {0: f"ip=10.100.0.{v - 100}/24"})
+                       {0: f"ip=10.100.0.{v - 80}/24"})
     paths = Paths.from_env(cluster.env)
     stop = threading.Event()
     seen_bad, api_rules = [], {v: [] for v in vmids}
@@ -234,7 +273,7 @@ def test_many_starts_and_an_api_writer_lose_nothing(cluster):
     for v in vmids:
         text = cluster.fw(v)
         strict_ok(text)
-        assert f"10.100.0.{v - 100}\n" in text                       # our set survived the writer
+        assert f"10.100.0.{v - 80}\n" in text                       # our set survived the writer
         for rule in api_rules[v]:
             assert rule in text                                      # every API edit survived us
     assert sum(len(r) for r in api_rules.values()) > 10 * len(vmids)      # the writer really raced

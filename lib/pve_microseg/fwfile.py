@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 MARKER = "managed by pve-microseg"
+_MANAGED_HEADER = re.compile(r"^\[IPSET ipfilter-net\d+\] # " + re.escape(MARKER) + r"[ \t]*\n?$")
 _HEADER = re.compile(r"^\s*\[\s*(?P<kind>[A-Za-z]+)(?:\s+(?P<name>[^\]\s]+))?\s*\]")
 _OPTION = re.compile(r"^\s*(?P<key>[A-Za-z0-9_]+)\s*:(?P<value>.*?)\s*$")
 _IPFILTER = re.compile(r"^ipfilter-net(\d+)$")
@@ -38,8 +39,8 @@ class Section:
 
     @property
     def managed(self):
-        """True for an ipset pve-microseg wrote (its header carries MARKER)."""
-        return self.kind == "ipset" and MARKER in (self.header or "")
+        """True for an ipset pve-microseg wrote (its header is exactly ours)."""
+        return self.kind == "ipset" and bool(_MANAGED_HEADER.match(self.header or ""))
 
 
 @dataclass
@@ -59,15 +60,24 @@ class FwFile:
                 return s
         return None
 
+    def option_lines(self, key):
+        """[(section, index, key as written, value)] of every [OPTIONS] line
+        whose key is `key` in any case -- what pve-firewall reads (it lowercases
+        keys); proxmox-firewall sees only the exact lowercase key."""
+        out = []
+        for section in self.sections:
+            if section.kind != "options":
+                continue
+            for i, line in enumerate(section.lines):
+                m = _OPTION.match(line)
+                if m and m.group("key").lower() == key:
+                    out.append((section, i, m.group("key"), m.group("value").strip()))
+        return out
+
     def option(self, key):
         """The value of an [OPTIONS] key (last one wins, as in pve-firewall), or None."""
-        section = self.find("options")
-        value = None
-        for line in section.lines if section else ():
-            m = _OPTION.match(line)
-            if m and m.group("key").lower() == key:
-                value = m.group("value").strip()
-        return value
+        lines = self.option_lines(key)
+        return lines[-1][3] if lines else None
 
     def ipsets(self):
         return [s for s in self.sections if s.kind == "ipset"]
@@ -84,28 +94,43 @@ class FwFile:
     # ------------------------------------------------------------ editing
 
     def set_option(self, key, value):
-        """Set `key: value` in [OPTIONS]: rewrite the existing line in place
-        (its line ending kept), or add it after the last option, creating the
-        section at the top of the file if needed.  Returns True if changed."""
+        """Make `key: value` the one line for this key: the first line with the
+        key (any case or spacing) is rewritten in place, keeping its line
+        ending, and other lines with the same key are removed (both parsers
+        would otherwise disagree about them); without one, the line is added
+        after the last option of the first [OPTIONS] section, which is created
+        at the top of the file if needed.  Returns True if the text changed."""
+        lines = self.option_lines(key)
+        if lines:
+            section, i, _, _ = lines[0]
+            old = section.lines[i]
+            new = f"{key}: {value}" + (_ending(old) or "\n")
+            section.lines[i] = new
+            for dup_section, j, _, _ in reversed(lines[1:]):
+                del dup_section.lines[j]
+            return new != old or len(lines) > 1
         section = self.find("options")
         if section is None:
             section = Section("options", header="[OPTIONS]\n", lines=["\n", "\n"])
             self._insert(section, self._index_of_first_header())
+        if not section.header.endswith("\n"):
+            section.header += "\n"
         last = None
         for i, line in enumerate(section.lines):
-            m = _OPTION.match(line)
-            if m and m.group("key").lower() == key:
-                new = f"{key}: {value}" + _ending(line)
-                changed = new != line
-                section.lines[i] = new
-                return changed
-            if m:
+            if _OPTION.match(line):
                 last = i
         if last is None:            # skip the blank line(s) after the header, like the API
             last = 0 if section.lines and not section.lines[0].strip() else -1
         _ensure_newline(section.lines, last)
         section.lines.insert(last + 1, f"{key}: {value}\n")
         return True
+
+    def remove_option(self, key):
+        """Remove every line of this key; returns True if any was there."""
+        lines = self.option_lines(key)
+        for section, i, _, _ in reversed(lines):
+            del section.lines[i]
+        return bool(lines)
 
     def put_ipset(self, name, entries, comment=MARKER):
         """Write `[IPSET name] # comment` with these entries: replace the
@@ -115,6 +140,9 @@ class FwFile:
                         lines=["\n"] + [f"{e}\n" for e in entries] + ["\n"])
         old = self.find("ipset", name)
         if old is not None:
+            # comment lines in the old body are not entries: someone's notes, kept
+            block.lines += [line for line in old.lines if line.lstrip().startswith("#")]
+            _ensure_newline(block.lines, len(block.lines) - 1)
             i = self.sections.index(old)
             changed = old.text() != block.text()
             self.sections[i] = block
@@ -129,7 +157,22 @@ class FwFile:
         return True
 
     def remove_section(self, section):
-        self.sections.remove(section)
+        """Remove a section; comment lines in its body (someone's notes) move
+        to the end of the section before it."""
+        i = self.sections.index(section)
+        notes = [line for line in section.lines if line.lstrip().startswith("#")]
+        del self.sections[i]
+        if notes:
+            if i == 0:
+                self.sections.insert(0, Section("preamble"))
+                i = 1
+            prev = self.sections[i - 1]
+            if prev.lines:
+                _ensure_newline(prev.lines, len(prev.lines) - 1)
+            elif prev.header is not None and not prev.header.endswith("\n"):
+                prev.header += "\n"
+            prev.lines += notes
+            _ensure_newline(prev.lines, len(prev.lines) - 1)
 
     def _index_of_first_header(self):
         for i, s in enumerate(self.sections):

@@ -67,10 +67,31 @@ KINDS = ("guest", "cluster", "host", "vnet")
 class FwProblem:
     line: int        # 1-based line number in the file (0 for whole-file problems)
     message: str     # what is wrong, for an administrator
+    caution: bool = False   # only some proxmox-firewall versions reject it, or we cannot vouch for it
+
+    def __str__(self):
+        return f"line {self.line}: {self.message}" + (
+            " (not every proxmox-firewall version rejects this)" if self.caution else "")
+
+
+def errors(problems):
+    """The problems every proxmox-firewall version rejects."""
+    return [p for p in problems if not p.caution]
 
 
 class _Invalid(Exception):
     """A value the strict parser would reject; the message says why."""
+
+    def __init__(self, message, caution=False):
+        super().__init__(message)
+        self.caution = caution
+
+
+class _Caution(_Invalid):
+    """Rejected by some proxmox-firewall versions, or not vouched for (conservative)."""
+
+    def __init__(self, message):
+        super().__init__(message, caution=True)
 
 
 # --- lexical helpers (Rust semantics) -------------------------------------------------
@@ -143,7 +164,7 @@ def _check_log_level(value):
     if value == "warn":
         # Conservative: the proxmox-ve-config we read accepts 'warn', pve-firewall does
         # not and we cannot tell whether every proxmox-firewall version does.
-        raise _Invalid("log level 'warn' is not understood by every firewall version "
+        raise _Caution("log level 'warn' is not understood by every firewall version "
                        "(write 'warning')")
     if value not in _LOG_LEVELS:
         raise _Invalid(f"{_quote(value)} is not a log level (one of {', '.join(_LOG_LEVELS)}; "
@@ -179,7 +200,7 @@ def _check_ct_helpers(value):
         return
     for name in value.split(","):
         if name not in _CT_HELPERS:
-            raise _Invalid(f"unknown conntrack helper {_quote(name)} "
+            raise _Caution(f"unknown conntrack helper {_quote(name)} "
                            f"(known: {', '.join(sorted(_CT_HELPERS))})")
 
 
@@ -302,7 +323,7 @@ def _scoped_name(text, scopes, what):
     if not m or m.group("scope") not in scopes:
         return False
     if not _is_name(m.group("name")):
-        raise _Invalid(f"{_quote(text)}: {m.group('name')!r} is not a valid {what} name")
+        raise _Caution(f"{_quote(text)}: {m.group('name')!r} is not a valid {what} name")
     return True
 
 
@@ -392,7 +413,7 @@ def _check_port(text):
         return int(text)
     if text in _SERVICES:
         return _SERVICES[text]
-    raise _Invalid(f"{_quote(text)} is not a port number or a well-known service name "
+    raise _Caution(f"{_quote(text)} is not a port number or a well-known service name "
                    "(write the number)")
 
 
@@ -411,10 +432,10 @@ def _check_icmp_type(value, proto):
     if _ascii_upper(value) == "ANY" or _DIGITS.fullmatch(value) and int(value) <= 255:
         return
     if value == "reject-route" and v6:
-        raise _Invalid("icmp-type 'reject-route' is misspelled in proxmox-firewall's table "
+        raise _Caution("icmp-type 'reject-route' is misspelled in proxmox-firewall's table "
                        "and rejects the file (use the number)")
     if value not in (_ICMPV6_TYPES if v6 else _ICMP_TYPES):
-        raise _Invalid(f"{_quote(value)} is not an {'ICMPv6' if v6 else 'ICMP'} type name "
+        raise _Caution(f"{_quote(value)} is not an {'ICMPv6' if v6 else 'ICMP'} type name "
                        "(or a number 0-255)")
 
 
@@ -437,7 +458,7 @@ def _check_protocol(options):
             raise _Invalid(f"protocol number {proto} is out of range (0-255)")
     elif proto not in _PROTOCOLS:
         # Rust hands unknown names to nft, which then fails to load the whole ruleset.
-        raise _Invalid(f"{_quote(proto)} is not a protocol name from /etc/protocols "
+        raise _Caution(f"{_quote(proto)} is not a protocol name from /etc/protocols "
                        "(names are lowercase, or use the number)")
 
 
@@ -471,11 +492,11 @@ def _split_rule_comment(line):
     if "#" not in line:
         return line
     if line.count("#") > 1:
-        raise _Invalid("a '#' inside the rule comment makes older proxmox-firewall "
+        raise _Caution("a '#' inside the rule comment makes older proxmox-firewall "
                        "versions reject the file")
     body, _, comment = line.partition("#")
     if comment == "":
-        raise _Invalid("a rule ending in an empty '#' comment is rejected by older "
+        raise _Caution("a rule ending in an empty '#' comment is rejected by older "
                        "proxmox-firewall versions")
     return _trim(body)
 
@@ -496,7 +517,7 @@ def _parse_rule_options(text):
         name, text = found
         if text[:1] not in tuple(_ASCII_WS):
             # Rust would take `-p=tcp` as proto '=tcp' (conservative: refuse).
-            raise _Invalid(f"option -{name} must be followed by whitespace and a value")
+            raise _Caution(f"option -{name} must be followed by whitespace and a value")
         value, text = _token(_ltrim(text))
         if not value:
             raise _Invalid(f"option -{name} has no value")
@@ -516,7 +537,7 @@ def _check_iface(iface, kind, direction):
         raise _Invalid(f"-i {iface}: a guest rule's interface must be net<N>")
     if kind == "guest" and int(iface[3:]) > 30:
         # Rust parses any net<u16>; only net0..net30 exist for proxmox-firewall (conservative).
-        raise _Invalid(f"-i {iface}: guest interfaces are net0 to net30")
+        raise _Caution(f"-i {iface}: guest interfaces are net0 to net30")
     if direction == "FORWARD":
         # Parses, but building the ruleset fails: "cannot define interfaces for forward
         # direction" (proxmox-firewall rule.rs).
@@ -619,8 +640,8 @@ class _Checker:
         self.ipsets = {}            # name -> line
         self.groups = {}            # name -> line
 
-    def problem(self, line_no, message):
-        self.problems.append(FwProblem(line_no, message))
+    def problem(self, line_no, message, caution=False):
+        self.problems.append(FwProblem(line_no, message, caution))
 
     def run(self, text):
         for line_no, raw in enumerate(text.split("\n"), start=1):
@@ -637,7 +658,7 @@ class _Checker:
                 try:
                     getattr(self, "line_" + self.section)(line_no, line)
                 except _Invalid as e:
-                    self.problem(line_no, str(e))
+                    self.problem(line_no, str(e), e.caution)
         return sorted(self.problems, key=lambda p: p.line)
 
     # -- headers
@@ -683,7 +704,8 @@ class _Checker:
                 # Rust keeps names case-sensitive, pve-firewall lowercases them and lets
                 # the second replace the first (conservative).
                 self.problem(line_no, f"{what} {name!r} differs from {clash[0]!r} (line "
-                                      f"{seen[clash[0]]}) only in case; pve-firewall merges them")
+                                      f"{seen[clash[0]]}) only in case; pve-firewall merges them",
+                             caution=True)
         seen.setdefault(name, line_no)
         self.section = what
 
@@ -734,7 +756,7 @@ class _Checker:
         name, rest = found
         if rest[:1] not in tuple(_ASCII_WS):
             # Rust would read `foo::1` as alias foo = ::1 (conservative: refuse).
-            raise _Invalid(f"alias name {name!r} must be followed by whitespace and an address")
+            raise _Caution(f"alias name {name!r} must be followed by whitespace and an address")
         address, rest = _token(_ltrim(rest))
         if not address:
             raise _Invalid(f"alias {name!r} has no address")

@@ -24,7 +24,7 @@ QEMU_MODELS = ("e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e100
                "i82557b", "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio",
                "vmxnet3")
 MAX_NICS = 32                               # net0 .. net31
-_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9_-]*)\s*:\s?(?P<value>.*)$")
+_KEY = re.compile(r"^(?P<key>[a-z][a-z_]*\d*):\s*(?P<value>.*)$")      # as qemu-server/pve-container
 _NET = re.compile(r"^(net|ipconfig)(\d+)$")
 
 
@@ -51,6 +51,7 @@ class GuestConfig:
     path: str
     nics: tuple               # Nic, by index
     hookscript: str = None
+    warnings: tuple = ()
 
     def port(self, nic, fwbr=False):
         """The device Proxmox plugs into the bridge for this NIC (reference f.6)."""
@@ -123,7 +124,7 @@ def _qemu_nic(index, props):
 
 def parse(text, vmid, guest_type, path="<guest config>"):
     """Text of `<vmid>.conf` -> GuestConfig.  Raises GuestConfigError."""
-    nets, ipconfigs, hookscript = {}, {}, None
+    nets, ipconfigs, hookscript, warnings = {}, {}, None, []
     for lineno, key, value in main_section(text):
         if key == "hookscript":
             hookscript = value
@@ -133,7 +134,8 @@ def parse(text, vmid, guest_type, path="<guest config>"):
             continue
         index = int(m.group(2))
         if index >= MAX_NICS:
-            raise GuestConfigError(path, lineno, key, f"NIC index {index} is out of range (net0-net31)")
+            warnings.append(f"{path}:{lineno}: {key}: ignored, as Proxmox does (NICs are net0-net31)")
+            continue
         (nets if m.group(1) == "net" else ipconfigs)[index] = (lineno, key, value)
 
     nics = []
@@ -146,7 +148,7 @@ def parse(text, vmid, guest_type, path="<guest config>"):
         except ValueError as e:
             raise GuestConfigError(path, lineno, key, str(e)) from None
     return GuestConfig(vmid=int(vmid), type=guest_type, path=str(path), nics=tuple(nics),
-                       hookscript=hookscript)
+                       hookscript=hookscript, warnings=tuple(warnings))
 
 
 class _IpconfigError(ValueError):

@@ -17,7 +17,7 @@ Only pre-start can block a start; everything printed goes to the task log.
 import os
 import sys
 
-from . import antispoof, config, fwstrict, guestconf, ipam, pmxcfs, sdn
+from . import antispoof, config, fwfile, fwstrict, guestconf, ipam, pmxcfs, sdn
 from .errors import ConfigError, FirewallFileError, GuestConfigError, MicrosegError
 from .paths import Paths
 
@@ -69,41 +69,55 @@ class Hook:
     def config(self):
         return config.load(self.paths, sdn.load(self.paths))
 
+    def cluster_firewall_on(self):
+        path = self.paths.firewall_dir / "cluster.fw"
+        return antispoof.firewall_on(fwfile.parse(pmxcfs.read_file(path)))
+
     # ---------------------------------------------------------- phases
 
     def pre_start(self, cfg):
         guest = self.guest()
-        guest_plan = antispoof.plan(guest, cfg, ipam.load(self.paths, self.vmid))
+        guest_plan = antispoof.plan(guest, cfg, ipam.load(self.paths, self.vmid),
+                                    cluster_firewall_on=self.cluster_firewall_on())
         for w in guest_plan.warnings:
             self.warn(w)
         if guest_plan.refusals:
             raise Refused("; ".join(guest_plan.refusals) +
                           " (hookscript.strict is on in microseg.yaml)")
-        if not guest_plan.nics and not self.paths.guest_fw(self.vmid).exists():
+        target = self.paths.guest_fw(self.vmid)
+        if not guest_plan.nics and not target.exists():
             self.say(f"guest {self.vmid}: no NIC on a managed bridge, nothing to do")
             return
-        target = self.paths.guest_fw(self.vmid)
         with pmxcfs.cfs_lock(self.paths, f"firewall-vm-{self.vmid}", timeout=self.lock_timeout,
                              stderr=self.err):
             old = pmxcfs.read_file(target)
-            problems = fwstrict.check(old, "guest")
-            if problems:
-                p = problems[0]
+            before = fwstrict.check(old, "guest")
+            errors = fwstrict.errors(before)
+            if errors:
                 raise FirewallFileError(
-                    f"{target}:{p.line}: {p.message} -- proxmox-firewall already rejects this file; "
-                    "fix it (pve-microseg will not rewrite a file it cannot keep valid)")
-            new, changes = antispoof.edit_fw(old, guest_plan, cfg.hookscript, cfg.guests.get(self.vmid))
-            problems = fwstrict.check(new, "guest")
-            if problems:            # a bug of ours: never publish it
-                p = problems[0]
-                raise FirewallFileError(f"{target}: the file pve-microseg would write is invalid "
-                                        f"(line {p.line}: {p.message}); left unchanged")
+                    f"{target}: {errors[0]} -- proxmox-firewall rejects this file; fix it first "
+                    "(pve-microseg does not rewrite a file it cannot keep valid)")
+            for p in before:
+                self.warn(f"{target}: {p}; left as it is")
+            try:
+                new, changes = antispoof.edit_fw(old, guest_plan, cfg.hookscript, cfg.guests.get(self.vmid))
+            except FirewallFileError as e:
+                raise FirewallFileError(f"{target}: {e}") from None
+            worse = [p for p in fwstrict.check(new, "guest") if p.message not in {b.message for b in before}]
+            if worse:               # a bug of ours: never publish it
+                raise FirewallFileError(
+                    f"{target}: the file pve-microseg would write fails the strict check ({worse[0]}); "
+                    "left unchanged -- please report this with a copy of the file")
             if new != old:
                 pmxcfs.write_file(target, new)
+        kept = {p.nic.index for p in guest_plan.nics if any(
+            c.startswith(f"{p.set_name}: kept") for c in changes)}
         for p in guest_plan.nics:
-            self.say(f"guest {self.vmid} {p.nic.key} ({p.why}): {', '.join(p.addresses)}"
-                     + (f" [from {', '.join(p.sources)}]" if p.sources else ""))
-        self.say(f"{target}: " + ("; ".join(changes) if changes and new != old else "unchanged"))
+            if p.nic.index not in kept:
+                self.say(f"guest {self.vmid} {p.nic.key} ({p.why}): {', '.join(p.addresses)}"
+                         + (f" [from {', '.join(p.sources)}]" if p.sources else ""))
+        self.say(f"{target}: " + ("; ".join(changes) if changes and new != old else "unchanged")
+                 + ("; Proxmox's firewall picks the change up within 5-10 s" if new != old else ""))
 
     def post_start(self, cfg):
         isolate = {b.name for b in cfg.bridges if b.isolate_ports}
@@ -171,7 +185,9 @@ class Hook:
                 self.pre_start(cfg)
             elif self.phase == "post-start":
                 self.post_start(cfg)
-        except MicrosegError as e:
+        except Exception as e:          # noqa: BLE001 -- every failure goes through the policy
+            if not isinstance(e, MicrosegError):
+                e = MicrosegError(f"internal error {e.__class__.__name__}: {e} (please report it)")
             if self.phase != "pre-start":
                 self.warn(f"guest {self.vmid} {self.phase}: {e}")
             elif cfg is not None and cfg.hookscript.on_failure == "fail-open":
@@ -182,11 +198,14 @@ class Hook:
                        " (microseg.yaml could not be read, so the default fail-closed applies)")
                 print(f"{PREFIX}guest {self.vmid} not started: {e}{why}", file=self.err, flush=True)
                 return 1
+        if cfg is None:
+            self.warn(f"a chained hookscript, if microseg.yaml names one, was NOT run on {self.phase}: "
+                      "microseg.yaml could not be read")
         volume = self.chained(cfg)
         if volume:
             try:
                 return self.run_chained(volume)
-            except MicrosegError as e:
+            except (MicrosegError, OSError) as e:
                 self.warn(f"chain: {e}")
                 return 1 if self.phase == "pre-start" else 0
         return 0

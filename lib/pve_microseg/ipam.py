@@ -23,9 +23,14 @@ from .errors import ConfigError
 class IpamState:
     path: str
     by_guest: dict          # (vmid: str, mac: lower str) -> tuple of address strings
+    owners: dict = None     # address as written -> vmid (str), every guest entry
 
     def addresses(self, vmid, mac):
         return self.by_guest.get((str(vmid), mac.lower()), ())
+
+    def owner(self, ip):
+        """The VMID (str) IPAM assigns this address to, or None."""
+        return (self.owners or {}).get(str(ip))
 
 
 def parse(text, path="pve-ipam-state.json", vmid=None):
@@ -36,24 +41,28 @@ def parse(text, path="pve-ipam-state.json", vmid=None):
         data = json.loads(text)
     except ValueError as e:
         raise ConfigError(path, getattr(e, "lineno", None), None, f"not valid JSON: {e.msg}") from None
-    found = {}
-    zones = data.get("zones") if isinstance(data, dict) else None
-    for zone in (zones or {}).values():
-        for subnet in ((zone or {}).get("subnets") or {}).values():
-            for ip, entry in ((subnet or {}).get("ips") or {}).items():
-                if not isinstance(entry, dict) or entry.get("vmid") in (None, "") or not entry.get("mac"):
-                    continue
-                if wanted is not None and str(entry["vmid"]) != wanted:
-                    continue
-                try:
-                    mac = addresses.parse_mac(entry["mac"])
-                    ip = str(addresses.parse_ip(ip))
-                except ValueError:
-                    continue
-                key = (str(entry["vmid"]), mac)
-                if ip not in found.setdefault(key, []):
-                    found[key].append(ip)
-    return IpamState(path=str(path), by_guest={k: tuple(v) for k, v in found.items()})
+    found, owners = {}, {}
+    try:
+        zones = data.get("zones") if isinstance(data, dict) else None
+        for zone in (zones or {}).values():
+            for subnet in ((zone or {}).get("subnets") or {}).values():
+                for ip, entry in ((subnet or {}).get("ips") or {}).items():
+                    if not isinstance(entry, dict) or entry.get("vmid") in (None, ""):
+                        continue
+                    vmid = owners[ip] = str(entry["vmid"])
+                    if not entry.get("mac") or (wanted is not None and vmid != wanted):
+                        continue
+                    try:
+                        mac = addresses.parse_mac(entry["mac"])
+                        ip = str(addresses.parse_ip(ip))
+                    except ValueError:
+                        continue
+                    if ip not in found.setdefault((vmid, mac), []):
+                        found[(vmid, mac)].append(ip)
+    except (AttributeError, TypeError) as e:
+        raise ConfigError(path, None, "zones", f"unexpected structure ({e}); expected "
+                          '{"zones": {<zone>: {"subnets": {<cidr>: {"ips": {<ip>: {...}}}}}}}') from None
+    return IpamState(path=str(path), by_guest={k: tuple(v) for k, v in found.items()}, owners=owners)
 
 
 def load(paths, vmid=None):
@@ -66,4 +75,4 @@ def load(paths, vmid=None):
         except OSError as e:
             raise ConfigError(path, None, None, f"cannot read: {e.strerror}") from None
         return parse(text, path, vmid)
-    return IpamState(path=None, by_guest={})
+    return IpamState(path=None, by_guest={}, owners={})

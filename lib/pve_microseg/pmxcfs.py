@@ -57,12 +57,13 @@ def cfs_lock(paths, lockid, timeout=LOCK_TIMEOUT, stderr=None, sleep=time.sleep,
             pass
         waited = clock() - start
         if waited >= timeout:
-            raise ClusterFsError(f"cfs-lock '{lockid}' error: got lock request timeout "
-                                 f"(held by another writer for more than {timeout:g} s)")
+            raise ClusterFsError(f"cfs-lock '{lockid}' error: got lock request timeout ({path} "
+                                 f"held by another writer for more than {timeout:g} s; pmxcfs "
+                                 "removes a stale lock 120 s after it was taken)")
         if told is None or clock() - told >= 1.0:
             print(f"trying to acquire cfs lock '{lockid}' ...", file=stderr, flush=True)
             told = clock()
-        sleep(min(0.1, max(0.01, (timeout - waited) / 100)))
+        sleep(max(0.01, min(timeout - waited, 10) / 10))     # as PVE::Cluster: 1 s steps, shrinking
     try:
         yield path
     finally:

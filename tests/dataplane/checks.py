@@ -9,6 +9,9 @@ kinds:
              "blocked" with pve-microseg
   lifecycle  ifupdown2 keeping the rules in step with the network config;
              "pass" (microseg mode only)
+  hookscript the guest hookscript on the real kernel: sets written, plain-
+             bridge ports isolated at post-start, strict refusal; "pass"
+             (microseg mode only; see hookscript.py)
 
 The matrix is static (pytest parametrizes on it on the host); the run
 functions below execute it inside the QEMU guest.
@@ -108,7 +111,9 @@ def matrix(mode):
                      f"{what} from {ATTACKER.label} to {v.label}", impact)
                for p, (what, impact) in ATTACK_PROPS.items() for v in VICTIMS]
     if mode == "microseg":
+        from .hookscript import PROPS as HOOKSCRIPT_PROPS
         checks += [Check(f"ifupdown2/{p}", "lifecycle", p, d) for p, d in LIFECYCLE_PROPS.items()]
+        checks += [Check(f"hookscript/{p}", "hookscript", p, d) for p, d in HOOKSCRIPT_PROPS.items()]
     return checks
 
 

@@ -105,6 +105,9 @@ def main():
     print("\nifupdown2 keeps the rules in step with the network configuration:")
     for r in life:
         print(f"  {'ok  ' if r['observed'] == 'pass' else 'FAIL'} {r['description']}")
+    print("\nthe guest hookscript, at container start on a plain bridge marked isolate-ports:")
+    for r in (r for r in after.data["results"] if r["kind"] == "hookscript"):
+        print(f"  {'ok  ' if r['observed'] == 'pass' else 'FAIL'} {r['description']}")
     bad = [r for run in runs.values() for r in run.data["results"] if r["observed"] != r["expected"]]
     print(f"\n{sum(len(r.rows) for r in runs.values()) - len(bad)} of "
           f"{sum(len(r.rows) for r in runs.values())} checks as expected; {after.seconds} s in the guest")

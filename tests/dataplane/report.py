@@ -30,12 +30,13 @@ def matrix_lines(run):
     for p in ATTACK_PROPS:
         out.append(f"{p:<{width}}" + "".join(f"{cell(rows.get(f'{p}/{ATTACKER.ns}->{v.ns}')):<20}"
                                              for v in VICTIMS))
-    life = [r for r in run.data.get("results", []) if r["kind"] == "lifecycle"]
-    if life:
-        out.append("")
-        out.append("ifupdown2 lifecycle -- expected: pass")
-        for r in life:
-            out.append(f"{r['prop']:<{width}}{cell(r):<14}{r['detail']}")
+    for kind, title in (("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)")):
+        rows_of_kind = [r for r in run.data.get("results", []) if r["kind"] == kind]
+        if rows_of_kind:
+            out.append("")
+            out.append(f"{title} -- expected: pass")
+            for r in rows_of_kind:
+                out.append(f"{r['prop']:<{width}}{cell(r):<14}{r['detail'][:200]}")
     bad = [r for r in run.data.get("results", []) if r["observed"] != r["expected"]]
     out.append("")
     out.append(f"{len(run.rows) - len(bad)} of {len(run.rows)} checks as expected"

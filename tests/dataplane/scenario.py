@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, topology
+from . import checks, cluster, hookscript, topology
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -294,6 +294,8 @@ def run(modes, out_dir, how):
         if mode == "microseg":
             observed.update(run_lifecycle(wire, log))
             clock.lap(f"{mode}: ifupdown2 lifecycle")
+            observed.update(hookscript.run())
+            clock.lap(f"{mode}: hookscript")
         data.update(ifupdown2=log, results=report(mode, observed), timings=dict(clock.laps, total=clock.total()))
         write_results(out_dir, mode, data)
         summary(data["results"])

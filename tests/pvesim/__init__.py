@@ -35,6 +35,9 @@ class Cluster:
             (self.pve / d).mkdir(parents=True, exist_ok=True)
         (self.pve / "local").symlink_to(f"nodes/{node}")
         (self.pve / ".version").write_text("1\n")
+        # the datacenter firewall on, with a management set, as a cluster using guest firewalls has it
+        (self.pve / "firewall/cluster.fw").write_text(
+            "[OPTIONS]\n\nenable: 1\n\n[IPSET management]\n\n192.0.2.250\n")
         self.snippets = self.root / "var/lib/vz/snippets"
         self.snippets.mkdir(parents=True)
         (self.pve / "storage.cfg").write_text(
