@@ -16,6 +16,7 @@ from pve_microseg.paths import Paths
 
 MAC = "BC:24:11:2C:69:EC"
 LL = "fe80::be24:11ff:fe2c:69ec"
+CLOUDINIT = __import__("conftest").FIXTURES / "qemu-server/src/test/parse-config-input/cloudinit-snapshot.conf"
 MARK = "# ipfilter: 1 below is set by pve-microseg (removed with its last set)\n"
 YAML = """\
 bridges:
@@ -278,3 +279,34 @@ def test_many_starts_and_an_api_writer_lose_nothing(cluster):
             assert rule in text                                      # every API edit survived us
     assert sum(len(r) for r in api_rules.values()) > 10 * len(vmids)      # the writer really raced
     assert not any((cluster.pve / "priv/lock").iterdir())
+
+
+def test_real_fixtures_in_the_simulator(cluster):
+    """Proxmox's own test inputs: an LXC config with its .fw (an operator's
+    ipfilter-net1 holding an alias), and a VM config with cloud-init and
+    snapshot sections."""
+    from conftest import FIXTURES
+    src = FIXTURES / "proxmox-firewall/proxmox-firewall/tests/input"
+    cluster.write("microseg.yaml", YAML + "  simple1:\n    gateway-mac: 02:00:00:00:09:01\n"
+                  "    gateway-ip: 192.0.2.1\n  vnet0:\n    gateway-mac: 02:00:00:00:09:02\n"
+                  "    gateway-ip: 10.0.0.1\nguests:\n  120:\n    net0: [10.0.0.120]\n"
+                  "  100:\n    net1: [192.0.2.11]\n")
+    fw_before = (src / "100.fw").read_text()
+    cluster.write("firewall/100.fw", fw_before)
+    cluster.add_guest(100, (src / "100.conf").read_text(), "lxc")
+    r = cluster.pct("start", 100)
+    assert r.returncode != 0 and "net2 (on managed bridge simple1) has firewall=0" in r.stderr
+    cluster.write("microseg.yaml", (cluster.pve / "microseg.yaml").read_text() + "hookscript:\n  strict: false\n")
+    r = cluster.pct("start", 100)
+    assert r.returncode == 0, r.stderr
+    assert "net2 (on managed bridge simple1) has firewall=0" in r.stderr        # now a warning
+    fw = cluster.fw(100)
+    strict_ok(fw)
+    assert "ipfilter-net1: kept as is" in r.stdout              # the operator's set, with dc/network1
+    assert "[IPSET ipfilter-net3] # managed by pve-microseg\n\n192.0.2.10\nfd80::1235\n" \
+           "fe80::be24:11ff:fe4d:b0fe\n" in fw                   # net3: firewall=1 on simple2, static ip
+    assert fw.startswith(fw_before.split("[IPSET ipfilter-net1]")[0])
+    cluster.add_guest(120, CLOUDINIT.read_text())
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0, r.stderr
+    assert "10.0.0.120\nfe80::be24:11ff:fe2c:69ec" in cluster.fw(120)
