@@ -125,3 +125,22 @@ def test_model_json_round_trip():
     (b,) = resolve_yaml("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n")
     from pve_microseg.model import ManagedBridge
     assert ManagedBridge.from_json(b.to_json()) == b
+
+
+def test_parsed_file_is_cached_by_its_exact_text(fake_node):
+    from pve_microseg import config as c
+    text = ("bridges:\n  web:\n    gateway-mac: [02:00:00:00:01:01, 02:00:00:00:01:02]\n"
+            "    gateway-ip: 10.100.0.1\n    subnets: 10.100.0.0/24\n    isolate-ports: true\n"
+            "hookscript:\n  on-failure: fail-open\n  chain: local:snippets/x.sh\n"
+            "guests:\n  101:\n    net0: [10.100.0.5, 2001:db8::5]\n    policy-in: DROP\n")
+    fresh = c.parse_document(text, fake_node.paths.config)
+    assert c.load_document(fake_node.paths, text) == fresh          # parsed, cache written
+    cache = fake_node.paths.run_dir / "microseg.yaml.json"
+    assert cache.exists()
+    assert c.load_document(fake_node.paths, text) == fresh          # from the cache
+    data = __import__("json").loads(cache.read_text())
+    data["document"]["hookscript"]["on_failure"] = "poisoned"
+    cache.write_text(__import__("json").dumps(data))
+    assert c.load_document(fake_node.paths, text).hookscript.on_failure == "poisoned"   # it is used
+    changed = text.replace("fail-open", "fail-closed")
+    assert c.load_document(fake_node.paths, changed).hookscript.on_failure == "fail-closed"
