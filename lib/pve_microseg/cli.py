@@ -2,10 +2,11 @@
 
 import argparse
 import json
+import os
 import sys
 
-from . import __version__, node, reconcile, state
-from .errors import MicrosegError
+from . import __version__, node, reconcile, state, storage
+from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
 from .paths import Paths
@@ -30,6 +31,7 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_RUN_DIR        runtime state                (/run/pve-microseg)
   PVE_MICROSEG_NETWORK_DIR    ifupdown2 configuration      (/etc/network)
   PVE_MICROSEG_SYS_CLASS_NET  network devices              (/sys/class/net)
+  PVE_MICROSEG_SHARE_DIR      the packaged hookscript      (/usr/share/pve-microseg)
 
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 3 nftables refused the change (nothing changed), 4 nftables unavailable.
@@ -67,6 +69,26 @@ def build_parser():
         description="Show which bridges are managed, their gateways, whether each exists on "
                     "this node, and (json) the exact nftables transaction 'apply' would load.")
     s.add_argument("--output-format", choices=FORMATS, default="text")
+
+    h = sub.add_parser(
+        "hookscript", formatter_class=_formatter,
+        help="manage the guest hookscript (anti-spoofing sets at guest start)",
+        description="The guest hookscript writes each guest's ipfilter sets at pre-start; see "
+                    "pve-microseg-hookscript(8).")
+    hsub = h.add_subparsers(dest="action", metavar="ACTION")
+    hsub.required = True
+    hi = hsub.add_parser(
+        "install", formatter_class=_formatter,
+        help="copy the hookscript into a storage's snippets directory on this node",
+        description="Copy /usr/share/pve-microseg/pve-microseg-hookscript to "
+                    "<storage path>/snippets/ (executable), where 'qm set <vmid> --hookscript "
+                    "<storage>:snippets/pve-microseg-hookscript' finds it. A storage that is not "
+                    "shared is local to each node: run this on every node (the output names "
+                    "them). Running it again after a package upgrade refreshes the copy.")
+    hi.add_argument("--storage", default="local",
+                    help="a path-based storage (dir, nfs, cifs, cephfs) (default: local)")
+    hi.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    hi.add_argument("--output-format", choices=FORMATS, default="text")
     return p
 
 
@@ -182,6 +204,48 @@ def cmd_show(args, paths, log, out):
     return 0
 
 
+def cmd_hookscript(args, paths, log, out):
+    st = storage.load(paths).get(args.storage)
+    if st is None:
+        raise ConfigError(paths.storage_cfg, None, args.storage, f"no storage {args.storage!r}")
+    volume = f"{st.id}:snippets/{paths.hookscript.name}"
+    target = storage.snippet_path(paths, volume)
+    try:
+        data = paths.hookscript.read_bytes()
+    except OSError as e:
+        raise MicrosegError(f"{paths.hookscript}: {e.strerror} (is the pve-microseg package installed?)")
+    try:
+        with open(target, "rb") as f:
+            current = f.read() == data and os.access(target, os.X_OK)
+    except OSError:
+        current = False
+    if not current and not args.dry_run:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    here = node.local_node(paths, os.environ)
+    others = [] if st.shared else [n for n in (st.nodes or node.cluster_nodes(paths)) if n != here]
+    result = {"volume": volume, "path": target, "node": here, "shared": st.shared,
+              "changed": not current, "dry-run": args.dry_run,
+              "lists-snippets": "snippets" in st.content, "install-also-on": others}
+    if args.output_format != "text":
+        _dump(result, args.output_format, out)
+        return 0
+    state_word = ("up to date" if current else "would be installed" if args.dry_run else "installed")
+    out.write(f"{target}: {state_word} ({volume})\n")
+    if "snippets" not in st.content:
+        out.write(f"note: storage {st.id} does not list content 'snippets': guests can use the script, "
+                  "the GUI does not show it (pvesm set " + st.id + " --content <...>,snippets)\n")
+    if others:
+        out.write(f"{st.id} is local to each node: run 'pve-microseg hookscript install --storage {st.id}' "
+                  f"on {', '.join(others)} too\n")
+    out.write(f"attach it to a guest: qm set <vmid> --hookscript {volume}   (containers: pct set)\n")
+    return 0
+
+
 def _warn_environment(source, paths, log):
     for w in source.warnings:
         log.warning(w)
@@ -190,7 +254,7 @@ def _warn_environment(source, paths, log):
         log.warning(why)
 
 
-COMMANDS = {"apply": cmd_apply, "show": cmd_show}
+COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript}
 
 
 def main(argv=None, environ=None, out=None):

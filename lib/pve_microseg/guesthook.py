@@ -17,8 +17,8 @@ Only pre-start can block a start; everything printed goes to the task log.
 import os
 import sys
 
-from . import antispoof, config, fwfile, fwstrict, guestconf, ipam, pmxcfs, sdn
-from .errors import ConfigError, FirewallFileError, GuestConfigError, MicrosegError
+from . import antispoof, config, fwfile, fwstrict, guestconf, ipam, node, pmxcfs, sdn, storage
+from .errors import FirewallFileError, GuestConfigError, MicrosegError
 from .paths import Paths
 
 PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
@@ -40,20 +40,14 @@ class Hook:
     # ---------------------------------------------------------- inputs
 
     def node(self):
-        name = self.environ.get("PVE_MICROSEG_NODE")
-        if name:
-            return name
-        try:
-            return os.path.basename(os.readlink(self.paths.local_node_link))
-        except OSError:
-            return os.uname().nodename.split(".")[0]
+        return node.local_node(self.paths, self.environ)
 
     def guest(self):
         """The guest's config; on a live migration it is still under the source node."""
         source = self.environ.get("PVE_MIGRATED_FROM") or ""
-        node = source or self.node()
+        owner = source or self.node()
         for guest_type in ("qemu", "lxc"):
-            path = self.paths.guest_config(node, guest_type, self.vmid)
+            path = self.paths.guest_config(owner, guest_type, self.vmid)
             try:
                 text = path.read_text(encoding="utf-8")
             except FileNotFoundError:
@@ -61,8 +55,8 @@ class Hook:
             except (OSError, UnicodeDecodeError) as e:
                 raise GuestConfigError(path, None, None, f"cannot read: {e}") from None
             return guestconf.parse(text, self.vmid, guest_type, path)
-        where = f"node {node}" + (" (migration source)" if source else "")
-        raise GuestConfigError(self.paths.pve_dir / "nodes" / node, None, None,
+        where = f"node {owner}" + (" (migration source)" if source else "")
+        raise GuestConfigError(self.paths.pve_dir / "nodes" / owner, None, None,
                                f"no config for guest {self.vmid} on {where} "
                                "(neither qemu-server/ nor lxc/)")
 
@@ -160,7 +154,7 @@ class Hook:
             cfg.hookscript.chain if cfg else None)
 
     def run_chained(self, volume):
-        path = resolve_volume(self.paths, volume)
+        path = storage.snippet_path(self.paths, volume)
         if os.path.realpath(path) == os.path.realpath(sys.argv[0] or ""):
             self.warn(f"chain: {volume} is this hookscript itself; not run twice")
             return 0
@@ -213,25 +207,6 @@ class Hook:
 
 class Refused(MicrosegError):
     """The strict policy refuses this guest's configuration."""
-
-
-def resolve_volume(paths, volume):
-    """`local:snippets/x.sh` -> <storage path>/snippets/x.sh; an absolute path as is."""
-    if volume.startswith("/"):
-        return volume
-    storage, _, rest = volume.partition(":")
-    base = "/var/lib/vz" if storage == "local" else None
-    try:
-        text = paths.storage_cfg.read_text(encoding="utf-8")
-    except OSError:
-        text = ""
-    for _type, sid, _line, props, _lines in sdn.parse_section_config(text, paths.storage_cfg):
-        if sid == storage and props.get("path"):
-            base = props["path"]
-    if base is None:
-        raise ConfigError(paths.storage_cfg, None, storage,
-                          f"storage {storage!r} (of chained hookscript {volume}) has no path")
-    return os.path.join(base, rest)
 
 
 def main(argv=None, environ=None, out=None, err=None):

@@ -1,6 +1,26 @@
 """Facts about this node read from the system (edges, small and cheap)."""
 
+import os
 import re
+
+
+def local_node(paths, environ=None):
+    """This node's name: PVE_MICROSEG_NODE, else the /etc/pve/local link, else the host name."""
+    name = (environ or {}).get("PVE_MICROSEG_NODE")
+    if name:
+        return name
+    try:
+        return os.path.basename(os.readlink(paths.local_node_link))
+    except OSError:
+        return os.uname().nodename.split(".")[0]
+
+
+def cluster_nodes(paths):
+    """The nodes /etc/pve/nodes knows, sorted."""
+    try:
+        return sorted(e.name for e in (paths.pve_dir / "nodes").iterdir() if e.is_dir())
+    except FileNotFoundError:
+        return []
 
 
 def bridges_present(paths):

@@ -14,6 +14,7 @@ _ENV = {
     "run_dir": ("PVE_MICROSEG_RUN_DIR", "/run/pve-microseg"),
     "network_dir": ("PVE_MICROSEG_NETWORK_DIR", "/etc/network"),
     "sys_class_net": ("PVE_MICROSEG_SYS_CLASS_NET", "/sys/class/net"),
+    "share_dir": ("PVE_MICROSEG_SHARE_DIR", "/usr/share/pve-microseg"),
 }
 
 
@@ -24,6 +25,7 @@ class Paths:
     run_dir: Path
     network_dir: Path
     sys_class_net: Path
+    share_dir: Path
 
     @classmethod
     def from_env(cls, environ=None):
@@ -51,6 +53,11 @@ class Paths:
     @property
     def sdn_vnets(self):
         return self.pve_dir / "sdn" / "vnets.cfg"
+
+    @property
+    def hookscript(self):
+        """The hookscript as the package installs it."""
+        return self.share_dir / "pve-microseg-hookscript"
 
     @property
     def ipam_state(self):

@@ -1,0 +1,65 @@
+"""pve-microseg hookscript install, on the simulated cluster."""
+
+import io
+import json
+import os
+
+import pytest
+
+from pvesim import HOOKSCRIPT, Cluster
+from pve_microseg import cli
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    share = tmp_path / "usr/share/pve-microseg"
+    share.mkdir(parents=True)
+    (share / HOOKSCRIPT.name).write_bytes(HOOKSCRIPT.read_bytes())
+    c.env["PVE_MICROSEG_SHARE_DIR"] = str(share)
+    return c
+
+
+def run(cluster, *argv):
+    out = io.StringIO()
+    env = {k: v for k, v in cluster.env.items() if k.startswith("PVE_MICROSEG_")}
+    rc = cli.main(["hookscript", "install", *argv], environ=env, out=out)
+    return rc, out.getvalue()
+
+
+def test_installs_into_local_snippets_and_names_the_other_nodes(cluster):
+    target = cluster.snippets / HOOKSCRIPT.name
+    rc, out = run(cluster, "--dry-run")
+    assert rc == 0 and "would be installed" in out and not target.exists()
+    rc, out = run(cluster)
+    assert rc == 0 and f"{target}: installed (local:snippets/{HOOKSCRIPT.name})" in out
+    assert target.read_bytes() == HOOKSCRIPT.read_bytes() and os.access(target, os.X_OK)
+    assert "run 'pve-microseg hookscript install --storage local' on pve2 too" in out
+    rc, out = run(cluster, "--output-format", "json")
+    data = json.loads(out)
+    assert data["changed"] is False and data["install-also-on"] == ["pve2"]
+    assert data["volume"] == f"local:snippets/{HOOKSCRIPT.name}"
+
+
+def test_the_installed_copy_is_what_qm_runs(cluster):
+    run(cluster)
+    cluster.write("microseg.yaml", "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n"
+                  "    gateway-ip: 10.100.0.1\n")
+    cluster.add_vm(101, {0: "virtio=BC:24:11:2C:69:EC,bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0, r.stderr
+    assert "10.100.0.5" in cluster.fw(101)
+
+
+def test_shared_and_unsuitable_storages(cluster):
+    cfg = cluster.pve / "storage.cfg"
+    cfg.write_text(cfg.read_text() + f"\nnfs: shared-nfs\n\tpath {cluster.root}/mnt/pve/shared-nfs\n"
+                   "\tserver 192.0.2.9\n\texport /srv\n\tcontent images\n")
+    rc, out = run(cluster, "--storage", "shared-nfs")
+    assert rc == 0 and "on pve2" not in out
+    assert "does not list content 'snippets'" in out
+    assert (cluster.root / "mnt/pve/shared-nfs/snippets" / HOOKSCRIPT.name).exists()
+    rc, _ = run(cluster, "--storage", "local-lvm")
+    assert rc == 2                                  # not path-based: a configuration error
+    rc, _ = run(cluster, "--storage", "nope")
+    assert rc == 2
