@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from . import __version__, node, reconcile, state, storage
+from . import __version__, config, configedit, node, reconcile, state, storage, yamledit
 from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
@@ -89,6 +89,17 @@ def build_parser():
                     help="a path-based storage (dir, nfs, cifs, cephfs) (default: local)")
     hi.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
     hi.add_argument("--output-format", choices=FORMATS, default="text")
+
+    il = sub.add_parser(
+        "import-legacy", formatter_class=_formatter,
+        help="copy the bridges of /etc/pve/L2-microsegmentation.conf into microseg.yaml",
+        description="Turn the article's BRIDGE;GATEWAY_IP;GATEWAY_MAC lines into bridges: "
+                    "entries of /etc/pve/microseg.yaml (several lines of one bridge become its "
+                    "lists of gateway MACs and IPs). Bridges microseg.yaml already has are left "
+                    "as they are. The legacy file is not changed: once imported, it no longer "
+                    "matters for those bridges (microseg.yaml wins), and can be deleted.")
+    il.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
+    il.add_argument("--output-format", choices=FORMATS, default="text")
     return p
 
 
@@ -246,6 +257,44 @@ def cmd_hookscript(args, paths, log, out):
     return 0
 
 
+def cmd_import_legacy(args, paths, log, out):
+    text = config._read(paths.legacy_config)
+    if text is None:
+        raise MicrosegError(f"{paths.legacy_config} does not exist: nothing to import")
+    legacy = config.parse_legacy(text, paths.legacy_config)
+    imported, skipped = [], []
+
+    def change(current):
+        doc = config.parse_document(current, paths.config) if current.strip() else config.Document()
+        have = {b.name: b for b in doc.bridges}
+        for spec in legacy:
+            if spec.name in have:
+                skipped.append({"bridge": spec.name, "why": f"already in {have[spec.name].path}:"
+                                f"{have[spec.name].line}"})
+                continue
+            macs = list(dict.fromkeys(m for m, _ in spec.macs))
+            ips = list(dict.fromkeys(str(ip) for ip, _ in spec.ips))
+            current = yamledit.set_entry(current, ("bridges", spec.name),
+                                         {"gateway-mac": macs, "gateway-ip": ips}, path=paths.config)
+            imported.append(spec.name)
+        return current
+
+    result = configedit.edit(paths, change, dry_run=args.dry_run)
+    if args.output_format != "text":
+        _dump({"imported": imported, "skipped": skipped, "dry-run": args.dry_run,
+               "diff": result.diff()}, args.output_format, out)
+        return 0
+    out.write(result.diff())
+    for s in skipped:
+        out.write(f"{s['bridge']}: not imported, {s['why']}\n")
+    verb = "would import" if args.dry_run else "imported"
+    out.write(f"{verb}: {', '.join(imported) or 'nothing'}\n")
+    if imported and not args.dry_run:
+        out.write(f"{paths.legacy_config} no longer matters for these bridges; delete it once every "
+                  "node runs pve-microseg, then run 'pve-microseg apply' on each node\n")
+    return 0
+
+
 def _warn_environment(source, paths, log):
     for w in source.warnings:
         log.warning(w)
@@ -254,7 +303,8 @@ def _warn_environment(source, paths, log):
         log.warning(why)
 
 
-COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript}
+COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
+            "import-legacy": cmd_import_legacy}
 
 
 def main(argv=None, environ=None, out=None):
