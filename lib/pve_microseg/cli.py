@@ -5,11 +5,12 @@ import json
 import os
 import sys
 
-from . import __version__, config, configedit, node, reconcile, state, storage, yamledit
+from . import __version__, config, configedit, guesthook, guests, node, reconcile, sdn, state, storage, yamledit
 from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
 from .paths import Paths
+from .pvesh import Pvesh
 
 FORMATS = ("text", "json", "json-pretty", "yaml")
 
@@ -32,6 +33,7 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_NETWORK_DIR    ifupdown2 configuration      (/etc/network)
   PVE_MICROSEG_SYS_CLASS_NET  network devices              (/sys/class/net)
   PVE_MICROSEG_SHARE_DIR      the packaged hookscript      (/usr/share/pve-microseg)
+  PVE_MICROSEG_PVESH          Proxmox's API client         (/usr/bin/pvesh)
 
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 3 nftables refused the change (nothing changed), 4 nftables unavailable.
@@ -100,6 +102,31 @@ def build_parser():
                     "matters for those bridges (microseg.yaml wins), and can be deleted.")
     il.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
     il.add_argument("--output-format", choices=FORMATS, default="text")
+
+    g = sub.add_parser(
+        "guest", formatter_class=_formatter,
+        help="attach the hookscript to guests, detach it, write a running guest's sets now",
+        description="Attach pve-microseg's hookscript to guests through pvesh, on each guest's own "
+                    "node; VMs and containers. A guest that has another hookscript keeps it: it is "
+                    "recorded as guests: <vmid>: chain: in microseg.yaml and runs after ours. "
+                    "Only root@pam may set hookscripts.")
+    gsub = g.add_subparsers(dest="action", metavar="ACTION")
+    gsub.required = True
+    for name, helptext in (("attach", "set the hookscript on these guests"),
+                           ("detach", "remove it again (restoring a chained hookscript)")):
+        ga = gsub.add_parser(name, formatter_class=_formatter, help=helptext, description=helptext)
+        ga.add_argument("vmids", nargs="*", type=int, metavar="VMID")
+        ga.add_argument("--vnet", help="every guest with a NIC on this VNet or bridge")
+        ga.add_argument("--all", action="store_true", help="every guest of the cluster")
+        ga.add_argument("--storage", default="local",
+                        help="where the hookscript is installed (default: local)")
+        ga.add_argument("--dry-run", action="store_true", help="print the pvesh calls, change nothing")
+        ga.add_argument("--output-format", choices=FORMATS, default="text")
+    gs = gsub.add_parser("sync", formatter_class=_formatter,
+                         help="write a (running) guest's ipfilter sets now, as its pre-start would",
+                         description="Write the guest's ipfilter sets now, exactly as its pre-start "
+                                     "does (after a NIC change, which calls no hook).")
+    gs.add_argument("vmids", nargs="+", type=int, metavar="VMID")
     return p
 
 
@@ -295,6 +322,93 @@ def cmd_import_legacy(args, paths, log, out):
     return 0
 
 
+def _selected(args, paths, inventory):
+    if args.all:
+        return sorted(inventory.values(), key=lambda g: g.vmid)
+    if args.vnet:
+        return [g for g in sorted(inventory.values(), key=lambda g: g.vmid)
+                if any(n.bridge == args.vnet for n in guests.config(paths, g).nics)]
+    missing = [v for v in args.vmids if v not in inventory]
+    if missing:
+        raise MicrosegError(f"no guest {', '.join(map(str, missing))} in this cluster (/etc/pve/.vmlist)")
+    if not args.vmids:
+        raise MicrosegError("name the guests: VMID..., --vnet VNET or --all")
+    return [inventory[v] for v in args.vmids]
+
+
+def cmd_guest(args, paths, log, out):
+    inventory = guests.vmlist(paths)
+    if args.action == "sync":
+        rc = 0
+        for vmid in args.vmids:
+            if vmid not in inventory:
+                raise MicrosegError(f"no guest {vmid} in this cluster (/etc/pve/.vmlist)")
+            hook = guesthook.Hook(vmid, "pre-start", dict(os.environ), paths, out, sys.stderr,
+                                  owner_node=inventory[vmid].node)
+            cfg = hook.config()
+            hook.pre_start(cfg)
+        return rc
+    if os.geteuid() != 0 and not args.dry_run:
+        raise MicrosegError("only root@pam may set hookscripts: run this as root on a cluster node")
+    ours = f"{args.storage}:snippets/{paths.hookscript.name}"
+    pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run)
+    settings_of = config.load(paths, sdn.load(paths)).guests
+    rows = []
+    for g in _selected(args, paths, inventory):
+        current = guests.config(paths, g).hookscript
+        chained = settings_of[g.vmid].chain if g.vmid in settings_of else None
+        if args.action == "attach":
+            if current == ours:
+                rows.append((g, "already attached"))
+                continue
+            if current:
+                configedit.edit(paths, lambda t: yamledit.set_entry(
+                    t, ("guests", str(g.vmid)), {"chain": current}, merge=True, path=paths.config),
+                    dry_run=args.dry_run)
+            pvesh.set(g.api_path, hookscript=ours)
+            rows.append((g, f"attached{f' (its hookscript {current} now runs after ours)' if current else ''}"))
+        else:
+            if current != ours:
+                rows.append((g, f"not attached (hookscript: {current or 'none'})"))
+                continue
+            if chained:
+                pvesh.set(g.api_path, hookscript=chained)
+                configedit.edit(paths, lambda t: _drop_chain(t, g.vmid, paths), dry_run=args.dry_run)
+                rows.append((g, f"detached, {chained} restored"))
+            else:
+                pvesh.set(g.api_path, delete="hookscript")
+                rows.append((g, "detached"))
+    if args.output_format != "text":
+        _dump({"guests": [{"vmid": g.vmid, "node": g.node, "type": g.type, "result": r} for g, r in rows],
+               "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "dry-run": args.dry_run},
+              args.output_format, out)
+        return 0
+    for call in (c for c in pvesh.calls if c.verb != "get"):
+        out.write(("would run: " if args.dry_run else "ran: ") + str(call) + "\n")
+    for g, r in rows:
+        out.write(f"{g.vmid} ({g.type} on {g.node}): {r}\n")
+    st = storage.load(paths).get(args.storage)
+    if args.action == "attach" and st is not None and not st.shared:
+        nodes = sorted({g.node for g, r in rows if r.startswith("attached")})
+        if nodes:
+            out.write(f"the hookscript must be installed on {', '.join(nodes)} "
+                      f"('pve-microseg hookscript install --storage {args.storage}' there)\n")
+    return 0
+
+
+def _drop_chain(text, vmid, paths):
+    doc = config.parse_document(text, paths.config)
+    g = doc.guests.get(vmid)
+    if g is None or g.chain is None:
+        return text
+    if not g.addresses and not g.policy_in:
+        return yamledit.remove_entry(text, ("guests", str(vmid)), path=paths.config)
+    fields = {f"net{i}": list(a) for i, a in g.addresses.items()}
+    if g.policy_in:
+        fields["policy-in"] = g.policy_in
+    return yamledit.set_entry(text, ("guests", str(vmid)), fields, path=paths.config)
+
+
 def _warn_environment(source, paths, log):
     for w in source.warnings:
         log.warning(w)
@@ -304,7 +418,7 @@ def _warn_environment(source, paths, log):
 
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
-            "import-legacy": cmd_import_legacy}
+            "import-legacy": cmd_import_legacy, "guest": cmd_guest}
 
 
 def main(argv=None, environ=None, out=None):

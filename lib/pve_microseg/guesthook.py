@@ -26,10 +26,12 @@ PREFIX = "pve-microseg: "
 
 
 class Hook:
-    def __init__(self, vmid, phase, environ, paths, out, err, lock_timeout=pmxcfs.LOCK_TIMEOUT):
+    def __init__(self, vmid, phase, environ, paths, out, err, lock_timeout=pmxcfs.LOCK_TIMEOUT,
+                 owner_node=None):
         self.vmid, self.phase, self.environ, self.paths = vmid, phase, environ, paths
         self.out, self.err = out, err
         self.lock_timeout = lock_timeout
+        self.owner_node = owner_node        # where the config is, when not this node (guest sync)
 
     def say(self, msg):
         print(PREFIX + msg, file=self.out, flush=True)
@@ -45,7 +47,7 @@ class Hook:
     def guest(self):
         """The guest's config; on a live migration it is still under the source node."""
         source = self.environ.get("PVE_MIGRATED_FROM") or ""
-        owner = source or self.node()
+        owner = source or self.owner_node or self.node()
         for guest_type in ("qemu", "lxc"):
             path = self.paths.guest_config(owner, guest_type, self.vmid)
             try:

@@ -15,6 +15,7 @@ _ENV = {
     "network_dir": ("PVE_MICROSEG_NETWORK_DIR", "/etc/network"),
     "sys_class_net": ("PVE_MICROSEG_SYS_CLASS_NET", "/sys/class/net"),
     "share_dir": ("PVE_MICROSEG_SHARE_DIR", "/usr/share/pve-microseg"),
+    "pvesh": ("PVE_MICROSEG_PVESH", "/usr/bin/pvesh"),
 }
 
 
@@ -26,6 +27,7 @@ class Paths:
     network_dir: Path
     sys_class_net: Path
     share_dir: Path
+    pvesh: Path
 
     @classmethod
     def from_env(cls, environ=None):
