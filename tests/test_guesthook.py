@@ -277,7 +277,7 @@ def test_many_starts_and_an_api_writer_lose_nothing(cluster):
         assert f"10.100.0.{v - 80}\n" in text                       # our set survived the writer
         for rule in api_rules[v]:
             assert rule in text                                      # every API edit survived us
-    assert sum(len(r) for r in api_rules.values()) > 10 * len(vmids)      # the writer really raced
+    assert sum(len(r) for r in api_rules.values()) > 3 * len(vmids)       # the writer really raced
     assert not any((cluster.pve / "priv/lock").iterdir())
 
 
