@@ -60,7 +60,8 @@ class Pvesh:
     calls: list = field(default_factory=list)        # every Call made or planned, in order
 
     def run(self, verb, path, **params):
-        call = Call(verb, path, tuple((k.replace("_", "-"), v) for k, v in params.items() if v is not None))
+        # names as the API spells them: policy_forward, icmp-type (pass **{"icmp-type": ...})
+        call = Call(verb, path, tuple((k, v) for k, v in params.items() if v is not None))
         self.calls.append(call)
         if self.dry_run and verb in CHANGING:
             return None
