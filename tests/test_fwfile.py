@@ -23,7 +23,7 @@ _LINE = st.one_of(
                      "[IPSET ipfilter-net1] # managed by pve-microseg", "[ipset ipfilter-net2]",
                      "[group web]", "[IPSET other] # x", "enable: 1", "ipfilter: 0", "policy_in: DROP",
                      "10.0.0.1", "fe80::1 # c", "IN ACCEPT -p tcp -dport 22", "# comment", "", "  ",
-                     "[bogus", "\r"]),
+                     "[bogus", "\r", "\x1e", "a\x85b", "\u2028"]),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
 _TEXT = st.builds(lambda lines, end: "\n".join(lines) + end,
                   st.lists(_LINE, max_size=25), st.sampled_from(["", "\n", "\r\n"]))
@@ -42,7 +42,7 @@ def _foreign_lines(text):
     for s in fw.sections:
         if s.managed:
             continue
-        out += [l.rstrip("\r\n") for l in ([s.header] if s.header else []) + s.lines]
+        out += [l.rstrip("\n") for l in ([s.header] if s.header else []) + s.lines]
     return out
 
 

@@ -5,7 +5,8 @@ import json
 import os
 import sys
 
-from . import __version__, config, configedit, guesthook, guests, node, reconcile, sdn, state, storage, yamledit
+from . import (__version__, config, configedit, guesthook, guests, node, reconcile, sdn, state, storage,
+               vnetcmd, vnetfw, yamledit)
 from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
@@ -36,7 +37,8 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_PVESH          Proxmox's API client         (/usr/bin/pvesh)
 
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
-3 nftables refused the change (nothing changed), 4 nftables unavailable.
+3 nftables refused the change (nothing changed), 4 nftables unavailable,
+7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing.
 """
 
 
@@ -127,6 +129,36 @@ def build_parser():
                          description="Write the guest's ipfilter sets now, exactly as its pre-start "
                                      "does (after a NIC change, which calls no hook).")
     gs.add_argument("vmids", nargs="+", type=int, metavar="VMID")
+
+    v = sub.add_parser(
+        "vnet", formatter_class=_formatter,
+        help="turn a VNet's isolation on (L2 rules + VNet firewall) or off again",
+        description="enable: record the VNet in microseg.yaml (its L2 rules load on every node "
+                    "with the next SDN apply or 'apply'), set its VNet firewall to drop forwarded "
+                    "traffic (policy_forward DROP) and add rules tagged 'pve-microseg:' that let the "
+                    "gateway and the guests talk (+sdn/<vnet>-gateway, +sdn/<vnet>-all), plus the "
+                    "--allow presets. Prerequisites are checked first and explained; nothing changes "
+                    "while one is missing. Running it again changes nothing. disable: remove exactly "
+                    "what enable added and restore the options it found.")
+    vsub = v.add_subparsers(dest="action", metavar="ACTION")
+    vsub.required = True
+    ve = vsub.add_parser("enable", formatter_class=_formatter, help="isolate the guests of a VNet")
+    vd = vsub.add_parser("disable", formatter_class=_formatter, help="undo 'vnet enable'")
+    for sp in (ve, vd):
+        sp.add_argument("vnet")
+        sp.add_argument("--dry-run", action="store_true", help="print the pvesh calls and the "
+                        "microseg.yaml change, change nothing")
+        sp.add_argument("--output-format", choices=FORMATS, default="text")
+    ve.add_argument("--gateway-mac", action="append", metavar="MAC",
+                    help="the router's MAC on this VNet (repeat for VRRP/anycast routers)")
+    ve.add_argument("--allow", action="append", choices=vnetfw.PRESETS, metavar="PRESET",
+                    help=f"also let guests use: {', '.join(vnetfw.PRESETS)} (repeatable)")
+    ve.add_argument("--apply", action="store_true",
+                    help="run the SDN apply (pvesh set /cluster/sdn) and check its task's outcome")
+    ve.add_argument("--enable-datacenter-firewall", action="store_true",
+                    help="turn the datacenter firewall on if it is off")
+    ve.add_argument("--i-have-console-access", action="store_true",
+                    help="turn the datacenter firewall on even without a 'management' IP set")
     return p
 
 
@@ -396,6 +428,24 @@ def cmd_guest(args, paths, log, out):
     return 0
 
 
+def cmd_vnet(args, paths, log, out):
+    pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run)
+    action = vnetcmd.enable if args.action == "enable" else vnetcmd.disable
+    report = action(paths, pvesh, args)
+    calls = [str(c) for c in pvesh.calls if c.verb != "get"]
+    if args.output_format != "text":
+        _dump({"vnet": args.vnet, "action": args.action, "dry-run": args.dry_run, "pvesh": calls,
+               "notes": report}, args.output_format, out)
+        return 0
+    for c in calls:
+        out.write(("would run: " if args.dry_run else "ran: ") + c + "\n")
+    for line in report:
+        out.write(line + "\n")
+    if not calls and not report:
+        out.write(f"{args.vnet}: nothing to change\n")
+    return 0
+
+
 def _drop_chain(text, vmid, paths):
     doc = config.parse_document(text, paths.config)
     g = doc.guests.get(vmid)
@@ -418,7 +468,7 @@ def _warn_environment(source, paths, log):
 
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
-            "import-legacy": cmd_import_legacy, "guest": cmd_guest}
+            "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet}
 
 
 def main(argv=None, environ=None, out=None):

@@ -31,7 +31,8 @@ from .model import Gateway, GuestSettings, HookscriptSettings, ManagedBridge
 _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _GUEST_PORT = re.compile(r"^(tap|veth|fwpr|fwbr|fwln)\d")
 TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests")
-BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports")
+BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "vnet-firewall-before")
+VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge")
 HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
 GUEST_KEYS = ("net<N>", "chain", "policy-in")
 
@@ -48,6 +49,7 @@ class BridgeSpec:
     subnets: list = field(default_factory=list)     # [(network, line)]
     ips_given: bool = False
     isolate_ports: bool = False
+    vnet_firewall_before: dict = None   # written by `vnet enable`, read by `vnet disable`
     mac_field: str = "gateway-mac"      # how the file calls the fields, for messages
     ip_field: str = "gateway-ip"
 

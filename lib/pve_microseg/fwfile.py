@@ -208,10 +208,17 @@ def _kind(header_match):
     return kind if kind in ("options", "aliases", "rules", "ipset", "group") else "other:" + kind
 
 
+def _lines(text):
+    """Lines with their endings, split at LF only, as both firewall parsers do
+    (str.splitlines would also split at \x1c-\x1e, \x85, U+2028, ...)."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def parse(text):
     """Text -> FwFile.  Never fails: every line lands in some section."""
     sections = [Section("preamble")]
-    for line in text.splitlines(keepends=True):
+    for line in _lines(text):
         m = _HEADER.match(line) if line.lstrip().startswith("[") else None
         if m:
             sections.append(Section(_kind(m), name=m.group("name"), header=line))

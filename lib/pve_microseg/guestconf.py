@@ -63,7 +63,7 @@ class GuestConfig:
 def main_section(text):
     """[(line number, key, value)] of the main section."""
     out = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(text.split("\n"), 1):          # LF only, as Proxmox splits
         line = raw.strip()
         if line.startswith("["):
             break

@@ -77,10 +77,13 @@ class Pvesh:
             return None
         lines = out.splitlines()
         try:
-            return json.loads(lines[-1])
+            result = json.loads(lines[-1])
         except ValueError:
-            # a worker task: its log, then the UPID (not JSON-quoted in every version)
-            return {"upid": lines[-1].strip().strip('"'), "log": lines[:-1]}
+            result = lines[-1].strip()
+        if isinstance(result, str) and result.startswith("UPID:"):
+            # a worker task: its log, then the UPID (JSON-quoted in json mode)
+            return {"upid": result, "log": lines[:-1]}
+        return result
 
     def get(self, path, **params):
         return self.run("get", path, **params)

@@ -13,9 +13,19 @@ use two-space indentation (or the indentation of their siblings).
 The result is parsed again by the caller before it is written.
 """
 
+import re
+
 import yaml
 
 from .errors import ConfigError
+
+_BREAK = re.compile(r"(\r\n|[\r\n\x85\u2028\u2029])")      # the line breaks PyYAML counts
+
+
+def _lines(text):
+    parts = _BREAK.split(text)
+    out = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+    return out + ([parts[-1]] if parts[-1] else [])
 
 
 def _compose(text, path):
@@ -36,7 +46,14 @@ def _child(mapping, key):
     return None
 
 
+def _scalar(value):
+    text = str(value)
+    return "''" if text == "" else text
+
+
 def _render_value(value):
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(str(v) for v in value) + "]"
     if isinstance(value, bool):
@@ -77,6 +94,8 @@ def _existing_fields(vnode):
         for k, v in vnode.value:
             if isinstance(v, yaml.SequenceNode):
                 out[k.value] = [i.value for i in v.value]
+            elif isinstance(v, yaml.MappingNode):
+                out[k.value] = {kk.value: vv.value for kk, vv in v.value}
             else:
                 out[k.value] = v.value
     return out
@@ -86,7 +105,7 @@ def set_entry(text, where, fields, merge=False, path="microseg.yaml"):
     """Add or replace `<section>: <key>: {fields}`; with merge, keep the
     entry's other fields.  Returns the new text."""
     section, key = where
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     root = _compose(text, path)
@@ -128,7 +147,7 @@ def remove_entry(text, where, path="microseg.yaml"):
     entry = _child(found[1], key) if found else None
     if entry is None:
         return text
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     start, end = _entry_lines(lines, *entry)
     del lines[start:end]
     return "".join(lines)

@@ -9,7 +9,8 @@ import re
 import yaml
 
 from . import addresses
-from .config import (BRIDGE_KEYS, GUEST_KEYS, HOOKSCRIPT_KEYS, TOP_LEVEL_KEYS, BridgeSpec, Document,
+from .config import (BRIDGE_KEYS, GUEST_KEYS, HOOKSCRIPT_KEYS, TOP_LEVEL_KEYS, VNET_FIREWALL_BEFORE_KEYS,
+                     BridgeSpec, Document,
                      _parse_network, _parsed, check_ifname)
 from .errors import ConfigError
 from .model import GuestSettings, HookscriptSettings
@@ -95,6 +96,14 @@ def _bridges(node, path):
             fname = f"bridges.{name}.{pkey.value}"
             if pkey.value == "isolate-ports":
                 spec.isolate_ports = _flag(pvalue, path, fname)
+                continue
+            if pkey.value == "vnet-firewall-before":
+                before = {}
+                for k, v in _mapping(pvalue, path, fname):
+                    if k.value not in VNET_FIREWALL_BEFORE_KEYS or not isinstance(v, yaml.ScalarNode):
+                        _unknown(k, VNET_FIREWALL_BEFORE_KEYS, path, f"{fname}.{k.value}")
+                    before[k.value] = v.value
+                spec.vnet_firewall_before = before
                 continue
             items = _scalars(pvalue, path, fname)
             if pkey.value == "gateway-mac":

@@ -133,3 +133,14 @@ class Cluster:
 
     def running(self, vmid):
         return (self.root / "run/sim" / f"{vmid}.running").exists()
+
+    def pvesh(self, *args, **kw):
+        """Run the fake pvesh (tests/pvesim/pvesh.py) against this tree."""
+        return self.run("pvesh", *args, **kw)
+
+    def pvesh_proxied(self):
+        """[(node, verb, path)] of the calls pvesh would have proxied to another node."""
+        log = self.root / "run/sim/pvesh-proxied.log"
+        if not log.exists():
+            return []
+        return [tuple(line.split("\t")) for line in log.read_text().splitlines()]

@@ -1,0 +1,1837 @@
+"""A fake `pvesh` for the simulator, checked against Proxmox's own API schema.
+
+    pvesh [--noproxy] <ls|get|set|create|delete|usage> <api_path> [--param value ...]
+          [--output-format text|json|json-pretty|yaml] [--quiet] [--noproxy]
+
+Every call is matched against the endpoint templates of the real API schema
+(tests/fixtures/pve-api-subset.json, extracted from pve-docs api-viewer/apidata.js)
+and its parameters are checked the way PVE::JSONSchema checks them; the
+implemented endpoints then read and write the simulator's fake /etc/pve tree
+(tests/pvesim).  References in brackets are to /work/shared/reference/proxmox.md.
+
+Simulated:
+* the command line [h.1]: verbs, Getopt::Long-style options (`--k v`, `--k=v`,
+  `-k`, unique prefixes, case-insensitive names, booleans without a value,
+  repeated flags for array and `*-list` parameters), `--output-format`
+  (json: one line, sorted keys; json-pretty; yaml; text: a plain rendering),
+  `--quiet`, null results print nothing, empty arrays print nothing in text;
+* errors: `no '<verb>' handler for '<path>'`; `400 Parameter verification
+  failed.` + one `<param>: <message>` line per error (sorted) + a usage line;
+  `Unknown option: x` + `400 unable to parse option`; other errors as plain
+  text; exit status 255 for every error;
+* validation (PVE::JSONSchema order: type, format, pattern implicitly anchored,
+  maxLength, minLength, maximum, minimum, enum): required parameters, the named
+  formats listed in FORMATS (others are accepted), `-list`/`-opt` formats,
+  inline property-string formats (qemu/lxc `net[n]`, `log_ratelimit`, ...),
+  indexed parameters `net[n]` -> `net0`..`net31`; a method with
+  `additionalParameters` takes any other `--name value` unchecked (no method
+  of the subset has it);
+* proxying: a `proxyto` method whose node is not the local one runs locally
+  (as that node) and is recorded in run/sim/pvesh-proxied.log; with
+  `--noproxy` it fails `proxy loop detected - aborting`; an unknown node
+  fails the host name lookup;
+* firewall files [a.6, d]: read leniently like pve-firewall (lowercased ipset
+  names and option keys, unparsable lines dropped), written back whole in the
+  API's canonical form under the cfs lock (firewall-cluster, firewall-vm-<vmid>,
+  firewall-vnet-<vnet>) with tmp + rename (pve_microseg.pmxcfs); an empty result
+  deletes the file; per-object `digest` = sha1 as pve-firewall computes it;
+* endpoints: /cluster/firewall/options, .../ipset[/{name}[/{cidr}]] for the
+  cluster and for guests (qemu and lxc), firewall options (cluster, guest,
+  VNet), rules and rules/{pos} (cluster, guest, VNet), guest config GET/PUT (main section, `digest`, `delete`,
+  `revert`, the guest config flock), /cluster/resources, PUT /cluster/sdn (a
+  synchronous worker task: log and UPID on stdout, exit 0 even on TASK ERROR;
+  fails when /etc/pve/sdn/.simulate-apply-error exists), task status and log.
+
+Not simulated: permissions (every call runs as root@pam), the real text table
+layout, rule checks beyond the basic ones in verify_rule(), macros, references
+to aliases/ipsets in rules, pending changes of running guests (config PUT
+writes the main section directly, as a successful hotplug would), the network
+reload itself (interfaces.d/sdn, ifreload, FRR), warnings pve-firewall prints
+while parsing broken files.  Other schema endpoints answer "not implemented".
+
+Environment: PVE_MICROSEG_PVE_DIR (the fake /etc/pve), PVE_SIM_LOCK_DIR (guest
+config flocks), PVE_SIM_NODE (default: the `local` link),
+PVE_SIM_CFS_LOCK_TIMEOUT (seconds, default 10, as the API uses).
+"""
+
+import functools
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCHEMA_FILE = HERE.parent / "fixtures" / "pve-api-subset.json"
+sys.path.insert(0, str(HERE.parent.parent / "lib"))
+sys.path.insert(0, str(HERE))
+
+from pve_microseg import pmxcfs  # noqa: E402  (tmp+rename and the cfs lock protocol only)
+from pve_microseg.errors import ClusterFsError  # noqa: E402
+import guestcmd  # noqa: E402  (the guest config flock)
+
+VERBS = {"get": "GET", "set": "PUT", "create": "POST", "delete": "DELETE"}
+LOG_LEVELS = "emerg|alert|crit|err|warning|notice|info|debug|nolog"
+MODIFIED = "detected modified configuration - file changed by other user? Try again."
+STD_OPTIONS = {
+    "output-format": {"name": "output-format", "type": "string", "required": False,
+                      "enum": ["text", "json", "json-pretty", "yaml"]},
+    "quiet": {"name": "quiet", "type": "boolean", "required": False},
+    "noproxy": {"name": "noproxy", "type": "boolean", "required": False},
+    "human-readable": {"name": "human-readable", "type": "boolean", "required": False},
+    "noborder": {"name": "noborder", "type": "boolean", "required": False},
+    "noheader": {"name": "noheader", "type": "boolean", "required": False},
+}
+# how many of each indexed parameter `name[n]` exist (qemu-server / pve-container)
+INDEXED_COUNT = {"net": 32, "ipconfig": 32, "unused": 256, "mp": 256, "dev": 256, "ide": 4,
+                 "sata": 6, "scsi": 31, "virtio": 16, "usb": 14, "serial": 4, "parallel": 3,
+                 "hostpci": 16, "numa": 8, "virtiofs": 10}
+
+
+# =============================================================== errors
+
+class ApiError(Exception):
+    """An error pvesh prints on stderr: `[<code> ]<message>` and, for parameter
+    errors (code 400), one line per parameter and the usage line."""
+
+    def __init__(self, message, code=None, errors=None, before=()):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.errors = errors or {}
+        self.before = list(before)          # lines Getopt prints first
+
+    def render(self, usage=None):
+        lines = list(self.before)
+        lines.append(f"{self.code} {self.message}" if self.code else self.message)
+        for key in sorted(self.errors):
+            lines.append(f"{key}: {self.errors[key]}")
+        if self.code == 400 and usage:
+            lines.append(usage)
+        return "\n".join(lines) + "\n"
+
+
+def param_error(errors):
+    return ApiError("Parameter verification failed.", code=400, errors=errors)
+
+
+def option_error(*before):
+    return ApiError("unable to parse option", code=400, before=before)
+
+
+# =============================================================== schema
+
+class Api:
+    """The endpoints of the schema, matched like PVE::API2->find_handler."""
+
+    def __init__(self, data):
+        self.endpoints = data["endpoints"]
+        self._compiled = sorted(((self._regex(t), t) for t in self.endpoints),
+                                key=lambda rt: (rt[1].count("{"), -len(rt[1])))
+
+    @staticmethod
+    def _regex(template):
+        parts = []
+        segments = template.strip("/").split("/")
+        for i, seg in enumerate(segments):
+            m = re.fullmatch(r"\{([\w-]+)\}", seg)
+            if not m:
+                parts.append(re.escape(seg))
+            elif m.group(1) == "cidr" and i == len(segments) - 1:
+                parts.append("(?P<cidr>.+)")        # fragmentDelimiter '': a CIDR has a '/'
+            else:
+                parts.append(f"(?P<{m.group(1).replace('-', '_')}>[^/]+)")
+        return re.compile("^/" + "/".join(parts) + "$")
+
+    @staticmethod
+    def normalise(path):
+        return "/" + "/".join(p for p in path.split("/") if p)
+
+    def match(self, path):
+        """(template, {placeholder: value}) or (None, {})."""
+        path = self.normalise(path)
+        for regex, template in self._compiled:
+            m = regex.match(path)
+            if m:
+                names = re.findall(r"\{([\w-]+)\}", template)
+                return template, {n: m.group(n.replace("-", "_")) for n in names}
+        return None, {}
+
+    def children(self, template):
+        """Direct children of a template in the schema tree."""
+        prefix = template.rstrip("/") + "/"
+        out = set()
+        for t in self.endpoints:
+            if t.startswith(prefix):
+                out.add(t[len(prefix):].split("/")[0])
+        return sorted(out)
+
+
+@functools.lru_cache(maxsize=None)
+def load_api():
+    return Api(json.loads(SCHEMA_FILE.read_text()))
+
+
+def indexed_names(param):
+    """`net[n]` -> net0..net31; other names unchanged."""
+    name = param["name"]
+    if not name.endswith("[n]"):
+        return [name]
+    base = name[:-3]
+    return [f"{base}{i}" for i in range(INDEXED_COUNT.get(base, 32))]
+
+
+def param_table(info, exclude=()):
+    """{cli name: parameter schema} of a method, indexed names expanded."""
+    table = {}
+    for p in info.get("parameters", []):
+        for name in indexed_names(p):
+            if name not in exclude:
+                table[name] = p
+    return table
+
+
+def type_text(p):
+    """What the usage line shows for a parameter (schema_get_type_text)."""
+    if p.get("typetext"):
+        return p["typetext"]
+    if p.get("enum"):
+        return "<" + " | ".join(sorted(map(str, p["enum"]))) + ">"
+    if p.get("pattern"):
+        return p["pattern"]
+    if p.get("type") in ("integer", "number") and ("minimum" in p or "maximum" in p):
+        return f"<{p['type']}> ({p.get('minimum', 'N')} - {p.get('maximum', 'N')})"
+    return f"<{p.get('type', 'string')}>"
+
+
+def usage_line(verb, props):
+    """`pvesh <verb> <api_path> --required <type> [OPTIONS] [FORMAT_OPTIONS]`
+    (the short usage of PVE::RESTHandler; the exact text is unverified [h.1])."""
+    required = [f"--{n} {type_text(p)}" for n, p in sorted(props.items())
+                if p.get("required") and n not in STD_OPTIONS]
+    return " ".join([f"pvesh {verb} <api_path>"] + required + ["[OPTIONS]", "[FORMAT_OPTIONS]"])
+
+
+# =============================================================== command line
+
+def resolve_option(name, props, extra=False):
+    """Getopt::Long: exact name, else case-insensitive, else a unique prefix;
+    with `extra` (a method with additionalParameters) any other name is a string."""
+    if name in props:
+        return name
+    lower = {n.lower(): n for n in props}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    hits = sorted(n for n in props if n.lower().startswith(name.lower()))
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise option_error(f"Option {name} is ambiguous ({', '.join(hits)})")
+    if extra:
+        props[name] = {"name": name, "type": "string", "required": False}
+        return name
+    raise option_error(f"Unknown option: {name}")
+
+
+def takes_list(p):
+    fmt = p.get("format")
+    return p.get("type") == "array" or (isinstance(fmt, str) and "-list" in fmt)
+
+
+def parse_options(args, props, extra=False):
+    """Split `--k v` pairs into {name: raw value or [values]} and positionals."""
+    values, positional = {}, []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            positional += args[i:]
+            break
+        if not arg.startswith("-") or arg == "-" or re.fullmatch(r"-\d+", arg):
+            positional.append(arg)
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        name = resolve_option(name, props, extra)
+        p = props[name]
+        if not eq:
+            if p.get("type") == "boolean":
+                value = args[i] if i < len(args) and not args[i].startswith("-") else ""
+                i += value != ""
+            elif i < len(args):
+                value, i = args[i], i + 1
+            else:
+                raise option_error(f"Option {name} requires an argument")
+        if takes_list(p):
+            values.setdefault(name, []).append(value)
+        else:
+            values[name] = value
+    return values, positional
+
+
+def parse_boolean(value):
+    if re.fullmatch(r"1|on|yes|true", value, re.I):
+        return 1
+    if re.fullmatch(r"0|off|no|false", value, re.I):
+        return 0
+    return None
+
+
+def cook_options(values, props):
+    """What get_options does after Getopt: booleans, `-list` joins."""
+    out = {}
+    for name, value in values.items():
+        p = props[name]
+        if p.get("type") == "boolean":
+            parsed = 1 if value == "" else parse_boolean(value)
+            if parsed is None:
+                raise ApiError("unable to parse boolean option", code=400)
+            out[name] = parsed
+        elif isinstance(value, list) and p.get("type") != "array":
+            out[name] = ",".join(value)
+        else:
+            out[name] = value
+    return out
+
+
+# =============================================================== validation
+
+IPV4 = r"(?:(?:25[0-5]|(?:2[0-4]|1[0-9]|[1-9])?[0-9])\.){3}(?:25[0-5]|(?:2[0-4]|1[0-9]|[1-9])?[0-9])"
+IP_ALIAS = r"[A-Za-z][A-Za-z0-9\-\_]+"
+
+
+class FormatError(Exception):
+    pass
+
+
+def split_list(text):
+    return [x for x in re.split(r"[,;\s\0]+", text or "") if x]
+
+
+def ip_of(text, version=None):
+    """An ipaddress address for a plain IPv4/IPv6 address, else None."""
+    if version in (None, 4) and re.fullmatch(IPV4, text):
+        return ipaddress.IPv4Address(text)
+    if version in (None, 6) and ":" in text and "%" not in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+    return None
+
+
+def cidr_parts(text, version=None):
+    """(address, prefix length or None) of `addr[/len]`, or None."""
+    addr, slash, plen = text.partition("/")
+    ip = ip_of(addr, version)
+    if ip is None or (slash and not re.fullmatch(r"\d+", plen)):
+        return None
+    if slash and int(plen) > ip.max_prefixlen:
+        return None
+    return ip, (int(plen) if slash else None)
+
+
+def _fmt_regex(regex, message):
+    def check(value):
+        if not re.fullmatch(regex, value):
+            raise FormatError(message.format(value=value))
+    return check
+
+
+def _fmt_ip(version, what):
+    def check(value):
+        if ip_of(value, version) is None:
+            raise FormatError(f"value does not look like a valid {what}")
+    return check
+
+
+def _fmt_cidr(version, what):
+    def check(value):
+        parts = cidr_parts(value, version)
+        if parts is None or parts[1] is None or parts[1] <= 7:
+            raise FormatError(f"value does not look like a valid {what}")
+    return check
+
+
+def _fmt_ip_or_cidr(value):
+    if cidr_parts(value) is None:
+        raise FormatError("value does not look like a valid IP address or CIDR network")
+
+
+def _fmt_ip_or_cidr_or_alias(value):
+    if re.fullmatch(rf"(?:(?:dc|guest)/)?{IP_ALIAS}", value):
+        return
+    _fmt_ip_or_cidr(value)
+
+
+def _fmt_ip_config(version, keywords):
+    def check(value):
+        if value in keywords:
+            return
+        parts = cidr_parts(value, version)
+        if parts is None or parts[1] is None or parts[1] <= 7:
+            raise FormatError(f"value does not look like a valid ipv{version} network configuration")
+    return check
+
+
+def _fmt_vnet_id(value):
+    if not re.fullmatch(r"[a-z][a-z0-9]*[a-z0-9]", value, re.I):
+        raise FormatError(f"vnet ID '{value}' contains illegal characters")
+    if len(value) > 8:
+        raise FormatError(f"vnet ID '{value}' can't be more than 8 characters")
+
+
+def _fmt_zone_id(value):
+    if not re.fullmatch(r"[a-z][a-z0-9]*[a-z0-9]", value, re.I):
+        raise FormatError(f"zone ID '{value}' contains illegal characters")
+    if len(value) > 8:
+        raise FormatError(f"zone ID '{value}' can't be more than 8 characters")
+
+
+DNS_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?"
+FORMATS = {
+    "pve-vmid": _fmt_regex(r"[1-9][0-9]{2,8}", "value does not look like a valid VM ID"),
+    "pve-node": _fmt_regex(DNS_LABEL, "value does not look like a valid node name"),
+    "pve-configid": _fmt_regex(r"(?i)[a-z][a-z0-9_-]+", "invalid configuration ID '{value}'"),
+    "pve-iface": _fmt_regex(r"(?i)[a-z][a-z0-9_]{1,20}(?:[:.]\d+)?",
+                            "invalid network interface name '{value}'"),
+    "pve-bridge-id": _fmt_regex(r"[-_.\w\d]+", "invalid bridge ID '{value}'"),
+    "pve-storage-id": _fmt_regex(r"(?i)[a-z][a-z0-9\-_.]*[a-z0-9]",
+                                 "storage ID '{value}' contains illegal characters"),
+    "pve-volume-id": _fmt_regex(r"(?i)[a-z][a-z0-9\-_.]*[a-z0-9]:.+",
+                                "unable to parse volume ID '{value}'"),
+    "mac-addr": _fmt_regex(r"(?i)[a-f0-9][02468ace](?::[a-f0-9]{2}){5}",
+                           "value does not look like a valid unicast MAC address"),
+    "dns-name": _fmt_regex(rf"(?:{DNS_LABEL}\.)*{DNS_LABEL}", "value does not look like a valid DNS name"),
+    "urlencoded": _fmt_regex(r"[-%a-zA-Z0-9_.!~*'()]*", "invalid urlencoded string: {value}"),
+    "ipv4mask": _fmt_regex(r"(?:255\.){0,3}(?:0|128|192|224|240|248|252|254|255)(?:\.0){0,3}",
+                           "value does not look like a valid IP netmask"),
+    "ip": _fmt_ip(None, "IP address"),
+    "ipv4": _fmt_ip(4, "IPv4 address"),
+    "ipv6": _fmt_ip(6, "IPv6 address"),
+    "CIDR": _fmt_cidr(None, "CIDR network"),
+    "CIDRv4": _fmt_cidr(4, "IPv4 CIDR network"),
+    "CIDRv6": _fmt_cidr(6, "IPv6 CIDR network"),
+    "IPorCIDR": _fmt_ip_or_cidr,
+    "IPorCIDRorAlias": _fmt_ip_or_cidr_or_alias,
+    "pve-ipv4-config": _fmt_ip_config(4, ("dhcp", "manual")),
+    "pve-ipv6-config": _fmt_ip_config(6, ("auto", "dhcp", "manual")),
+    "pve-sdn-vnet-id": _fmt_vnet_id,
+    "pve-sdn-zone-id": _fmt_zone_id,
+}
+# named property-string formats the subset keeps only as a name
+NAMED_PROPERTY_FORMATS = {
+    "pve-qm-ipconfig": {
+        "ip": {"type": "string", "format": "pve-ipv4-config", "optional": 1},
+        "gw": {"type": "string", "format": "ipv4", "optional": 1},
+        "ip6": {"type": "string", "format": "pve-ipv6-config", "optional": 1},
+        "gw6": {"type": "string", "format": "ipv6", "optional": 1},
+    },
+}
+
+
+def check_format(fmt, value, path):
+    """Raise FormatError(message) if `value` does not have the format."""
+    if isinstance(fmt, dict):
+        parse_property_string(fmt, value, path)
+        return
+    if fmt in NAMED_PROPERTY_FORMATS:
+        parse_property_string(NAMED_PROPERTY_FORMATS[fmt], value, path)
+        return
+    m = re.fullmatch(r"(.*?)(?:-(list|opt))?", fmt)
+    name, kind = m.group(1), m.group(2)
+    check = FORMATS.get(name)
+    if check is None:                        # a format we do not know: accepted
+        return
+    if kind == "list":
+        for item in split_list(value):
+            check(item)
+    elif kind != "opt" or value:
+        check(value)
+
+
+def parse_property_string(fmt, value, path):
+    """PVE::JSONSchema::parse_property_string: `[default=]v,k=v,...` -> dict."""
+    res, default_key = {}, None
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        m = re.fullmatch(r"([^=]+)=(.+)", part, re.S)
+        if m:
+            key, val = m.group(1), m.group(2)
+            if key in res:
+                raise FormatError(f"duplicate key in comma-separated list property: {key}")
+            schema = fmt.get(key) or {}
+            if schema.get("alias"):
+                if schema.get("keyAlias"):
+                    if schema["keyAlias"] in res:
+                        raise FormatError(f"key alias '{schema['keyAlias']}' is already defined")
+                    res[schema["keyAlias"]] = key
+                key = schema["alias"]
+                schema = fmt.get(key)
+            if not schema:
+                raise FormatError(f"invalid key in comma-separated list property: {key}")
+            if schema.get("type") == "boolean":
+                parsed = parse_boolean(val)
+                val = val if parsed is None else str(parsed)
+            res[key] = val
+        elif "=" not in part:
+            if default_key:
+                raise FormatError(f"duplicate key in comma-separated list property: {default_key}")
+            default_key = next((k for k, s in fmt.items() if s.get("default_key")), None)
+            if default_key is None:
+                raise FormatError("value without key, but schema does not define a default key")
+            if res.get(default_key):
+                raise FormatError(f"duplicate key in comma-separated list property: {default_key}")
+            res[default_key] = part
+        else:
+            raise FormatError("missing key in comma-separated list property")
+    errors = {}
+    for key, schema in fmt.items():
+        check_value(f"{path}.{key}", schema, res.get(key), errors)
+    if errors:
+        raise FormatError("format error\n" + "\n".join(f"{k}: {v}" for k, v in sorted(errors.items())))
+    return res
+
+
+def perl_pattern(pattern):
+    """A schema pattern as Python re, anchored as Perl's m/^$pattern$/."""
+    return "^" + pattern.replace("(?^:", "(?:") + "$"
+
+
+def is_integer(value):
+    return re.fullmatch(r"[+-]?\d+", value) is not None
+
+
+def is_number(value):
+    return re.fullmatch(r"[+-]?(\d+\.\d+|\d+\.|\.\d+|\d+)([eE][+-]?\d+)?", value) is not None
+
+
+def check_type(path, ptype, value, errors):
+    ok = {"boolean": lambda v: v in ("0", "1"), "integer": is_integer,
+          "number": is_number}.get(ptype, lambda v: True)
+    if not ok(value):
+        errors[path] = f"type check ('{ptype}') failed - got '{value}'"
+        return False
+    return True
+
+
+def check_value(path, schema, value, errors):
+    """PVE::JSONSchema::check_prop for a scalar (or array) parameter value."""
+    if value is None:
+        if not schema.get("optional", not schema.get("required", True)) \
+                and not schema.get("alias"):
+            errors[path] = "property is missing and it is not optional"
+        return
+    if isinstance(value, list):
+        if schema.get("type") != "array":
+            errors[path] = f"type check ('{schema.get('type')}') failed"
+        for i, item in enumerate(value):
+            check_value(f"{path}[{i}]", dict(schema.get("items") or {}, optional=1), item, errors)
+        return
+    value = str(value)
+    if schema.get("type") == "array":
+        errors[path] = "type check ('array') failed"
+        return
+    if not check_type(path, schema.get("type"), value, errors):
+        return
+    for check in (_check_format, _check_pattern, _check_lengths, _check_range, _check_enum):
+        message = check(path, schema, value)
+        if message:
+            errors[path] = message
+            return
+
+
+def _check_format(path, schema, value):
+    if schema.get("format"):
+        try:
+            check_format(schema["format"], value, path)
+        except FormatError as e:
+            return f"invalid format - {e}"
+    return None
+
+
+def _check_pattern(path, schema, value):
+    pattern = schema.get("pattern")
+    if pattern:
+        try:
+            regex = re.compile(perl_pattern(pattern))
+        except re.error:
+            return None                     # a Perl-only construct: not checked
+        if not regex.search(value):
+            return "value does not match the regex pattern"
+    return None
+
+
+def _check_lengths(path, schema, value):
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        return f"value may only be {schema['maxLength']} characters long"
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        return f"value must be at least {schema['minLength']} characters long"
+    return None
+
+
+def _check_range(path, schema, value):
+    if not is_number(value):
+        return None
+    if "maximum" in schema and float(value) > float(schema["maximum"]):
+        return f"value must have a maximum value of {schema['maximum']}"
+    if "minimum" in schema and float(value) < float(schema["minimum"]):
+        return f"value must have a minimum value of {schema['minimum']}"
+    return None
+
+
+def _check_enum(path, schema, value):
+    enum = schema.get("enum")
+    if enum and value not in [str(e) for e in enum]:
+        return f"value '{value}' does not have a value in the enumeration '{', '.join(map(str, enum))}'"
+    return None
+
+
+def validate(params, props, skip_required=()):
+    """Errors {name: message} for the given values against {name: schema}."""
+    errors = {}
+    for name, p in props.items():
+        if name in params or (p.get("required") and name not in skip_required):
+            check_value(name, p, params.get(name), errors)
+    return errors
+
+
+def typed(params, props):
+    """Validated values with their schema types (integers, 0/1 booleans)."""
+    out = {}
+    for name, value in params.items():
+        ptype = (props.get(name) or {}).get("type")
+        if ptype in ("integer", "boolean") and isinstance(value, str) and is_integer(value):
+            value = int(value)
+        elif ptype == "number" and isinstance(value, str) and is_number(value):
+            value = float(value) if not is_integer(value) else int(value)
+        out[name] = value
+    return out
+
+
+# =============================================================== output
+
+def coerce(data, schema):
+    """Return values typed as the return schema says (the API's JSON does)."""
+    schema = schema or {}
+    if isinstance(data, list):
+        return [coerce(x, schema.get("items")) for x in data]
+    if isinstance(data, dict):
+        props = schema.get("properties") or {}
+        return {k: coerce(v, props.get(k) or props.get(re.sub(r"\d+$", "[n]", k))) for k, v in data.items()}
+    if isinstance(data, str) and schema.get("type") in ("integer", "boolean") and is_integer(data):
+        return int(data)
+    if isinstance(data, str) and schema.get("type") == "number" and is_number(data):
+        return int(data) if is_integer(data) else float(data)
+    return data
+
+
+def render(data, returns, fmt):
+    """What pvesh prints for a result."""
+    if (returns or {}).get("type") == "null":
+        return ""
+    data = coerce(data, returns)
+    if fmt == "json":
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    if fmt == "json-pretty":
+        return json.dumps(data, sort_keys=True, indent=3, separators=(",", " : "), ensure_ascii=False) + "\n"
+    if fmt == "yaml":
+        return render_yaml(data)
+    return render_text(data)
+
+
+def render_yaml(data):
+    try:
+        import yaml
+    except ImportError:                     # python3-yaml missing: JSON is valid YAML
+        return "---\n" + json.dumps(data, sort_keys=True, indent=2) + "\n"
+    return yaml.safe_dump(data, explicit_start=True, sort_keys=True, default_flow_style=False,
+                          allow_unicode=True)
+
+
+def _cell(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+
+
+def render_text(data):
+    """A plain rendering (the real pvesh draws tables; use json to parse)."""
+    if data is None or data == [] or data == "":
+        return ""
+    if isinstance(data, dict):
+        width = max(map(len, data))
+        return "".join(f"{k:<{width}}  {_cell(data[k])}\n" for k in sorted(data))
+    if isinstance(data, list) and all(isinstance(x, dict) for x in data):
+        keys = sorted({k for row in data for k in row})
+        rows = [keys] + [[_cell(row.get(k, "")) for k in keys] for row in data]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(keys))]
+        return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+    if isinstance(data, list):
+        return "".join(f"{_cell(x)}\n" for x in data)
+    return f"{data}\n"
+
+
+# =============================================================== firewall files
+
+OPTION_SYNTAX = {   # what pve-firewall's option parsers accept, per kind of file [b]
+    "guest": [(r"(enable|dhcp|ndp|radv|macfilter|ipfilter|ips):\s*(0|1)", int),
+              (rf"(log_level_in|log_level_out):\s*((?:{LOG_LEVELS})?)", str),
+              (r"(policy_(?:in|out)):\s*(ACCEPT|DROP|REJECT)", str.upper),
+              (r"(ips_queues):\s*(\d+(?::\d+)?)", str),
+              (r"(layer2_protocols):\s*(\S+)", str)],
+    "vnet": [(r"(enable):\s*(\d+)", int),
+             (r"(policy_forward):\s*(ACCEPT|DROP)", str.upper),
+             (rf"(log_level_forward):\s*((?:{LOG_LEVELS})?)", str)],
+    "cluster": [(r"(enable):\s*(\d+)", int),
+                (r"(ebtables):\s*(0|1)", int),
+                (r"(policy_(?:in|out)):\s*(ACCEPT|DROP|REJECT)", str.upper),
+                (r"(policy_forward):\s*(ACCEPT|DROP)", str.upper),
+                (r"(log_ratelimit):\s*(\S+)", str)],
+}
+SECTIONS = {"guest": {"options", "aliases", "ipset", "rules"},
+            "vnet": {"options", "rules"},
+            "cluster": {"options", "aliases", "ipset", "rules", "group"}}
+RULE_TYPES = {"guest": ("in", "out", "group"), "vnet": ("forward", "group"),
+              "cluster": ("in", "out", "forward", "group")}
+RULE_OPTIONS = [("iface", r"-i"), ("source", r"--?source"), ("dest", r"--?dest"),
+                ("proto", r"--?(?:p|proto)"), ("dport", r"--?dport"), ("sport", r"--?sport"),
+                ("log", r"--?log"), ("icmp-type", r"--?icmp-type")]
+RULE_KEYS = ("type", "action", "macro", "iface", "source", "dest", "proto", "dport", "sport",
+             "log", "icmp-type", "enable", "comment")
+PORT_PROTOCOLS = {"tcp", "udp", "udplite", "dccp", "sctp", "6", "17", "33", "132", "136"}
+
+
+@dataclass
+class FwConf:
+    kind: str
+    options: dict = field(default_factory=dict)
+    aliases: dict = field(default_factory=dict)          # lowercase name -> {name, cidr, comment}
+    ipsets: dict = field(default_factory=dict)           # name -> [{cidr, nomatch, comment}]
+    ipset_comments: dict = field(default_factory=dict)
+    rules: list = field(default_factory=list)
+    groups: dict = field(default_factory=dict)
+    group_comments: dict = field(default_factory=dict)
+
+    def ipset(self, name):
+        if name not in self.ipsets:
+            raise ApiError(f"no such IPSet '{name}'")
+        return self.ipsets[name]
+
+
+def _split_comment(line):
+    m = re.search(r"\s*#\s*(.*?)\s*$", line)
+    return (line[:m.start()], m.group(1)) if m else (line, None)
+
+
+def _section_header(line, kind):
+    """(section, name, comment) for a header line allowed in this file, or None."""
+    m = re.fullmatch(r"\[(options|aliases|rules)\]", line, re.I)
+    if m:
+        return m.group(1).lower(), None, None
+    m = re.fullmatch(r"\[(ipset|group)\s+(\S+)\]\s*(?:#\s*(.*?)\s*)?", line, re.I)
+    if m:
+        return m.group(1).lower(), m.group(2).lower(), m.group(3)
+    return None
+
+
+def parse_fw(text, kind):
+    """Read a .fw file the lenient way (pve-firewall's generic parser)."""
+    conf = FwConf(kind)
+    section, name = None, None
+    for raw in text.split("\n"):
+        line = raw.strip(" \t")
+        if not line or line.startswith("#"):
+            continue
+        header = _section_header(line, kind) if line.startswith("[") else None
+        if header and header[0] in SECTIONS[kind]:
+            section, name, comment = header
+            if section in ("ipset", "group") and not valid_set_name(section, name):
+                section = None                # invalid name: its lines are skipped
+            else:
+                _open_section(conf, section, name, comment)
+            continue
+        if section:
+            _parse_line(conf, section, name, line)
+    return conf
+
+
+def valid_set_name(section, name):
+    return bool(re.fullmatch(IP_ALIAS, name)) and len(name) <= (64 if section == "ipset" else 18)
+
+
+def _open_section(conf, section, name, comment):
+    if section == "ipset":
+        conf.ipsets[name] = []                # a second declaration replaces the first
+        conf.ipset_comments.pop(name, None)
+        if comment:
+            conf.ipset_comments[name] = comment
+    elif section == "group":
+        conf.groups[name] = []
+        conf.group_comments.pop(name, None)
+        if comment:
+            conf.group_comments[name] = comment
+
+
+def _parse_line(conf, section, name, line):
+    if section == "options":
+        parsed = parse_option(line, conf.kind)
+        if parsed:
+            conf.options[parsed[0]] = parsed[1]
+    elif section == "aliases":
+        body, comment = _split_comment(line)
+        m = re.fullmatch(r"(\S+)\s(\S+)", body)
+        if m and cidr_parts(m.group(2)):
+            entry = {"name": m.group(1), "cidr": strip_host_prefix(m.group(2)), "comment": comment}
+            conf.aliases[m.group(1).lower()] = entry
+    elif section == "ipset":
+        entry = parse_ipset_entry(line, conf.ipsets[name])
+        if entry:
+            conf.ipsets[name].append(entry)
+    else:
+        rule = parse_rule(line, conf.kind if section == "rules" else "cluster")
+        if rule:
+            (conf.rules if section == "rules" else conf.groups[name]).append(rule)
+
+
+def parse_option(line, kind):
+    for regex, convert in OPTION_SYNTAX[kind]:
+        m = re.fullmatch(regex + r"\s*", line, re.I)
+        if m:
+            return m.group(1).lower(), convert(m.group(2))
+    return None
+
+
+def strip_host_prefix(cidr):
+    """parse_ip_or_cidr: `/32` and `/128` are dropped."""
+    return re.sub(r"/32$", "", cidr) if "." in cidr and ":" not in cidr else re.sub(r"/128$", "", cidr)
+
+
+def parse_ipset_entry(line, current):
+    body, comment = _split_comment(line)
+    m = re.fullmatch(r"(!)?\s*(\S+)\s*", body)
+    if not m:
+        return None
+    cidr, errors = m.group(2), {}
+    if not re.fullmatch(rf"(?:(?:dc|guest)/)?{IP_ALIAS}", cidr):
+        if cidr_parts(cidr) is None:
+            errors["cidr"] = "value does not look like a valid IP address or CIDR network"
+        else:
+            cidr = strip_host_prefix(cidr)
+    if any(e["cidr"] == cidr for e in current):
+        errors["cidr"] = f"duplicate ipset entry for '{cidr}'"
+    if re.search(r"/0+$", cidr):
+        errors["cidr"] = "a zero prefix is not allowed in ipset entries"
+    entry = {"cidr": cidr, "nomatch": 1 if m.group(1) else None, "comment": comment or None}
+    if errors:
+        entry["errors"] = errors
+    return entry
+
+
+def parse_rule(line, kind):
+    """A rule line as a dict, or None if pve-firewall would drop it."""
+    enable = 1
+    if line.startswith("|"):
+        enable, line = 0, line[1:].lstrip()
+    body, comment = _split_comment(line)
+    m = re.fullmatch(r"(IN|OUT|FORWARD|GROUP)\s+(\S+)\s*(.*)", body, re.I)
+    if not m or m.group(1).lower() not in RULE_TYPES[kind]:
+        return None
+    rule = {"type": m.group(1).lower(), "enable": enable, "comment": comment or None}
+    macro = re.fullmatch(r"(\S+)\((ACCEPT|DROP|REJECT)\)", m.group(2))
+    rule.update({"macro": macro.group(1), "action": macro.group(2)} if macro else {"action": m.group(2)})
+    rest = m.group(3)
+    while rest:
+        for key, flag in RULE_OPTIONS:
+            opt = re.match(rf"{flag}\s+(\S+)\s*", rest)
+            if opt:
+                rule[key], rest = opt.group(1), rest[opt.end():]
+                break
+        else:
+            return None
+    return rule
+
+
+def format_rules(rules, allow_iface):
+    out = ""
+    for r in rules:
+        line = ("|" if r.get("enable") is not None and not int(r["enable"]) else "") + r["type"].upper()
+        line += f" {r['macro']}({r['action']})" if r.get("macro") else f" {r['action']}"
+        if allow_iface and r.get("iface"):
+            line += f" -i {r['iface']}"
+        if r["type"] != "group":
+            for key, flag in (("source", "-source"), ("dest", "-dest"), ("proto", "-p"),
+                              ("dport", "-dport"), ("sport", "-sport"), ("log", "-log"),
+                              ("icmp-type", "-icmp-type")):
+                if r.get(key) not in (None, ""):
+                    line += f" {flag} {r[key]}"
+        if r.get("comment") and r["comment"].strip():
+            line += f" # {r['comment']}"
+        out += line + "\n"
+    return out
+
+
+def format_ipsets(conf):
+    out = ""
+    for name in sorted(conf.ipsets):
+        comment = conf.ipset_comments.get(name)
+        out += f"[IPSET {name}] # {comment}\n\n" if comment else f"[IPSET {name}]\n\n"
+        entries = {}
+        for e in conf.ipsets[name]:
+            entries.setdefault(e["cidr"], e)          # the first of duplicates wins
+        for cidr in sorted(entries):
+            e = entries[cidr]
+            line = ("!" if e.get("nomatch") else "") + cidr
+            if e.get("comment") and e["comment"].strip():
+                line += f" # {e['comment']}"
+            out += line + "\n"
+        out += "\n"
+    return out
+
+
+def render_fw(conf):
+    """The whole file in the API's canonical form [a.6] ('' = delete the file).
+    Option and alias order is random in Perl; here it is sorted."""
+    out = ""
+    if conf.options:
+        out += "[OPTIONS]\n\n" + "".join(f"{k}: {conf.options[k]}\n" for k in sorted(conf.options)) + "\n"
+    if conf.aliases and "aliases" in SECTIONS[conf.kind]:
+        out += "[ALIASES]\n\n"
+        for key in sorted(conf.aliases):
+            a = conf.aliases[key]
+            out += f"{a['name']} {a['cidr']}" + (f" # {a['comment']}" if a.get("comment") else "") + "\n"
+        out += "\n"
+    if "ipset" in SECTIONS[conf.kind]:
+        out += format_ipsets(conf)
+    if conf.rules:
+        out += "[RULES]\n\n" + format_rules(conf.rules, True) + "\n"
+    for name in sorted(conf.groups) if "group" in SECTIONS[conf.kind] else ():
+        comment = conf.group_comments.get(name)
+        out += (f"[group {name}] # {comment}\n\n" if comment else f"[group {name}]\n\n")
+        out += format_rules(conf.groups[name], False) + "\n"
+    return out
+
+
+def _digest_value(value):
+    return str(value).encode("utf-8")
+
+
+def copy_object_with_digest(obj):
+    """pve-firewall's copy_opject_with_digest: (copy + digest, digest)."""
+    sha = hashlib.sha1()
+    res = {}
+    for k in sorted(obj):
+        if obj[k] is None:
+            continue
+        res[k] = obj[k]
+        sha.update(k.encode() + b":" + _digest_value(obj[k]) + b"\n")
+    res["digest"] = sha.hexdigest()
+    return res, res["digest"]
+
+
+def copy_list_with_digest(items):
+    """pve-firewall's copy_list_with_digest: every copy carries the list digest."""
+    sha = hashlib.sha1()
+    res = []
+    for item in items:
+        data = {k: v for k, v in sorted(item.items()) if v is not None}
+        for k, v in data.items():
+            if not isinstance(v, (dict, list)):
+                sha.update(k.encode() + b":" + _digest_value(v) + b"\n")
+        res.append(data)
+    digest = sha.hexdigest()
+    for data in res:
+        data["digest"] = digest
+    return res, digest
+
+
+def assert_digest(current, given):
+    if given and given != current:
+        raise ApiError(MODIFIED)
+
+
+# =============================================================== the simulated node
+
+class Sim:
+    """The fake node: paths into the tree and the local node name."""
+
+    def __init__(self, environ):
+        if not environ.get("PVE_MICROSEG_PVE_DIR"):
+            raise ApiError("pvesh simulator: PVE_MICROSEG_PVE_DIR (the fake /etc/pve) is not set")
+        self.pve = Path(environ["PVE_MICROSEG_PVE_DIR"])
+        self.root = self.pve.parent.parent
+        self.lock_dir = Path(environ.get("PVE_SIM_LOCK_DIR") or self.root / "run/lock")
+        self.node = environ.get("PVE_SIM_NODE") or os.path.basename(os.readlink(self.pve / "local"))
+        self.lock_timeout = float(environ.get("PVE_SIM_CFS_LOCK_TIMEOUT") or pmxcfs.LOCK_TIMEOUT)
+        self.run_sim = self.root / "run/sim"
+        self.task_dir = self.root / "var/log/pve/tasks"
+
+    @property
+    def lock_root(self):
+        return self.pve / "priv" / "lock"
+
+    def nodes(self):
+        base = self.pve / "nodes"
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def cfs_lock(self, lockid):
+        """The cluster-wide lock the API takes, with Proxmox's error texts."""
+        return _CfsLock(self, lockid)
+
+    def read(self, path):
+        try:
+            return pmxcfs.read_file(path)
+        except ClusterFsError as e:
+            raise ApiError(str(e)) from None
+
+    def write(self, path, text):
+        try:
+            pmxcfs.write_file(path, text)
+        except ClusterFsError as e:
+            raise ApiError(str(e)) from None
+
+    def record_proxy(self, node, verb, path):
+        self.run_sim.mkdir(parents=True, exist_ok=True)
+        with open(self.run_sim / "pvesh-proxied.log", "a") as f:
+            f.write(f"{node}\t{verb}\t{path}\n")
+
+
+class _CfsLock:
+    def __init__(self, sim, lockid):
+        self.sim, self.lockid, self._cm = sim, lockid, None
+
+    def __enter__(self):
+        paths = type("LockPaths", (), {"lock_dir": self.sim.lock_root})()
+        self._cm = pmxcfs.cfs_lock(paths, self.lockid, timeout=self.sim.lock_timeout)
+        try:
+            return self._cm.__enter__()
+        except ClusterFsError as e:
+            text = str(e)
+            for known in ("got lock request timeout", "no quorum!", "pve cluster filesystem not online"):
+                if known in text:
+                    raise ApiError(f"cfs-lock '{self.lockid}' error: {known}") from None
+            raise ApiError(text) from None
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+@dataclass
+class Call:
+    sim: Sim
+    template: str
+    method: str
+    info: dict
+    params: dict          # validated and typed, path placeholders included
+
+
+# =============================================================== endpoints
+
+HANDLERS = {}
+GUEST = ("/nodes/{node}/qemu/{vmid}", "/nodes/{node}/lxc/{vmid}")
+VNET = "/cluster/sdn/vnets/{vnet}"
+
+
+def handler(method, *templates):
+    def register(fn):
+        for t in templates:
+            HANDLERS[(method, t)] = fn
+        return fn
+    return register
+
+
+def fw_paths(suffix, cluster=True, guest=True, vnet=False):
+    out = ["/cluster/firewall" + suffix] if cluster else []
+    out += [g + "/firewall" + suffix for g in GUEST] if guest else []
+    out += [VNET + "/firewall" + suffix] if vnet else []
+    return out
+
+
+@dataclass
+class FwScope:
+    kind: str
+    path: Path
+    lockid: str
+
+
+def fw_scope(call):
+    p = call.params
+    if call.template.startswith("/cluster/firewall"):
+        return FwScope("cluster", call.sim.pve / "firewall/cluster.fw", "firewall-cluster")
+    if call.template.startswith(VNET):
+        return FwScope("vnet", call.sim.pve / "sdn/firewall" / f"{p['vnet']}.fw", f"firewall-vnet-{p['vnet']}")
+    return FwScope("guest", call.sim.pve / "firewall" / f"{p['vmid']}.fw", f"firewall-vm-{p['vmid']}")
+
+
+def load_fw(call, scope):
+    return parse_fw(call.sim.read(scope.path), scope.kind)
+
+
+def save_fw(call, scope, conf):
+    call.sim.write(scope.path, render_fw(conf))
+
+
+def locked_fw(call, change):
+    """Read-modify-write a firewall file under its cfs lock."""
+    scope = fw_scope(call)
+    with call.sim.cfs_lock(scope.lockid):
+        conf = load_fw(call, scope)
+        change(conf)
+        save_fw(call, scope, conf)
+
+
+def cluster_fw(call):
+    return parse_fw(call.sim.read(call.sim.pve / "firewall/cluster.fw"), "cluster")
+
+
+# ---------------------------------------------------------------- options
+
+def option_keys(call):
+    fixed = {"node", "vmid", "vnet", "delete", "digest"}
+    return [p["name"] for p in call.info["parameters"] if p["name"] not in fixed]
+
+
+@handler("GET", *fw_paths("/options", vnet=True))
+def get_options(call):
+    return copy_object_with_digest(load_fw(call, fw_scope(call)).options)[0]
+
+
+@handler("PUT", *fw_paths("/options", vnet=True))
+def set_options(call):
+    p, keys = call.params, option_keys(call)
+
+    def change(conf):
+        assert_digest(copy_object_with_digest(conf.options)[1], p.get("digest"))
+        for opt in split_list(p.get("delete")):
+            if opt not in keys:
+                raise param_error({"delete": f"no such option '{opt}'"})
+            conf.options.pop(opt, None)
+        for k in keys:
+            if k in p:
+                conf.options[k] = p[k]
+    locked_fw(call, change)
+
+
+# ---------------------------------------------------------------- ipset lists
+
+def ipset_list(conf):
+    items = [{"name": n, "comment": conf.ipset_comments.get(n)} for n in sorted(conf.ipsets)]
+    return copy_list_with_digest(items)
+
+
+@handler("GET", *fw_paths("/ipset"))
+def get_ipsets(call):
+    return ipset_list(load_fw(call, fw_scope(call)))[0]
+
+
+@handler("POST", *fw_paths("/ipset"))
+def create_ipset(call):
+    p = call.params
+    name, rename = p["name"], p.get("rename")
+
+    def change(conf):
+        if rename:
+            assert_digest(ipset_list(conf)[1], p.get("digest"))
+            if rename not in conf.ipsets:
+                raise param_error({"name": f"IPSet '{rename}' does not exists"})
+            if name in conf.ipsets and name != rename:
+                raise param_error({"name": f"IPSet '{name}' does already exist"})
+            conf.ipsets[name] = conf.ipsets.pop(rename)
+            if rename in conf.ipset_comments:
+                conf.ipset_comments[name] = conf.ipset_comments.pop(rename)
+        else:
+            if name in conf.ipsets:
+                raise param_error({"name": f"IPSet '{name}' already exists"})
+            conf.ipsets[name] = []
+        if p.get("comment") is not None:
+            conf.ipset_comments[name] = p["comment"]
+    locked_fw(call, change)
+
+
+# ---------------------------------------------------------------- one ipset
+
+@handler("GET", *fw_paths("/ipset/{name}"))
+def get_ipset(call):
+    return copy_list_with_digest(load_fw(call, fw_scope(call)).ipset(call.params["name"]))[0]
+
+
+@handler("DELETE", *fw_paths("/ipset/{name}"))
+def delete_ipset(call):
+    name = call.params["name"]
+
+    def change(conf):
+        if conf.ipset(name) and not call.params.get("force"):
+            raise ApiError(f"IPSet '{name}' is not empty")
+        del conf.ipsets[name]
+        conf.ipset_comments.pop(name, None)
+    locked_fw(call, change)
+
+
+def normalise_cidr(cidr):
+    """The API's canonical form of an address [h.2]: host bits zeroed,
+    `/32` and `/128` dropped, IPv6 compressed in lower case."""
+    ip, plen = cidr_parts(cidr)
+    if plen is None or plen == ip.max_prefixlen:
+        return str(ip)
+    return str(ipaddress.ip_network(f"{ip}/{plen}", strict=False))
+
+
+def check_alias(call, conf, cidr):
+    """An alias entry must name an existing alias (guest file, then cluster)."""
+    scope, _, name = cidr.rpartition("/")
+    sources = {"dc": [cluster_fw(call)], "guest": [conf]}.get(scope, [conf, cluster_fw(call)])
+    if not any(name.lower() in c.aliases for c in sources):
+        raise ApiError(f"no such alias '{cidr}'")
+
+
+@handler("POST", *fw_paths("/ipset/{name}"))
+def add_ip(call):
+    p = call.params
+
+    def change(conf):
+        entries = conf.ipset(p["name"])
+        cidr = p["cidr"]
+        if re.fullmatch(rf"(?:(?:dc|guest)/)?{IP_ALIAS}", cidr):
+            check_alias(call, conf, cidr)
+        else:
+            cidr = normalise_cidr(cidr)
+        if any(e["cidr"] == cidr for e in entries):
+            raise param_error({"cidr": f"address '{cidr}' already exists"})
+        if re.search(r"/0+$", cidr):
+            raise param_error({"cidr": "a zero prefix is not allowed in ipset entries"})
+        entries.insert(0, {"cidr": cidr, "nomatch": 1 if p.get("nomatch") else None,
+                           "comment": p.get("comment") or None})
+    locked_fw(call, change)
+
+
+# ---------------------------------------------------------------- one entry
+
+def find_entry(entries, cidr):
+    for e in entries:
+        if e["cidr"] == cidr:
+            return e
+    raise param_error({"cidr": "no such IP/Network"})
+
+
+@handler("GET", *fw_paths("/ipset/{name}/{cidr}"))
+def read_ip(call):
+    entries = copy_list_with_digest(load_fw(call, fw_scope(call)).ipset(call.params["name"]))[0]
+    return find_entry(entries, call.params["cidr"])
+
+
+@handler("PUT", *fw_paths("/ipset/{name}/{cidr}"))
+def update_ip(call):
+    p = call.params
+
+    def change(conf):
+        entries = conf.ipset(p["name"])
+        assert_digest(copy_list_with_digest(entries)[1], p.get("digest"))
+        entry = find_entry(entries, p["cidr"])
+        entry["nomatch"] = p.get("nomatch") or None            # unset parameters clear the field
+        entry["comment"] = p.get("comment") or None
+    locked_fw(call, change)
+
+
+@handler("DELETE", *fw_paths("/ipset/{name}/{cidr}"))
+def remove_ip(call):
+    p = call.params
+
+    def change(conf):
+        entries = conf.ipset(p["name"])
+        assert_digest(copy_list_with_digest(entries)[1], p.get("digest"))
+        entries.remove(find_entry(entries, p["cidr"]))
+    locked_fw(call, change)
+
+
+# ---------------------------------------------------------------- rules
+
+def rules_with_pos(rules):
+    listed, digest = copy_list_with_digest(rules)
+    for pos, rule in enumerate(listed):
+        rule["pos"] = pos
+    return listed, digest
+
+
+@handler("GET", *fw_paths("/rules", vnet=True))
+def get_rules(call):
+    return rules_with_pos(load_fw(call, fw_scope(call)).rules)[0]
+
+
+def verify_rule(call, rule, kind):
+    """The basic checks of pve-firewall's verify_rule (messages partly unverified)."""
+    errors = {}
+    if rule["type"] not in RULE_TYPES[kind]:
+        errors["type"] = f"rule type '{rule['type']}' is not allowed here"
+    elif rule["type"] == "group":
+        if rule["action"].lower() not in cluster_fw(call).groups:
+            errors["action"] = f"security group '{rule['action']}' does not exist"
+    elif rule["action"] not in ("ACCEPT", "DROP", "REJECT"):
+        errors["action"] = f"unknown action '{rule['action']}'"
+    elif rule["type"] == "forward" and rule["action"] == "REJECT":
+        errors["action"] = "REJECT is not allowed for forward rules"
+    for port in ("dport", "sport"):
+        if rule.get(port):
+            if not rule.get("proto"):
+                errors["proto"] = f"missing property - '{port}' requires this property"
+            elif rule["proto"] not in PORT_PROTOCOLS:
+                errors[port] = f"protocol '{rule['proto']}' does not support ports"
+    if errors:
+        raise param_error(errors)
+
+
+@handler("POST", *fw_paths("/rules", vnet=True))
+def create_rule(call):
+    p = call.params
+    scope = fw_scope(call)
+
+    def change(conf):
+        assert_digest(rules_with_pos(conf.rules)[1], p.get("digest"))
+        rule = {k: p[k] for k in RULE_KEYS if p.get(k) not in (None, "")}
+        verify_rule(call, rule, scope.kind)
+        rule.setdefault("enable", 0)                   # a new rule is disabled unless enable=1
+        pos = min(p.get("pos", 0), len(conf.rules))
+        conf.rules.insert(pos, rule)
+    locked_fw(call, change)
+
+
+def rule_at(rules, pos):
+    if pos >= len(rules):
+        raise ApiError(f"no rule at position {pos}")
+    return rules[pos]
+
+
+@handler("GET", *fw_paths("/rules/{pos}", vnet=True))
+def get_rule(call):
+    return rule_at(get_rules(call), call.params["pos"])
+
+
+@handler("PUT", *fw_paths("/rules/{pos}", vnet=True))
+def update_rule(call):
+    p, kind = call.params, fw_scope(call).kind
+
+    def change(conf):
+        assert_digest(rules_with_pos(conf.rules)[1], p.get("digest"))
+        rule = rule_at(conf.rules, p["pos"])
+        if p.get("moveto") is not None and p["moveto"] != p["pos"]:
+            conf.rules.remove(rule)                     # moveto: other parameters are ignored
+            conf.rules.insert(min(p["moveto"], len(conf.rules)), rule)
+            return
+        for k in RULE_KEYS:
+            if k in p:
+                rule[k] = p[k] if p[k] != "" else None
+        for k in split_list(p.get("delete")):
+            if k in ("type", "action"):
+                raise param_error({"delete": f"unable to delete required property '{k}'"})
+            rule.pop(k, None)
+        verify_rule(call, rule, kind)
+    locked_fw(call, change)
+
+
+@handler("DELETE", *fw_paths("/rules/{pos}", vnet=True))
+def delete_rule(call):
+    p = call.params
+
+    def change(conf):
+        assert_digest(rules_with_pos(conf.rules)[1], p.get("digest"))
+        conf.rules.remove(rule_at(conf.rules, p["pos"]))
+    locked_fw(call, change)
+
+
+# ---------------------------------------------------------------- guest config
+
+GUEST_DIRS = {"qemu": "qemu-server", "lxc": "lxc"}
+CONFIG_FIXED = {"node", "vmid", "digest", "delete", "revert", "force", "skiplock", "background_delay"}
+
+
+@dataclass
+class GuestConfig:
+    description: str = None
+    main: dict = field(default_factory=dict)
+    pending: dict = field(default_factory=dict)
+    rest: str = ""                     # [PENDING], [special:cloudinit], snapshots: kept as text
+    sections: dict = field(default_factory=dict)
+
+
+def parse_guest_config(text):
+    conf, descr = GuestConfig(), []
+    lines = text.split("\n")
+    section = conf.main
+    for i, line in enumerate(lines):
+        m = re.fullmatch(r"\[([^\]]+)\]\s*", line)
+        if m:
+            if section is conf.main:
+                conf.rest = "\n".join(lines[i:])
+            section = conf.sections.setdefault(m.group(1), {})
+            if m.group(1) == "PENDING":
+                conf.pending = section
+            continue
+        if section is conf.main and line.startswith("#"):
+            descr.append(line[1:])
+            continue
+        kv = re.fullmatch(r"(\S+?):\s*(.*\S)\s*", line)
+        if kv:
+            section[kv.group(1)] = kv.group(2)
+    conf.description = "\n".join(descr) + "\n" if descr else None
+    return conf
+
+
+def render_guest_config(conf):
+    """qemu-server's writer: description as `#` lines, keys sorted, then the
+    other sections as they were."""
+    out = ""
+    if conf.description is not None:
+        out += "".join(f"#{line}\n" for line in conf.description.rstrip("\n").split("\n"))
+    out += "".join(f"{k}: {conf.main[k]}\n" for k in sorted(conf.main))
+    rest = conf.rest.lstrip("\n")
+    return out + ("\n" + rest if rest else "")
+
+
+def guest_config_path(call):
+    """The config on the node that runs the call (after proxying; `localhost`
+    is the local node), as PVE::AbstractConfig's cfs_config_path does."""
+    gtype = "qemu" if "/qemu/" in call.template else "lxc"
+    rel = f"nodes/{call.sim.node}/{GUEST_DIRS[gtype]}/{call.params['vmid']}.conf"
+    return gtype, rel, call.sim.pve / rel
+
+
+def read_guest_config(call):
+    gtype, rel, path = guest_config_path(call)
+    if not path.exists():
+        raise ApiError(f"Configuration file '{rel}' does not exist")
+    text = call.sim.read(path)
+    return gtype, path, text, parse_guest_config(text)
+
+
+@handler("GET", *(g + "/config" for g in GUEST))
+def get_config(call):
+    _, _, text, conf = read_guest_config(call)
+    p = call.params
+    if p.get("snapshot"):
+        if p["snapshot"] not in conf.sections:
+            raise ApiError(f"snapshot '{p['snapshot']}' does not exist")
+        data = dict(conf.sections[p["snapshot"]])
+    else:
+        data = dict(conf.main)
+        if conf.description is not None:
+            data["description"] = conf.description
+        if not p.get("current"):                   # pending changes applied by default
+            for k, v in conf.pending.items():
+                if k != "delete":
+                    data[k] = v
+            for k in split_list(conf.pending.get("delete")):
+                data.pop(k.lstrip("!"), None)
+    data["digest"] = hashlib.sha1(text.encode("utf-8")).hexdigest()
+    return data
+
+
+def guest_flock(call, gtype):
+    name = f"lock-{call.params['vmid']}.conf" if gtype == "qemu" else f"pve-config-{call.params['vmid']}.lock"
+    call.sim.lock_dir.mkdir(parents=True, exist_ok=True)
+    return guestcmd.flock(call.sim.lock_dir / name)
+
+
+@handler("PUT", *(g + "/config" for g in GUEST))
+def set_config(call):
+    p = call.params
+    gtype = guest_config_path(call)[0]
+    fd = guest_flock(call, gtype)
+    try:
+        _, path, text, conf = read_guest_config(call)
+        apply_config_change(call, gtype, text, conf)
+        call.sim.write(path, render_guest_config(conf))
+    finally:
+        os.close(fd)
+    return None
+
+
+def apply_config_change(call, gtype, text, conf):
+    p = call.params
+    if conf.main.get("lock") and not p.get("skiplock"):
+        raise ApiError(f"{'VM' if gtype == 'qemu' else 'CT'} {p['vmid']} is locked ({conf.main['lock']})")
+    assert_digest(hashlib.sha1(text.encode("utf-8")).hexdigest(), p.get("digest"))
+    changes = {k: v for k, v in p.items() if k not in CONFIG_FIXED}
+    for opt in split_list(p.get("delete")):
+        if opt in changes:
+            raise param_error({"delete": f"you can't use '-{opt}' and -delete {opt}' at the same time"})
+        if opt == "description":
+            conf.description = None
+        conf.main.pop(opt, None)
+    for opt in split_list(p.get("revert")):
+        conf.pending.pop(opt, None)
+    for k, v in changes.items():
+        if k == "description":
+            conf.description = v if v.endswith("\n") else v + "\n"
+        else:
+            conf.main[k] = str(v)
+
+
+# ---------------------------------------------------------------- cluster resources
+
+def guest_name(call, node, gtype, vmid):
+    path = call.sim.pve / "nodes" / node / GUEST_DIRS.get(gtype, gtype) / f"{vmid}.conf"
+    try:
+        main = parse_guest_config(path.read_text()).main
+    except OSError:
+        return None, {}
+    return main.get("name") or main.get("hostname"), main
+
+
+def vm_resources(call):
+    out = []
+    vmlist = json.loads(call.sim.read(call.sim.pve / ".vmlist") or "{}").get("ids") or {}
+    for vmid, entry in vmlist.items():
+        name, main = guest_name(call, entry["node"], entry["type"], vmid)
+        running = (call.sim.run_sim / f"{vmid}.running").exists()
+        res = {"id": f"{entry['type']}/{vmid}", "type": entry["type"], "node": entry["node"],
+               "vmid": int(vmid), "status": "running" if running else "stopped",
+               "template": int(main.get("template", 0) or 0)}
+        if name:
+            res["name"] = name
+        if main.get("lock"):
+            res["lock"] = main["lock"]
+        out.append(res)
+    return out
+
+
+def node_resources(call):
+    return [{"id": f"node/{n}", "type": "node", "node": n, "status": "online"} for n in call.sim.nodes()]
+
+
+def storage_resources(call):
+    out = []
+    for section in parse_section_config(call.sim.read(call.sim.pve / "storage.cfg")):
+        for n in call.sim.nodes():
+            out.append({"id": f"storage/{n}/{section['id']}", "type": "storage", "node": n,
+                        "storage": section["id"], "plugintype": section["type"],
+                        "status": "available", "content": (section.get("content") or [""])[-1]})
+    return out
+
+
+def sdn_resources(call):
+    running = json.loads(call.sim.read(call.sim.pve / "sdn/.running-config") or "{}")
+    zones = (running.get("zones") or {}).get("ids") or {}
+    return [{"id": f"sdn/{n}/{z}", "type": "sdn", "sdn": z, "node": n, "status": "ok"}
+            for z in sorted(zones) for n in call.sim.nodes()]
+
+
+@handler("GET", "/cluster/resources")
+def cluster_resources(call):
+    kinds = {"vm": vm_resources, "node": node_resources, "storage": storage_resources,
+             "sdn": sdn_resources}
+    wanted = [call.params["type"]] if call.params.get("type") else list(kinds)
+    out = [r for k in wanted for r in kinds[k](call)]
+    return sorted(out, key=lambda r: r["id"])
+
+
+# ---------------------------------------------------------------- SDN apply and tasks
+
+SDN_FILES = {"zones": "/cluster/sdn/zones", "vnets": "/cluster/sdn/vnets",
+             "subnets": "/cluster/sdn/vnets/{vnet}/subnets", "controllers": "/cluster/sdn/controllers",
+             "fabrics": None}
+
+
+def parse_section_config(text):
+    """SectionConfig [f.1]: `type: id`, TAB-indented `key value`, a blank line
+    ends a section.  -> [{"type", "id", key: [values in file order]}]"""
+    out, current = [], None
+    for line in text.split("\n"):
+        if not line.strip():
+            current = None
+            continue
+        if line.startswith("#"):
+            continue
+        header = re.fullmatch(r"(\S+):\s*(\S+)\s*", line)
+        if header and not line[0].isspace():
+            current = {"type": header.group(1), "id": header.group(2)}
+            out.append(current)
+        elif current is not None and line[0].isspace():
+            m = re.fullmatch(r"\s+(\S+)(?:\s+(.*?))?\s*", line)
+            if m:
+                current.setdefault("_lines", []).append((m.group(1), m.group(2) or ""))
+    for section in out:
+        for key, value in section.pop("_lines", []):
+            section.setdefault(key, []).append(value)
+    return out
+
+
+def running_section(api, name, text):
+    """One `{"ids": {...}}` block of .running-config, typed by the POST schema."""
+    info = api.endpoints.get(SDN_FILES[name] or "", {}).get("POST", {})
+    types = {p["name"]: p["type"] for p in info.get("parameters", [])}
+    ids = {}
+    for section in parse_section_config(text):
+        sid = section.pop("id")
+        data = {"type": section.pop("type")}
+        for key, values in section.items():
+            if types.get(key) == "array":
+                data[key] = values
+            elif key == "nodes":
+                data[key] = {n: 1 for n in split_list(values[-1])}
+            elif types.get(key) in ("integer", "boolean") and is_integer(values[-1]):
+                data[key] = int(values[-1])
+            else:
+                data[key] = values[-1]
+        ids[sid] = data
+    return {"ids": ids}
+
+
+def new_upid(node, wtype, wid="", user="root@pam"):
+    try:
+        pstart = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        pstart = 0
+    return f"UPID:{node}:{os.getpid():08X}:{pstart:08X}:{int(time.time()):08X}:{wtype}:{wid}:{user}:"
+
+
+UPID_RE = re.compile(r"UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):"
+                     r"([0-9A-Fa-f]{8}):([^:\s]+):([^:\s]*):([^:\s]+):")
+
+
+def task_file(sim, upid):
+    m = UPID_RE.fullmatch(upid)
+    return sim.task_dir / m.group(5)[-1] / upid if m else None
+
+
+def run_task(call, wtype, work):
+    """A worker task run synchronously, as in the CLI [h.1]: its log goes to
+    stdout and into the task log, then the UPID is returned (exit 0 even when
+    the task fails)."""
+    upid = new_upid(call.sim.node, wtype)
+    log = []
+    try:
+        work(log)
+        log.append("TASK OK")
+    except ApiError as e:
+        log.append(f"TASK ERROR: {e.message}")
+    path = task_file(call.sim, upid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in log))
+    sys.stdout.write("".join(f"{line}\n" for line in log))
+    sys.stdout.flush()
+    return upid
+
+
+def check_sdn_lock(call):
+    """The global SDN lock [f.7]: a matching --lock-token is needed."""
+    lock = call.sim.pve / "sdn/.lock"
+    token = call.params.get("lock-token")
+    if lock.exists():
+        if token is None or token != lock.read_text().strip():
+            raise ApiError("invalid lock token provided!")
+        if call.params.get("release-lock", 1):
+            lock.unlink()
+
+
+@handler("PUT", "/cluster/sdn")
+def sdn_apply(call):
+    sim, api = call.sim, load_api()
+    with sim.cfs_lock("domain-sdn"):
+        check_sdn_lock(call)
+        old = json.loads(sim.read(sim.pve / "sdn/.running-config") or "{}")
+        running = {name: running_section(api, name, sim.read(sim.pve / "sdn" / f"{name}.cfg"))
+                   for name in SDN_FILES}
+        running["version"] = int(old.get("version", 0)) + 1
+        sim.write(sim.pve / "sdn/.running-config", json.dumps(running, sort_keys=True))
+
+    def work(log):
+        failure = sim.pve / "sdn/.simulate-apply-error"
+        log.append(f"applying SDN configuration version {running['version']} (simulated)")
+        for node in sim.nodes():
+            log.append(f"reload network configuration on node '{node}'")
+            if failure.exists():
+                raise ApiError(failure.read_text().strip() or "simulated SDN apply failure")
+    return run_task(call, "reloadnetworkall", work)
+
+
+def read_task(call):
+    upid = call.params["upid"]
+    path = task_file(call.sim, upid)
+    if path is None:
+        raise param_error({"upid": "unable to parse worker upid"})
+    if not path.exists():
+        raise param_error({"upid": "no such task"})
+    return UPID_RE.fullmatch(upid), path.read_text().splitlines()
+
+
+def exit_status(last):
+    if last == "TASK OK":
+        return "OK"
+    for prefix, keep in (("TASK ERROR: ", ""), ("TASK WARNINGS: ", "WARNINGS: ")):
+        if last.startswith(prefix):
+            return keep + last[len(prefix):]
+    return "unexpected status"
+
+
+@handler("GET", "/nodes/{node}/tasks/{upid}/status")
+def task_status(call):
+    m, lines = read_task(call)
+    return {"upid": call.params["upid"], "node": m.group(1), "pid": int(m.group(3), 16),
+            "pstart": int(m.group(4), 16), "starttime": int(m.group(5), 16), "type": m.group(6),
+            "id": m.group(7), "user": m.group(8), "status": "stopped",
+            "exitstatus": exit_status(lines[-1] if lines else "")}
+
+
+@handler("GET", "/nodes/{node}/tasks/{upid}/log")
+def task_log(call):
+    _, lines = read_task(call)
+    start, limit = call.params.get("start", 0), call.params.get("limit", 50)
+    return [{"n": i + 1, "t": t} for i, t in enumerate(lines)][start:start + limit]
+
+
+# =============================================================== the command
+
+class Invocation:
+    """One pvesh run: parse, validate, proxy, call, print."""
+
+    def __init__(self, argv, environ, out=sys.stdout, err=sys.stderr):
+        self.argv, self.environ, self.out, self.err = list(argv), environ, out, err
+        self.noproxy = False
+        self.usage = None
+
+    def run(self):
+        try:
+            self._run()
+            return 0
+        except ApiError as e:
+            self.err.write(e.render(self.usage))
+            return 255
+
+    def _run(self):
+        argv = self.argv
+        while argv and argv[0] in ("--noproxy", "--nooutput"):
+            self.noproxy |= argv.pop(0) == "--noproxy"
+        if not argv or argv[0] not in ("ls", "usage", *VERBS):
+            raise ApiError(f"ERROR: unknown command 'pvesh {argv[0] if argv else ''}'\n"
+                           "USAGE: pvesh <COMMAND> [ARGS] [OPTIONS]")
+        verb, rest = argv[0], argv[1:]
+        self.usage = f"pvesh {verb} <api_path> [OPTIONS] [FORMAT_OPTIONS]"
+        if verb == "usage":
+            return self._usage(rest)
+        path = self._path(rest)
+        api = load_api()
+        method = VERBS.get(verb, "GET")
+        template, uri = api.match(path)
+        info = api.endpoints.get(template, {}).get(method) if template else None
+        if info is None and verb != "ls":
+            raise ApiError(f"no '{verb}' handler for '{path}'")
+        if verb == "ls":
+            return self._ls(api, path, template, info, rest)
+        self._call(verb, method, path, template, uri, info, rest)
+
+    @staticmethod
+    def _path(rest):
+        """The API path: the first argument (what pvesh looks up the endpoint
+        with); after options only the standard options are known."""
+        if rest and not rest[0].startswith("-"):
+            return rest[0]
+        positional = parse_options(rest, STD_OPTIONS)[1]
+        if not positional:
+            raise ApiError("not enough arguments", code=400)
+        return positional[0]
+
+    def _cli(self, verb, info, uri, rest):
+        """Options of the command line, checked as pvesh's own method does."""
+        props = dict(param_table(info, exclude=uri), **STD_OPTIONS)
+        self.usage = usage_line(verb, props)
+        values, positional = parse_options(rest, props, extra=bool(info.get("additionalParameters")))
+        if len(positional) > 1:
+            raise ApiError("too many arguments", code=400)
+        params = cook_options(values, props)
+        errors = validate(params, props)
+        if errors:
+            raise param_error(errors)
+        return params
+
+    def _call(self, verb, method, path, template, uri, info, rest):
+        params = self._cli(verb, info, uri, rest)
+        std = {k: params.pop(k) for k in list(params) if k in STD_OPTIONS}
+        self.noproxy |= bool(std.get("noproxy"))
+        sim = Sim(self.environ)
+        self._proxy(sim, info, dict(params, **uri), verb, path)
+        params.update(uri)
+        props = param_table(info)
+        errors = validate(params, props)
+        if errors:
+            raise param_error(errors)
+        fn = HANDLERS.get((method, template))
+        if fn is None:
+            raise ApiError(f"pvesh simulator: '{method} {template}' is not implemented")
+        result = fn(Call(sim, template, method, info, typed(params, props)))
+        if not std.get("quiet"):
+            self.out.write(render(result, info.get("returns"), std.get("output-format", "text")))
+
+    def _proxy(self, sim, info, params, verb, path):
+        """proxyto: a method for another node runs there (here: recorded)."""
+        node = params.get(info.get("proxyto") or "")
+        if not node or node in ("localhost", sim.node):
+            return
+        if self.noproxy:
+            raise ApiError("proxy loop detected - aborting")
+        if node not in sim.nodes():
+            raise ApiError(f"hostname lookup '{node}' failed - failed to get address info for: "
+                           f"{node}: Name or service not known")
+        sim.record_proxy(node, verb, Api.normalise(path))
+        sim.node = node
+
+    def _ls(self, api, path, template, info, rest):
+        if info is None:
+            raise ApiError(f"no such resource '{path}'")
+        params = self._cli("ls", info, dict(api.match(path)[1]), rest)
+        children = api.children(template)
+        if any(c.startswith("{") for c in children):
+            raise ApiError(f"pvesh simulator: 'ls' of '{path}' (dynamic children) is not implemented")
+        rows = [{"name": c, "capabilities": self._caps(api, f"{template}/{c}")} for c in children]
+        fmt = params.get("output-format", "text")
+        if fmt == "text":
+            self.out.write("".join(f"{r['capabilities']:<8}{r['name']}\n" for r in rows))
+        else:
+            self.out.write(render(rows, {"type": "array"}, fmt))
+
+    @staticmethod
+    def _caps(api, template):
+        methods = api.endpoints.get(template, {})
+        if "GET" not in methods:
+            get = "--"
+        else:
+            get = ("D" if api.children(template) else "-") + "r"
+        return get + "".join(c if m in methods else "-" for c, m in (("w", "PUT"), ("c", "POST"), ("d", "DELETE")))
+
+    def _usage(self, rest):
+        props = {"verbose": STD_OPTIONS["quiet"], "returns": STD_OPTIONS["quiet"],
+                 "command": {"name": "command", "type": "string", "required": False,
+                             "enum": list(VERBS)}}
+        values, positional = parse_options(rest, props)
+        params = cook_options(values, props)
+        errors = validate(params, props)
+        if errors:
+            raise param_error(errors)
+        if not positional:
+            raise ApiError("not enough arguments", code=400)
+        path = positional[0]
+        api = load_api()
+        template, uri = api.match(path)
+        found = False
+        for verb, method in VERBS.items():
+            info = api.endpoints.get(template, {}).get(method) if template else None
+            if info is None or params.get("command", verb) != verb:
+                continue
+            found = True
+            props = param_table(info, exclude=uri)
+            required = [f"--{n} {type_text(p)}" for n, p in sorted(props.items()) if p.get("required")]
+            self.out.write("USAGE: " + " ".join([f"pvesh {verb} {path}"] + required + ["[OPTIONS]"]) + "\n")
+            if params.get("verbose"):
+                self.out.write("".join(f"  --{n} {type_text(p)}\n" for n, p in sorted(props.items())
+                                       if not p.get("required")))
+            if params.get("returns"):
+                self.out.write("RETURNS: " + json.dumps(info.get("returns"), sort_keys=True, indent=3) + "\n")
+        if not found:
+            raise ApiError(f"no '{params['command']}' handler for '{path}'" if params.get("command")
+                           else f"no such resource '{path}'")
+
+
+def main(argv=None, environ=None):
+    inv = Invocation(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+    sys.exit(inv.run())

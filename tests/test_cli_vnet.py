@@ -1,0 +1,114 @@
+"""pve-microseg vnet enable|disable, through the simulator's pvesh (checked against the API schema)."""
+
+import io
+import json
+import os
+
+import pytest
+
+from pvesim import HERE, Cluster
+from pve_microseg import cli, fwstrict
+
+PVESH = str(HERE / "bin" / "pvesh")
+VNETS_CFG = "vnet: web\n\tzone dmz\n\ttag 100\n"
+ZONES_CFG = "vlan: dmz\n\tbridge vmbr0\n\tipam pve\n"
+SUBNETS_CFG = "subnet: dmz-10.100.0.0-24\n\tvnet web\n\tgateway 10.100.0.1\n"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    c.write("sdn/vnets.cfg", VNETS_CFG)
+    c.write("sdn/zones.cfg", ZONES_CFG)
+    c.write("sdn/subnets.cfg", SUBNETS_CFG)
+    for n in ("pve1", "pve2"):
+        c.write(f"nodes/{n}/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+    c.env["PVE_MICROSEG_PVESH"] = PVESH
+    return c
+
+
+def run(cluster, *argv):
+    out = io.StringIO()
+    env = {k: v for k, v in cluster.env.items() if k.startswith(("PVE_MICROSEG_", "PVE_SIM_"))}
+    saved = dict(os.environ)
+    os.environ.update(cluster.env)          # the pvesh child process sees the simulator
+    try:
+        rc = cli.main(["vnet", *argv], environ=env, out=out)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return rc, out.getvalue()
+
+
+def apply_sdn(cluster):
+    r = cluster.pvesh("set", "/cluster/sdn")
+    assert r.returncode == 0, r.stderr
+
+
+def vnet_fw(cluster):
+    path = cluster.pve / "sdn/firewall/web.fw"
+    return path.read_text() if path.exists() else None
+
+
+def test_enable_is_checked_idempotent_and_disable_undoes_it(cluster):
+    apply_sdn(cluster)
+    rc, out = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--allow", "dns", "--dry-run")
+    assert rc == 0, out
+    assert "would run: pvesh set /cluster/sdn/vnets/web/firewall/options --enable 1 --policy_forward DROP" in out
+    assert vnet_fw(cluster) is None and not (cluster.pve / "microseg.yaml").exists()
+
+    rc, out = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--allow", "dns")
+    assert rc == 0, out
+    fw = vnet_fw(cluster)
+    assert fwstrict.check(fw, "vnet") == [], fw
+    assert "policy_forward: DROP" in fw and "enable: 1" in fw
+    for want in ("FORWARD ACCEPT -source +sdn/web-gateway -dest +sdn/web-all # pve-microseg: gateway-to-guests",
+                 "FORWARD ACCEPT -source +sdn/web-all -dest +sdn/web-gateway # pve-microseg: guests-to-gateway",
+                 "-p udp -dport 53", "-p tcp -dport 53"):
+        assert want in fw, fw
+    yaml_text = (cluster.pve / "microseg.yaml").read_text()
+    assert "  web:\n    gateway-mac: [02:00:00:00:01:01]\n" in yaml_text
+    assert "vnet-firewall-before: {enable: '', policy_forward: '', added-bridge: true}" in yaml_text
+
+    rc, out = run(cluster, "enable", "web", "--allow", "dns")
+    assert rc == 0 and "nothing to change" in out and vnet_fw(cluster) == fw
+
+    rc, out = run(cluster, "disable", "web", "--output-format", "json")
+    assert rc == 0, out
+    after = vnet_fw(cluster)
+    assert after is None or "pve-microseg" not in after and "DROP" not in after
+    assert "web" not in (cluster.pve / "microseg.yaml").read_text()
+
+
+def test_prerequisites_are_explained_and_nothing_changes(cluster):
+    cluster.write("nodes/pve2/host.fw", "[OPTIONS]\n\nnftables: 0\n")
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")
+    assert rc == 8
+    assert vnet_fw(cluster) is None and not (cluster.pve / "microseg.yaml").exists()
+
+
+def test_datacenter_firewall_and_lockout(cluster, capsys):
+    apply_sdn(cluster)
+    cluster.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 0\n")
+    args = ("enable", "web", "--gateway-mac", "02:00:00:00:01:01")
+    assert run(cluster, *args)[0] == 8
+    assert "datacenter firewall is off" in capsys.readouterr().err
+    assert run(cluster, *args, "--enable-datacenter-firewall")[0] == 8
+    err = capsys.readouterr().err
+    assert "locks you out" in err and "pve-firewall stop" in err
+    rc, out = run(cluster, *args, "--enable-datacenter-firewall", "--i-have-console-access")
+    assert rc == 0, out
+    assert "enable: 1" in (cluster.pve / "firewall/cluster.fw").read_text()
+
+
+def test_apply_runs_the_sdn_apply_and_reads_its_real_outcome(cluster):
+    assert run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")[0] == 8    # not applied yet
+    cluster.write("sdn/.simulate-apply-error", "vnet web: bridge vmbr0 missing on pve2")
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
+    assert rc == 1 and vnet_fw(cluster) is None
+    (cluster.pve / "sdn/.simulate-apply-error").unlink()
+    rc, out = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
+    assert rc == 0, out
+    assert "SDN applied (UPID:" in out
+    assert "web" in json.loads((cluster.pve / "sdn/.running-config").read_text())["vnets"]["ids"]
+    assert "pve-microseg: guests-to-gateway" in vnet_fw(cluster)
