@@ -94,9 +94,7 @@ def _check_address(ip, nic, bridge, gateways, ipam, vmid):
 
 def plan(guest, cfg, ipam, cluster_firewall_on=True):
     """GuestConfig + config.Config + ipam.IpamState -> GuestPlan."""
-    bridges = {b.name: b for b in cfg.bridges}
-    gateways = {ip for b in cfg.bridges for ip in b.gateway.ips}
-    gateway_macs = {m for b in cfg.bridges for m in b.gateway.macs}
+    bridges, gateways, gateway_macs = cfg.bridge_map, cfg.gateway_ips, cfg.gateway_macs
     settings = cfg.guests.get(guest.vmid)
     given_of = {n.index: (settings.addresses.get(n.index) if settings else None) for n in guest.nics}
     ours = any(_reason(n, bridges, given_of[n.index], settings, guest.vmid) for n in guest.nics)

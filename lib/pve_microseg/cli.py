@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import (__version__, config, configedit, guesthook, guests, node, reconcile, sdn, state, storage,
-               vnetcmd, vnetfw, yamledit)
+               status, vnetcmd, vnetfw, yamledit)
 from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
@@ -35,10 +35,12 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_SYS_CLASS_NET  network devices              (/sys/class/net)
   PVE_MICROSEG_SHARE_DIR      the packaged hookscript      (/usr/share/pve-microseg)
   PVE_MICROSEG_PVESH          Proxmox's API client         (/usr/bin/pvesh)
+  PVE_MICROSEG_SSH            ssh to the other nodes       (/usr/bin/ssh)
 
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 3 nftables refused the change (nothing changed), 4 nftables unavailable,
-7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing.
+7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing,
+9 'status' found something unprotected.
 """
 
 
@@ -159,6 +161,21 @@ def build_parser():
                     help="turn the datacenter firewall on if it is off")
     ve.add_argument("--i-have-console-access", action="store_true",
                     help="turn the datacenter firewall on even without a 'management' IP set")
+
+    st = sub.add_parser(
+        "status", formatter_class=_formatter,
+        help="what is protected and what is not, cluster-wide (exit 9 if anything is not)",
+        description="Per managed bridge: on which nodes it exists and carries its L2 rules (every "
+                    "node is asked over ssh, in parallel; a node that does not answer is reported), "
+                    "and for VNets the VNet firewall. Per guest with a NIC on a managed bridge: "
+                    "hookscript attached, firewall=1 on those NICs, guest firewall and ipfilter on, "
+                    "sets present and matching the known addresses. Exit status 9 when anything is "
+                    "unprotected, so monitoring can alert on it.")
+    st.add_argument("--local", action="store_true",
+                    help="only this node's L2 rules (what other nodes ask for over ssh)")
+    st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each node (default 5)")
+    st.add_argument("--storage", default="local", help="where the hookscript is installed (default: local)")
+    st.add_argument("--output-format", choices=FORMATS, default="text")
     return p
 
 
@@ -446,6 +463,36 @@ def cmd_vnet(args, paths, log, out):
     return 0
 
 
+def cmd_status(args, paths, log, out):
+    if args.local:
+        data = status.local(paths, Nft)
+        if args.output_format == "text":
+            for name, b in sorted(data["bridges"].items()):
+                out.write(f"{name}: {'present' if b['present'] else 'not present'}, "
+                          f"{'rules loaded' if b['rules'] else 'no rules'}\n")
+        else:
+            _dump(data, args.output_format, out)
+        bad = any(b["present"] and not b["rules"] for b in data["bridges"].values())
+        return 9 if bad else 0
+    data = status.cluster(paths, Nft, args.timeout, storage_id=args.storage)
+    if args.output_format != "text":
+        _dump(data, args.output_format, out)
+        return 9 if data["problems"] else 0
+    out.write(f"nodes: {', '.join(f'{n} {s}' for n, s in data['nodes'].items())}\n")
+    for b in data["bridges"]:
+        fw = b.get("firewall")
+        fwtext = "" if fw is None else (f"; VNet firewall {'on' if fw['enable'] else 'off'}, "
+                                        f"policy {fw['policy_forward']}, {fw['our-rules']} pve-microseg rules")
+        out.write(f"{b['bridge']}: " + ", ".join(f"{n} {s}" for n, s in b["nodes"].items()) + fwtext + "\n")
+    ok = sum(1 for r in data["guests"] if not r["problems"])
+    out.write(f"guests on managed bridges: {len(data['guests'])}, protected: {ok}\n")
+    for p in data["problems"]:
+        out.write(f"PROBLEM {p}\n")
+    if not data["problems"]:
+        out.write("everything checked is protected\n")
+    return 9 if data["problems"] else 0
+
+
 def _drop_chain(text, vmid, paths):
     doc = config.parse_document(text, paths.config)
     g = doc.guests.get(vmid)
@@ -468,7 +515,8 @@ def _warn_environment(source, paths, log):
 
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
-            "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet}
+            "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
+            "status": cmd_status}
 
 
 def main(argv=None, environ=None, out=None):

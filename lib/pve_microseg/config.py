@@ -18,6 +18,7 @@ Two cluster-wide files on pmxcfs:
 Errors name the file, the line and the field, and nothing is applied.
 """
 
+import functools
 import ipaddress
 import json
 import os
@@ -79,6 +80,19 @@ class Config:
     @property
     def names(self):
         return frozenset(b.name for b in self.bridges)
+
+    # computed once per configuration: checked for every guest (status reads thousands)
+    @functools.cached_property
+    def bridge_map(self):
+        return {b.name: b for b in self.bridges}
+
+    @functools.cached_property
+    def gateway_ips(self):
+        return frozenset(ip for b in self.bridges for ip in b.gateway.ips)
+
+    @functools.cached_property
+    def gateway_macs(self):
+        return frozenset(m for b in self.bridges for m in b.gateway.macs)
 
 
 def check_ifname(name, path, line, field_name):

@@ -16,6 +16,7 @@ _ENV = {
     "sys_class_net": ("PVE_MICROSEG_SYS_CLASS_NET", "/sys/class/net"),
     "share_dir": ("PVE_MICROSEG_SHARE_DIR", "/usr/share/pve-microseg"),
     "pvesh": ("PVE_MICROSEG_PVESH", "/usr/bin/pvesh"),
+    "ssh": ("PVE_MICROSEG_SSH", "/usr/bin/ssh"),
 }
 
 
@@ -28,6 +29,7 @@ class Paths:
     sys_class_net: Path
     share_dir: Path
     pvesh: Path
+    ssh: Path
 
     @classmethod
     def from_env(cls, environ=None):

@@ -1,0 +1,103 @@
+"""pve-microseg status on the simulated cluster: bridges on every node, guests, exit status."""
+
+import io
+import json
+import os
+
+import pytest
+
+from pvesim import HOOKSCRIPT, Cluster
+from pve_microseg import cli, status
+from pve_microseg.paths import Paths
+
+OURS = f"local:snippets/{HOOKSCRIPT.name}"
+YAML = "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n    gateway-ip: 10.100.0.1\n"
+MAC = "BC:24:11:2C:69:EC"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    c.write("microseg.yaml", YAML)
+    (c.sys_class_net / "web" / "bridge").mkdir(parents=True)
+    # other nodes answer through a stand-in ssh: canned JSON per node, or silence
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    ssh = tmp_path / "ssh"
+    ssh.write_text(f"""#!/bin/sh
+for a; do case "$a" in root@*) node=${{a#root@}};; esac; done
+[ -e {answers}/$node.hang ] && sleep 30
+[ -e {answers}/$node.json ] || {{ echo "ssh: connect to host $node port 22: No route to host" >&2; exit 255; }}
+cat {answers}/$node.json
+""")
+    ssh.chmod(0o755)
+    c.env["PVE_MICROSEG_SSH"] = str(ssh)
+    c.answers = answers
+    return c
+
+
+def answer(cluster, node, present=True, rules=True):
+    (cluster.answers / f"{node}.json").write_text(json.dumps(
+        {"node": node, "source": "test", "bridges": {"web": {"present": present, "rules": rules}}}))
+
+
+def mark_loaded(cluster):
+    paths = Paths.from_env(cluster.env)
+    paths.applied_dir.mkdir(parents=True, exist_ok=True)
+    (paths.applied_dir / "web").write_text(json.dumps({"bridge": "web", "gateway-mac": ["02:00:00:00:01:01"],
+                                                        "gateway-ip": ["10.100.0.1"]}))
+
+
+def protected_guest(cluster):
+    cluster.install_hookscript()
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    assert cluster.qm("start", 101).returncode == 0
+
+
+def run(cluster, *argv):
+    out = io.StringIO()
+    env = {k: v for k, v in cluster.env.items() if k.startswith("PVE_MICROSEG_")}
+    return cli.main(["status", *argv], environ=env, out=out), out.getvalue()
+
+
+def test_everything_protected(cluster):
+    mark_loaded(cluster)
+    answer(cluster, "pve2")
+    protected_guest(cluster)
+    data = status.cluster(Paths.from_env(cluster.env), timeout=2)
+    assert data["problems"] == [], data["problems"]
+    assert data["bridges"][0]["nodes"] == {"pve1": "protected", "pve2": "protected"}
+    assert data["guests"][0]["vmid"] == 101
+
+
+def test_each_gap_is_a_problem_and_exit_9(cluster):
+    answer(cluster, "pve2", present=True, rules=False)
+    cluster.add_vm(102, {0: "virtio=BC:24:11:00:00:02,bridge=web"}, hookscript=False)
+    rc, out = run(cluster)
+    assert rc == 9
+    for words in ("web: present on pve1 without L2 rules", "web: present on pve2 without L2 rules",
+                  "guest 102: hookscript not attached", "guest 102: net0 on web has firewall=0",
+                  "guest 102: guest firewall off", "guest 102: ipfilter-net0 missing"):
+        assert f"PROBLEM {words}" in out, out
+
+
+def test_unreachable_and_silent_nodes_are_reported(cluster):
+    mark_loaded(cluster)
+    rc, out = run(cluster, "--output-format", "json")
+    data = json.loads(out)
+    assert rc == 9 and data["nodes"]["pve2"].startswith("error: ssh: connect to host pve2")
+    assert data["bridges"][0]["nodes"]["pve2"] == "unknown"
+    answer(cluster, "pve2")
+    (cluster.answers / "pve2.hang").write_text("")
+    rc, out = run(cluster, "--timeout", "1", "--output-format", "json")
+    assert rc == 9 and "no answer within 1 s" in json.loads(out)["nodes"]["pve2"]
+
+
+def test_stale_set_is_found(cluster):
+    mark_loaded(cluster)
+    answer(cluster, "pve2")
+    protected_guest(cluster)
+    path = cluster.guest_path(101)
+    path.write_text(path.read_text().replace("ip=10.100.0.5/24", "ip=10.100.0.6/24"))
+    rc, out = run(cluster)
+    assert rc == 9 and "ipfilter-net0 differs from the known addresses" in out and "guest sync 101" in out
