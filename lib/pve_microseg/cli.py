@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import (__version__, config, configedit, guesthook, guests, node, reconcile, sdn, state, storage,
-               status, vnetcmd, vnetfw, yamledit)
+               fwlint, pmxcfs, status, vnetcmd, vnetfw, yamledit)
 from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
@@ -40,7 +40,7 @@ environment (for tests and unusual layouts):
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 3 nftables refused the change (nothing changed), 4 nftables unavailable,
 7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing,
-9 'status' found something unprotected.
+9 'status' found something unprotected, 10 'check' found errors or warnings.
 """
 
 
@@ -176,6 +176,17 @@ def build_parser():
     st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each node (default 5)")
     st.add_argument("--storage", default="local", help="where the hookscript is installed (default: local)")
     st.add_argument("--output-format", choices=FORMATS, default="text")
+
+    ck = sub.add_parser(
+        "check", formatter_class=_formatter,
+        help="lint the cluster's firewall files (exit 10 on errors or warnings)",
+        description="Check cluster.fw, every node's host.fw, every guest's and every VNet's firewall "
+                    "file: files proxmox-firewall's strict parser rejects (one freezes a whole node's "
+                    "firewall), rules an earlier rule shadows, disabled rules, references to aliases "
+                    "or ipsets that are not declared, ipfilter entries that admit a whole subnet, a VNet "
+                    "firewall without the nftables backend, a datacenter firewall that risks locking "
+                    "administrators out.")
+    ck.add_argument("--output-format", choices=FORMATS, default="text")
     return p
 
 
@@ -493,6 +504,45 @@ def cmd_status(args, paths, log, out):
     return 9 if data["problems"] else 0
 
 
+def cmd_check(args, paths, log, out):
+    files, nft_nodes = [], []
+    cluster = paths.firewall_dir / "cluster.fw"
+    if cluster.exists():
+        files.append(("cluster.fw", pmxcfs.read_file(cluster), "cluster"))
+    nodes = node.cluster_nodes(paths)
+    for n in nodes:
+        host = paths.pve_dir / "nodes" / n / "host.fw"
+        text = pmxcfs.read_file(host)
+        if text:
+            files.append((f"nodes/{n}/host.fw", text, "host"))
+        if config_option(text, "nftables") == "1":
+            nft_nodes.append(n)
+    for f in sorted(paths.firewall_dir.glob("*.fw")) if paths.firewall_dir.is_dir() else []:
+        if f.name != "cluster.fw" and f.stem.isdigit():
+            files.append((f"firewall/{f.name}", pmxcfs.read_file(f), "guest"))
+    vnet_dir = paths.pve_dir / "sdn" / "firewall"
+    for f in sorted(vnet_dir.glob("*.fw")) if vnet_dir.is_dir() else []:
+        files.append((f"sdn/firewall/{f.name}", pmxcfs.read_file(f), "vnet"))
+    findings = fwlint.lint_cluster(files, nft_nodes, nodes)
+    bad = [f for f in findings if f.severity in ("error", "warning")]
+    if args.output_format != "text":
+        _dump({"files": [n for n, _, _ in files], "findings": [
+            {"file": f.file, "line": f.line, "severity": f.severity, "message": f.message} for f in findings]},
+            args.output_format, out)
+        return 10 if bad else 0
+    for f in findings:
+        out.write(str(f) + "\n")
+    out.write(f"{len(files)} file(s) checked: {sum(f.severity == 'error' for f in findings)} error(s), "
+              f"{sum(f.severity == 'warning' for f in findings)} warning(s), "
+              f"{sum(f.severity == 'info' for f in findings)} note(s)\n")
+    return 10 if bad else 0
+
+
+def config_option(text, key):
+    from . import fwfile
+    return fwfile.parse(text).option(key)
+
+
 def _drop_chain(text, vmid, paths):
     doc = config.parse_document(text, paths.config)
     g = doc.guests.get(vmid)
@@ -516,7 +566,7 @@ def _warn_environment(source, paths, log):
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
-            "status": cmd_status}
+            "status": cmd_status, "check": cmd_check}
 
 
 def main(argv=None, environ=None, out=None):

@@ -1,0 +1,83 @@
+"""pve-microseg check: the firewall linter, on Proxmox's fixtures and on the classic mistakes."""
+
+import io
+import json
+
+import pytest
+
+from conftest import FIXTURES
+from pvesim import Cluster
+from pve_microseg import cli, fwlint
+
+
+def lint(text, kind="guest", cluster=""):
+    from pve_microseg import fwfile
+    return fwlint.lint_file("t.fw", text, kind, fwfile.parse(cluster))
+
+
+def test_classic_shadowed_drop():
+    text = ("[RULES]\n\nIN ACCEPT -p tcp -dport 80\nIN DROP -p tcp -dport 80 -source 10.0.0.0/8\n"
+            "IN DROP -p tcp -dport 443 -source 10.0.0.0/8\n")
+    f = [x for x in lint(text) if x.severity == "warning"]
+    assert len(f) == 1 and f[0].line == 4
+    assert "line 3" in f[0].message and "ACCEPTs everything" in f[0].message and "DROP never applies" in f[0].message
+
+
+@pytest.mark.parametrize("earlier,later,shadowed", [
+    ("IN ACCEPT", "IN DROP -p udp", True),
+    ("IN ACCEPT -source 10.0.0.0/8", "IN DROP -source 10.1.2.3", True),
+    ("IN ACCEPT -source 10.1.0.0/16", "IN DROP -source 10.0.0.0/8", False),
+    ("IN ACCEPT -p tcp -dport 1000:2000", "IN DROP -p tcp -dport 1500,1600", True),
+    ("IN ACCEPT -p tcp -dport 80", "IN DROP -p udp -dport 80", False),
+    ("IN ACCEPT -p tcp -dport 80", "OUT DROP -p tcp -dport 80", False),
+    ("IN ACCEPT -i net0", "IN DROP -i net1", False),
+    ("IN ACCEPT -source +admins", "IN DROP -source +admins -p tcp", True),
+    ("IN ACCEPT -source +admins", "IN DROP -source 10.0.0.1", False),
+    ("IN SSH(ACCEPT)", "IN DROP -p tcp -dport 22", False),          # macros are not expanded
+    ("IN SSH(ACCEPT)", "IN SSH(DROP) -source 10.0.0.1", True),
+    ("|IN ACCEPT", "IN DROP", False),                                 # a disabled rule shadows nothing
+])
+def test_shadowing_is_decided_conservatively(earlier, later, shadowed):
+    text = f"[IPSET admins]\n\n10.0.0.0/24\n\n[RULES]\n\n{earlier}\n{later}\n"
+    found = [x for x in lint(text) if "never matches" in x.message]
+    assert bool(found) is shadowed, found
+
+
+def test_references_disabled_rules_and_ipfilter_prefixes():
+    cluster = "[ALIASES]\n\nadmin 10.0.0.2\n\n[IPSET management]\n\n10.0.0.0/24\n"
+    text = ("[IPSET ipfilter-net0]\n\n10.100.0.0/24\n10.100.0.7\n\n[RULES]\n\n"
+            "IN ACCEPT -source dc/admin\nIN ACCEPT -source +dc/management\nIN ACCEPT -source +nope\n"
+            "IN ACCEPT -source ghost\n|IN DROP -p tcp\n")
+    msgs = [(x.line, x.severity, x.message) for x in lint(text, cluster=cluster)]
+    assert any(l == 3 and "admits a whole subnet" in m for l, s, m in msgs)
+    assert any(l == 10 and "ipset +nope" in m for l, s, m in msgs)
+    assert any(l == 11 and "alias ghost" in m for l, s, m in msgs)
+    assert any(l == 12 and s == "info" for l, s, m in msgs)
+    assert not any(l in (8, 9) for l, s, m in msgs)
+
+
+def test_strict_parser_rejections_are_errors():
+    text = (FIXTURES / "pve-firewall/test/test-vm-ipfilter1/100.fw").read_text()
+    assert any(x.severity == "error" and "rejects this file" in x.message for x in lint(text))
+
+
+def test_check_command_over_the_cluster(tmp_path):
+    c = Cluster(tmp_path)
+    c.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 1\n")
+    c.write("nodes/pve1/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+    c.write("sdn/firewall/web.fw", "[OPTIONS]\n\nenable: 1\npolicy_forward: DROP\n")
+    c.write("firewall/101.fw", (FIXTURES / "proxmox-firewall/proxmox-firewall/tests/input/100.fw").read_text())
+    out = io.StringIO()
+    env = {k: v for k, v in c.env.items() if k.startswith("PVE_MICROSEG_")}
+    rc = cli.main(["check", "--output-format", "json"], environ=env, out=out)
+    data = json.loads(out.getvalue())
+    assert rc == 10
+    msgs = [(f["file"], f["severity"], f["message"]) for f in data["findings"]]
+    assert any(f == "sdn/firewall/web.fw" and s == "error" and "pve2" in m for f, s, m in msgs)
+    assert any(f == "cluster.fw" and "management" in m for f, s, m in msgs)
+    assert "firewall/101.fw" in data["files"]
+    c.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 1\n\n[IPSET management]\n\n10.0.0.0/24\n")
+    c.write("nodes/pve2/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+    (c.pve / "firewall/101.fw").unlink()
+    out = io.StringIO()
+    assert cli.main(["check"], environ=env, out=out) == 0, out.getvalue()
