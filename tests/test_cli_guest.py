@@ -84,3 +84,26 @@ def test_sync_writes_the_sets_of_a_running_guest(cluster):
     rc, out = run(cluster, "sync", "101")
     assert rc == 0, out
     assert "10.100.0.5" in cluster.fw(101)
+
+
+def test_attach_never_loses_a_chained_hookscript(cluster):
+    assert run(cluster, "attach", "201")[0] == 0                        # chain: local:snippets/site.sh
+    rc, out = run(cluster, "attach", "201", "--storage", "other")      # ours, from another storage
+    assert rc == 0 and "attached (was " in out
+    assert "chain: local:snippets/site.sh" in (cluster.pve / "microseg.yaml").read_text()
+    path = cluster.guest_path(201, "lxc")
+    path.write_text(path.read_text().replace("hookscript: other:snippets/pve-microseg-hookscript",
+                                             "hookscript: local:snippets/third.sh"))
+    rc, out = run(cluster, "attach", "201")
+    assert rc == 1 and "would replace the chained local:snippets/site.sh" in out
+    assert hookscript(cluster, 201, "lxc") == "local:snippets/third.sh"
+
+
+def test_attach_goes_on_after_one_guest_fails(cluster):
+    path = cluster.guest_path(101)
+    path.write_text("lock: backup\n" + path.read_text())                # pvesh refuses a locked guest
+    rc, out = run(cluster, "attach", "--vnet", "web")
+    assert rc == 1
+    assert "101 (qemu on pve1): FAILED" in out and "201 (lxc on pve1): attached" in out
+    assert hookscript(cluster, 201, "lxc") == OURS
+    assert run(cluster, "attach", "101", "--all")[0] == 1               # VMIDs and --all: refused

@@ -112,3 +112,55 @@ def test_apply_runs_the_sdn_apply_and_reads_its_real_outcome(cluster):
     assert "SDN applied (UPID:" in out
     assert "web" in json.loads((cluster.pve / "sdn/.running-config").read_text())["vnets"]["ids"]
     assert "pve-microseg: guests-to-gateway" in vnet_fw(cluster)
+
+
+def test_a_failing_step_undoes_the_run(cluster, tmp_path, capsys):
+    """pvesh refuses the third rule: the VNet must not be left on DROP, nor half recorded."""
+    apply_sdn(cluster)
+    wrapper = tmp_path / "pvesh-flaky"
+    count = tmp_path / "creates"
+    wrapper.write_text(f"""#!/bin/sh
+if [ "$1" = create ]; then
+  n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}
+  [ $n -eq 3 ] && {{ echo "cfs-lock 'firewall-vnet-web' error: got lock request timeout" >&2; exit 255; }}
+fi
+exec {PVESH} "$@"
+""")
+    wrapper.chmod(0o755)
+    cluster.env["PVE_MICROSEG_PVESH"] = str(wrapper)
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--allow", "dns")
+    err = capsys.readouterr().err
+    assert rc == 7 and "got lock request timeout" in err and "removed the 2 rule(s)" in err
+    fw = vnet_fw(cluster)
+    assert fw is None or ("DROP" not in fw and "pve-microseg" not in fw)
+    assert "web" not in ((cluster.pve / "microseg.yaml").read_text() if (cluster.pve / "microseg.yaml").exists() else "")
+
+
+def test_disable_restores_the_options_found_and_keeps_operator_rules(cluster):
+    apply_sdn(cluster)
+    assert cluster.pvesh("set", "/cluster/sdn/vnets/web/firewall/options", "--enable", "1",
+                         "--policy_forward", "ACCEPT").returncode == 0
+    assert cluster.pvesh("create", "/cluster/sdn/vnets/web/firewall/rules", "--type", "forward",
+                         "--action", "ACCEPT", "--proto", "tcp", "--dport", "22", "--enable", "1",
+                         "--comment", "operator: ssh").returncode == 0
+    mine = "# ours\nbridges:\n  web:   # the DMZ\n    gateway-mac: 02:00:00:00:01:01\n"
+    cluster.write("microseg.yaml", mine)
+    assert run(cluster, "enable", "web", "--allow", "dns", "--allow", "dns")[0] == 0
+    fw = vnet_fw(cluster)
+    assert fw.count("pve-microseg: dns-udp") == 1                     # a preset named twice, added once
+    rc, out = run(cluster, "disable", "web", "--dry-run")
+    assert rc == 0 and vnet_fw(cluster) == fw and "would change" in out
+    assert run(cluster, "disable", "web")[0] == 0
+    fw = vnet_fw(cluster)
+    assert "policy_forward: ACCEPT" in fw and "enable: 1" in fw
+    assert "operator: ssh" in fw and "pve-microseg" not in fw
+    assert (cluster.pve / "microseg.yaml").read_text() == mine        # entry kept, comments too
+
+
+def test_disable_without_record_refuses_to_leave_a_dropping_vnet(cluster, capsys):
+    apply_sdn(cluster)
+    assert run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")[0] == 0
+    cluster.write("microseg.yaml", "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n")
+    assert run(cluster, "disable", "web")[0] == 1
+    assert "no record" in capsys.readouterr().err
+    assert "pve-microseg: guests-to-gateway" in vnet_fw(cluster)

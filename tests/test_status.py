@@ -101,3 +101,37 @@ def test_stale_set_is_found(cluster):
     path.write_text(path.read_text().replace("ip=10.100.0.5/24", "ip=10.100.0.6/24"))
     rc, out = run(cluster)
     assert rc == 9 and "ipfilter-net0 differs from the known addresses" in out and "guest sync 101" in out
+
+
+def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
+    mark_loaded(cluster)
+    answer(cluster, "pve2")
+    protected_guest(cluster)
+    cluster.write("sdn/.running-config", json.dumps({"version": 1, "vnets": {"ids": {"web": {"zone": "z"}}},
+                                                     "subnets": {"ids": {}}}))
+    cluster.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 0\n")
+    cluster.write(".members", json.dumps({"nodename": "pve1", "nodelist": {
+        "pve1": {"id": 1, "online": 1, "ip": "192.0.2.1"}, "pve2": {"id": 2, "online": 1, "ip": "192.0.2.2"}}}))
+    log = cluster.root / "ssh.args"
+    ssh = cluster.root / "ssh"
+    ssh.write_text(ssh.read_text().replace("#!/bin/sh\n", f'#!/bin/sh\necho "$*" >> {log}\n')
+                   .replace("root@*) node=${a#root@}", "HostKeyAlias=*) node=${a#HostKeyAlias=}"))
+    data = status.cluster(Paths.from_env(cluster.env), timeout=2)
+    problems = "\n".join(data["problems"])
+    assert "the datacenter firewall is off" in problems
+    assert "pve1: nftables: 1 is not set" in problems and "pve2: nftables: 1 is not set" in problems
+    assert "web: VNet firewall not on with policy_forward DROP" in problems
+    assert "-e none -o BatchMode=yes -o HostKeyAlias=pve2" in log.read_text()
+    assert "root@192.0.2.2" in log.read_text()                   # the address pmxcfs knows, like pvesh
+
+
+def test_local_nftables_unreadable_is_unknown(cluster):
+    from pve_microseg.errors import NftablesUnavailable
+
+    class Broken:
+        def list_table(self, *a):
+            raise NftablesUnavailable("python3-nftables is not installed")
+    answer(cluster, "pve2")
+    data = status.cluster(Paths.from_env(cluster.env), nft_factory=Broken, timeout=2)
+    assert data["nodes"]["pve1"].startswith("error: cannot read nftables")
+    assert data["bridges"][0]["nodes"]["pve1"] == "unknown"

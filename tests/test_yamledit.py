@@ -65,3 +65,13 @@ def test_refuses_what_it_cannot_edit_safely():
         yamledit.set_entry("bridges: {web: {gateway-mac: x}}\n", ("bridges", "db"), {"gateway-mac": "y"})
     with pytest.raises(ConfigError):
         yamledit.set_entry("bridges: [\n", ("bridges", "db"), {})
+
+
+def test_merge_touches_only_the_given_keys():
+    text = ("bridges:\n  web:   # DMZ, ticket 42\n    # router A/B\n    gateway-mac:\n      - 02:00:00:00:01:01\n"
+            "      - 02:00:00:00:01:02\n    gateway-ip: 10.100.0.1   # VIP\n")
+    new = yamledit.set_entry(text, ("bridges", "web"), {"gateway-ip": ["10.100.0.2"], "isolate-ports": True},
+                             merge=True)
+    assert new == text.replace("gateway-ip: 10.100.0.1   # VIP", "gateway-ip: [10.100.0.2]   # VIP") + \
+        "    isolate-ports: true\n"
+    assert [str(i) for i, _ in parses(new).bridges[0].ips] == ["10.100.0.2"]

@@ -174,7 +174,6 @@ def build_parser():
     st.add_argument("--local", action="store_true",
                     help="only this node's L2 rules (what other nodes ask for over ssh)")
     st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each node (default 5)")
-    st.add_argument("--storage", default="local", help="where the hookscript is installed (default: local)")
     st.add_argument("--output-format", choices=FORMATS, default="text")
 
     ck = sub.add_parser(
@@ -383,6 +382,8 @@ def cmd_import_legacy(args, paths, log, out):
 
 
 def _selected(args, paths, inventory):
+    if (args.all or args.vnet) and args.vmids:
+        raise MicrosegError("give VMIDs, or --vnet, or --all, not several")
     if args.all:
         return sorted(inventory.values(), key=lambda g: g.vmid)
     if args.vnet:
@@ -399,50 +400,30 @@ def _selected(args, paths, inventory):
 def cmd_guest(args, paths, log, out):
     inventory = guests.vmlist(paths)
     if args.action == "sync":
-        rc = 0
         for vmid in args.vmids:
             if vmid not in inventory:
                 raise MicrosegError(f"no guest {vmid} in this cluster (/etc/pve/.vmlist)")
             hook = guesthook.Hook(vmid, "pre-start", dict(os.environ), paths, out, sys.stderr,
                                   owner_node=inventory[vmid].node)
-            cfg = hook.config()
-            hook.pre_start(cfg)
-        return rc
+            hook.pre_start(hook.config())
+        return 0
     if os.geteuid() != 0 and not args.dry_run:
         raise MicrosegError("only root@pam may set hookscripts: run this as root on a cluster node")
     ours = f"{args.storage}:snippets/{paths.hookscript.name}"
     pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run)
     settings_of = config.load(paths, sdn.load(paths)).guests
-    rows = []
+    rows, failed = [], False
     for g in _selected(args, paths, inventory):
-        current = guests.config(paths, g).hookscript
-        chained = settings_of[g.vmid].chain if g.vmid in settings_of else None
-        if args.action == "attach":
-            if current == ours:
-                rows.append((g, "already attached"))
-                continue
-            if current:
-                configedit.edit(paths, lambda t: yamledit.set_entry(
-                    t, ("guests", str(g.vmid)), {"chain": current}, merge=True, path=paths.config),
-                    dry_run=args.dry_run)
-            pvesh.set(g.api_path, hookscript=ours)
-            rows.append((g, f"attached{f' (its hookscript {current} now runs after ours)' if current else ''}"))
-        else:
-            if current != ours:
-                rows.append((g, f"not attached (hookscript: {current or 'none'})"))
-                continue
-            if chained:
-                pvesh.set(g.api_path, hookscript=chained)
-                configedit.edit(paths, lambda t: _drop_chain(t, g.vmid, paths), dry_run=args.dry_run)
-                rows.append((g, f"detached, {chained} restored"))
-            else:
-                pvesh.set(g.api_path, delete="hookscript")
-                rows.append((g, "detached"))
+        try:
+            rows.append((g, _attach_one(args, paths, pvesh, g, ours, settings_of.get(g.vmid))))
+        except MicrosegError as e:
+            rows.append((g, f"FAILED: {e}"))
+            failed = True
     if args.output_format != "text":
         _dump({"guests": [{"vmid": g.vmid, "node": g.node, "type": g.type, "result": r} for g, r in rows],
                "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "dry-run": args.dry_run},
               args.output_format, out)
-        return 0
+        return 1 if failed else 0
     for call in (c for c in pvesh.calls if c.verb != "get"):
         out.write(("would run: " if args.dry_run else "ran: ") + str(call) + "\n")
     for g, r in rows:
@@ -453,7 +434,46 @@ def cmd_guest(args, paths, log, out):
         if nodes:
             out.write(f"the hookscript must be installed on {', '.join(nodes)} "
                       f"('pve-microseg hookscript install --storage {args.storage}' there)\n")
-    return 0
+    return 1 if failed else 0
+
+
+def is_ours(volume, paths):
+    """Our hookscript, on whichever storage it was installed."""
+    return bool(volume) and volume.endswith(f":snippets/{paths.hookscript.name}")
+
+
+def _attach_one(args, paths, pvesh, g, ours, settings):
+    current = guests.config(paths, g).hookscript
+    chained = settings.chain if settings else None
+    if args.action == "attach":
+        if current == ours:
+            return "already attached"
+        if is_ours(current, paths):
+            pvesh.set(g.api_path, hookscript=ours)          # another storage: just point at this one
+            return f"attached (was {current})"
+        if current and chained and chained != current:
+            raise MicrosegError(f"its hookscript {current} would replace the chained {chained} recorded in "
+                                f"{paths.config}; detach first or edit guests: {g.vmid}: chain:")
+        recorded = None
+        if current and chained != current:
+            recorded = configedit.edit(paths, lambda t: yamledit.set_entry(
+                t, ("guests", str(g.vmid)), {"chain": current}, merge=True, path=paths.config),
+                dry_run=args.dry_run)
+        try:
+            pvesh.set(g.api_path, hookscript=ours)
+        except MicrosegError:
+            if recorded is not None and recorded.changed and not args.dry_run:
+                configedit.edit(paths, lambda t: recorded.old)
+            raise
+        return f"attached{f' (its hookscript {current} now runs after ours)' if current else ''}"
+    if not is_ours(current, paths):
+        return f"not attached (hookscript: {current or 'none'})"
+    if chained:
+        pvesh.set(g.api_path, hookscript=chained)
+        configedit.edit(paths, lambda t: _drop_chain(t, g.vmid, paths), dry_run=args.dry_run)
+        return f"detached, {chained} restored"
+    pvesh.set(g.api_path, delete="hookscript")
+    return "detached"
 
 
 def cmd_vnet(args, paths, log, out):
@@ -477,6 +497,12 @@ def cmd_vnet(args, paths, log, out):
 def cmd_status(args, paths, log, out):
     if args.local:
         data = status.local(paths, Nft)
+        if "error" in data:
+            if args.output_format != "text":
+                _dump(data, args.output_format, out)
+            else:
+                out.write(f"{data['node']}: {data['error']}\n")
+            return 9
         if args.output_format == "text":
             for name, b in sorted(data["bridges"].items()):
                 out.write(f"{name}: {'present' if b['present'] else 'not present'}, "
@@ -485,7 +511,7 @@ def cmd_status(args, paths, log, out):
             _dump(data, args.output_format, out)
         bad = any(b["present"] and not b["rules"] for b in data["bridges"].values())
         return 9 if bad else 0
-    data = status.cluster(paths, Nft, args.timeout, storage_id=args.storage)
+    data = status.cluster(paths, Nft, args.timeout)
     if args.output_format != "text":
         _dump(data, args.output_format, out)
         return 9 if data["problems"] else 0

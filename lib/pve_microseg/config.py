@@ -33,7 +33,7 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _GUEST_PORT = re.compile(r"^(tap|veth|fwpr|fwbr|fwln)\d")
 TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests")
 BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "vnet-firewall-before")
-VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge")
+VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge", "enabled-datacenter-firewall")
 HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
 GUEST_KEYS = ("net<N>", "chain", "policy-in")
 

@@ -36,10 +36,9 @@ def local(paths, nft_factory=None):
             loaded = {o["chain"]["name"][len(ruleset.fwd_chain("")):] for o in objs
                       if "chain" in o and o["chain"]["name"].startswith(ruleset.fwd_chain(""))}
         except MicrosegError as e:
-            how = f"markers in {paths.applied_dir} (nftables not readable: {e})"
-    if loaded is None:
-        loaded = set(state.applied(paths))
-        how = how if how != "nftables" else f"markers in {paths.applied_dir}"
+            return {"node": node.local_node(paths), "error": f"cannot read nftables: {e}"}
+    else:                       # tests and tools without a kernel: what the hooks recorded
+        loaded, how = set(state.applied(paths)), f"markers in {paths.applied_dir}"
     return {"node": node.local_node(paths), "source": how,
             "bridges": {b.name: {"present": b.name in present, "rules": b.name in loaded}
                         for b in cfg.bridges}}
@@ -47,12 +46,24 @@ def local(paths, nft_factory=None):
 
 # ------------------------------------------------------------------ other nodes
 
-def ask_nodes(paths, nodes, timeout=5.0, ssh=None):
-    """{node: local() result or {"error": ...}}, asked in parallel over ssh."""
+def members(paths):
+    """{node: ip} from /etc/pve/.members (pmxcfs); {} when it cannot be read."""
+    try:
+        data = json.loads((paths.pve_dir / ".members").read_text(encoding="utf-8"))
+        return {n: (info or {}).get("ip") for n, info in (data.get("nodelist") or {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def ask_nodes(paths, nodes, timeout=5.0, ssh=None, ips=None):
+    """{node: local() result or {"error": ...}}, asked in parallel over ssh the
+    way pvesh reaches other nodes (root, batch mode, host key alias = node)."""
     ssh = ssh or str(paths.ssh)
+    ips = ips or {}
 
     def one(name):
-        cmd = [ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(timeout))}", f"root@{name}",
+        cmd = [ssh, "-e", "none", "-o", "BatchMode=yes", "-o", f"HostKeyAlias={name}",
+               "-o", f"ConnectTimeout={max(1, int(timeout))}", f"root@{ips.get(name) or name}",
                "pve-microseg", "status", "--local", "--output-format", "json"]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -77,9 +88,10 @@ def ask_nodes(paths, nodes, timeout=5.0, ssh=None):
 
 def _vnet_firewall(paths, name):
     fw = fwfile.parse(_read(paths.pve_dir / "sdn" / "firewall" / f"{name}.fw"))
+    names = [line.split(vnetfw.TAG, 1)[1].strip() for s in fw.sections if s.kind == "rules"
+             for line in s.lines if vnetfw.TAG in line and not line.lstrip().startswith("|")]
     return {"enable": fw.option("enable") == "1", "policy_forward": fw.option("policy_forward") or "ACCEPT",
-            "our-rules": sum(1 for s in fw.sections if s.kind == "rules"
-                             for line in s.lines if vnetfw.TAG in line)}
+            "our-rules": names}
 
 
 def _read(path):
@@ -89,7 +101,7 @@ def _read(path):
         return ""
 
 
-def guest_rows(paths, cfg, inventory, ipam_state, ours_volume):
+def guest_rows(paths, cfg, inventory, ipam_state, hookscript_name):
     """One row per guest with a NIC on a managed bridge; each with its problems."""
     managed = {b.name for b in cfg.bridges}
     rows = []
@@ -104,7 +116,7 @@ def guest_rows(paths, cfg, inventory, ipam_state, ours_volume):
             continue
         problems = []
         chained = cfg.guests.get(g.vmid)
-        if gc.hookscript != ours_volume:
+        if not (gc.hookscript or "").endswith(f":snippets/{hookscript_name}"):
             problems.append(f"hookscript not attached ({gc.hookscript or 'none'})")
         for n in on:
             if not n.firewall:
@@ -131,23 +143,24 @@ def guest_rows(paths, cfg, inventory, ipam_state, ours_volume):
     return rows
 
 
-def cluster(paths, nft_factory=None, timeout=5.0, ssh=None, storage_id="local"):
+def cluster(paths, nft_factory=None, timeout=5.0, ssh=None):
     cfg = config.load(paths, sdn.load(paths))
     here = node.local_node(paths)
-    nodes = node.cluster_nodes(paths) or [here]
-    answers = ask_nodes(paths, [n for n in nodes if n != here], timeout, ssh)
+    ips = members(paths)
+    nodes = sorted(ips) or node.cluster_nodes(paths) or [here]
+    answers = ask_nodes(paths, [n for n in nodes if n != here], timeout, ssh, ips)
     answers[here] = local(paths, nft_factory)
     doc = {b.name: b for b in _specs(paths)}
     vnets = []
     for b in cfg.bridges:
         row = {"bridge": b.name, "vnet": b.vnet, "nodes": {}, "problems": []}
         if b.vnet:
-            row["firewall"] = _vnet_firewall(paths, b.name)
-            spec = doc.get(b.name)
-            enabled_by_us = spec is not None and spec.vnet_firewall_before is not None
-            fwst = row["firewall"]
-            if enabled_by_us and not (fwst["enable"] and fwst["policy_forward"] == "DROP" and fwst["our-rules"]):
-                row["problems"].append("VNet firewall drifted from what 'vnet enable' set up")
+            row["firewall"] = fwst = _vnet_firewall(paths, b.name)
+            if not (fwst["enable"] and fwst["policy_forward"] == "DROP"):
+                row["problems"].append("VNet firewall not on with policy_forward DROP "
+                                       f"('pve-microseg vnet enable {b.name}')")
+            elif not set(r.name for r in vnetfw.base_rules(b.name)) <= set(fwst["our-rules"]):
+                row["problems"].append("VNet firewall lacks the gateway rules of 'vnet enable'")
         for n in nodes:
             a = answers.get(n, {})
             if "error" in a:
@@ -160,9 +173,18 @@ def cluster(paths, nft_factory=None, timeout=5.0, ssh=None, storage_id="local"):
                 row["problems"].append(f"present on {n} without L2 rules (run 'pve-microseg apply' there)")
         vnets.append(row)
     inventory = guests.vmlist(paths)
-    ours_volume = f"{storage_id}:snippets/{paths.hookscript.name}"
-    rows = guest_rows(paths, cfg, inventory, ipam.load(paths), ours_volume)
+    rows = guest_rows(paths, cfg, inventory, ipam.load(paths), paths.hookscript.name)
     node_problems = [f"{n}: {a['error']}" for n, a in sorted(answers.items()) if "error" in a]
+    cluster_fw = fwfile.parse(_read(paths.firewall_dir / "cluster.fw"))
+    if cfg.bridges and not antispoof.firewall_on(cluster_fw):
+        node_problems.append("the datacenter firewall is off: no guest firewall, ipfilter set or VNet "
+                             "firewall applies")
+    if any(b.vnet for b in cfg.bridges):
+        for n in nodes:
+            host = fwfile.parse(_read(paths.pve_dir / "nodes" / n / "host.fw"))
+            if host.option("nftables") != "1":
+                node_problems.append(f"{n}: nftables: 1 is not set in its host.fw, so VNet firewalls do "
+                                     "nothing there")
     problems = (node_problems + [f"{v['bridge']}: {p}" for v in vnets for p in v["problems"]]
                 + [f"guest {r['vmid']}: {p}" for r in rows for p in r["problems"]])
     return {"node": here, "nodes": {n: ("error: " + answers[n]["error"]) if "error" in answers.get(n, {})

@@ -55,7 +55,7 @@ def preset_rules(vnet, name):
         "dns": [_r("dns-udp", source=src, proto="udp", dport="53"),
                 _r("dns-tcp", source=src, proto="tcp", dport="53")],
         "dhcp": [_r("dhcp", proto="udp", sport="68", dport="67"),
-                 _r("dhcp-reply", proto="udp", sport="67", dport="68")],
+                 _r("dhcp-reply", source=gw, proto="udp", sport="67", dport="68")],
         "http": [_r("http", source=src, proto="tcp", dport="80")],
         "https": [_r("https", source=src, proto="tcp", dport="443")],
         "web-proxy": [_r("web-proxy", source=src, dest=gw, proto="tcp", dport="3128,8080")],
@@ -68,18 +68,18 @@ PRESETS = ("icmp", "dns", "dhcp", "http", "https", "web-proxy")
 
 def desired(vnet, allow=()):
     rules = base_rules(vnet)
-    for name in allow:
+    for name in dict.fromkeys(allow):               # a preset named twice is added once
         rules += preset_rules(vnet, name)
     return rules
 
 
 def ours(rules):
-    """{our rule name: pos} among the rules the API lists."""
+    """{our rule name: [pos, ...]} among the rules the API lists."""
     out = {}
     for r in rules or ():
         comment = (r.get("comment") or "").strip()
         if comment.startswith(TAG):
-            out[comment[len(TAG):].strip()] = int(r["pos"])
+            out.setdefault(comment[len(TAG):].strip(), []).append(int(r["pos"]))
     return out
 
 

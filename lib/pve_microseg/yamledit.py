@@ -10,7 +10,9 @@ use two-space indentation (or the indentation of their siblings).
     remove_entry(text, ("bridges", "web"))                             remove
     set_entry(text, ("guests", "101"), {"chain": "local:snippets/x"}, merge=True)
 
-The result is parsed again by the caller before it is written.
+With merge=True only the given keys of an existing entry are replaced or
+added; its other lines (comments, block lists) stay.  The result is parsed
+again by the caller before it is written.
 """
 
 import re
@@ -132,11 +134,40 @@ def set_entry(text, where, fields, merge=False, path="microseg.yaml"):
         lines[end:end] = _render_entry(key, fields, indent)
         return "".join(lines)
     knode, vnode = entry
+    if merge and isinstance(vnode, yaml.MappingNode) and not vnode.flow_style and vnode.value:
+        text = "".join(lines)
+        for k, v in fields.items():
+            text = _set_one_key(text, where, k, v, path)
+        return text
     if merge:
         fields = dict(_existing_fields(vnode), **fields)
     start, end = _entry_lines(lines, knode, vnode)
     lines[start:end] = _render_entry(key, fields, knode.start_mark.column)
     return "".join(lines)
+
+
+def _set_one_key(text, where, key, value, path):
+    """Replace or add one key of a block-mapping entry; its other lines stay as they are."""
+    section, name = where
+    lines = _lines(text)
+    vnode = _child(_child(_compose(text, path), section)[1], name)[1]
+    indent = vnode.value[0][0].start_mark.column
+    new = f"{' ' * indent}{key}: {_render_value(value)}"
+    child = _child(vnode, key)
+    if child is None:
+        _, end = _entry_lines(lines, *vnode.value[-1])
+        lines[end:end] = [new + "\n"]
+    else:
+        start, end = _entry_lines(lines, *child)
+        comment = _trailing_comment(lines[start]) if end - start == 1 else ""
+        lines[start:end] = [new + comment + "\n"]
+    return "".join(lines)
+
+
+def _trailing_comment(line):
+    """` # ...` at the end of a one-line `key: value` (kept when the value changes)."""
+    m = re.search(r"\s+#[^'\"]*$", line.rstrip("\r\n"))
+    return m.group(0) if m else ""
 
 
 def remove_entry(text, where, path="microseg.yaml"):
@@ -149,5 +180,20 @@ def remove_entry(text, where, path="microseg.yaml"):
         return text
     lines = _lines(text)
     start, end = _entry_lines(lines, *entry)
+    del lines[start:end]
+    return "".join(lines)
+
+
+def remove_key(text, where, key, path="microseg.yaml"):
+    """Remove one key of a block-mapping entry (nothing to do if absent)."""
+    section, name = where
+    root = _compose(text, path)
+    found = _child(root, section) if root is not None else None
+    entry = _child(found[1], name) if found else None
+    child = _child(entry[1], key) if entry else None
+    if child is None:
+        return text
+    lines = _lines(text)
+    start, end = _entry_lines(lines, *child)
     del lines[start:end]
     return "".join(lines)
