@@ -18,6 +18,9 @@ def cluster(tmp_path):
     c = Cluster(tmp_path)
     c.write("microseg.yaml", YAML)
     c.env["PVE_MICROSEG_PVESH"] = str(HERE / "bin" / "pvesh")     # checked against the API schema
+    c.install_hookscript()
+    (c.snippets / "site.sh").write_text("#!/bin/sh\nexit 0\n")        # the operator's own hookscript
+    (c.snippets / "site.sh").chmod(0o755)
     c.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"}, hookscript=False)
     c.add_vm(102, {0: "virtio=BC:24:11:00:00:02,bridge=vmbr0"}, node="pve2",
              hookscript=False)
@@ -88,6 +91,12 @@ def test_sync_writes_the_sets_of_a_running_guest(cluster):
 
 def test_attach_never_loses_a_chained_hookscript(cluster):
     assert run(cluster, "attach", "201")[0] == 0                        # chain: local:snippets/site.sh
+    other = cluster.root / "mnt/other"
+    (other / "snippets").mkdir(parents=True)
+    (other / "snippets" / HOOKSCRIPT.name).write_bytes(HOOKSCRIPT.read_bytes())
+    (other / "snippets" / HOOKSCRIPT.name).chmod(0o755)
+    cfg = cluster.pve / "storage.cfg"
+    cfg.write_text(cfg.read_text() + f"\ndir: other\n\tpath {other}\n\tcontent snippets\n")
     rc, out = run(cluster, "attach", "201", "--storage", "other")      # ours, from another storage
     assert rc == 0 and "attached (was " in out
     assert "chain: local:snippets/site.sh" in (cluster.pve / "microseg.yaml").read_text()
@@ -107,3 +116,9 @@ def test_attach_goes_on_after_one_guest_fails(cluster):
     assert "101 (qemu on pve1): FAILED" in out and "201 (lxc on pve1): attached" in out
     assert hookscript(cluster, 201, "lxc") == OURS
     assert run(cluster, "attach", "101", "--all")[0] == 1               # VMIDs and --all: refused
+
+
+def test_attach_without_the_installed_hookscript_fails_as_proxmox_does(cluster):
+    (cluster.snippets / HOOKSCRIPT.name).unlink()
+    rc, out = run(cluster, "attach", "101")
+    assert rc == 1 and "does not exist" in out and hookscript(cluster, 101) is None

@@ -1461,11 +1461,36 @@ def apply_config_change(call, gtype, text, conf):
         conf.main.pop(opt, None)
     for opt in split_list(p.get("revert")):
         conf.pending.pop(opt, None)
+    if changes.get("hookscript"):
+        check_hookscript(call, changes["hookscript"])
     for k, v in changes.items():
         if k == "description":
             conf.description = v if v.endswith("\n") else v + "\n"
         else:
             conf.main[k] = str(v)
+
+
+def check_hookscript(call, volume):
+    """PVE::GuestHelpers::check_hookscript: the volume must be a snippet that
+    exists and is executable on the node (message wording [I])."""
+    storage, _, rest = volume.partition(":")
+    kind, _, name = rest.partition("/")
+    if kind != "snippets":
+        raise ApiError(f"hookscript: '{volume}' is not in the snippets directory")
+    base = None
+    current = None
+    for line in (call.sim.read(call.sim.pve / "storage.cfg") or "").splitlines():
+        if line and not line[0].isspace() and ":" in line:
+            current = line.split(":", 1)[1].strip()
+        elif line.strip().startswith("path ") and current == storage:
+            base = line.strip()[5:].strip()
+    if base is None and storage == "local":
+        base = "/var/lib/vz"
+    path = os.path.join(base or "", "snippets", name)
+    if base is None or not os.path.exists(path):
+        raise ApiError(f"hookscript: script '{path}' does not exist")
+    if not os.access(path, os.X_OK):
+        raise ApiError(f"hookscript: script '{path}' is not executable")
 
 
 # ---------------------------------------------------------------- cluster resources
