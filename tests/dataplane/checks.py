@@ -80,6 +80,8 @@ LIFECYCLE_PROPS = {
     "ifreload-adds-bridge": "after adding vnet2 to microseg.yaml and interfaces.d/sdn, ifreload -a adds vnet2's rules",
     "ifreload-keeps-isolation": "after ifreload -a, g101 -> g102 ARP is still blocked",
     "ifdown-removes-bridge": "ifdown vnet1 removes vnet1's rules and keeps vnet2's",
+    "status-local-reads-kernel": "pve-microseg status --local (the installed CLI) reads the kernel's table: "
+                                 "on node2 vnet1 present with rules; on node1 after ifdown vnet1, exit 9 or vnet1 not present",
 }
 
 

@@ -203,6 +203,22 @@ def run_lifecycle(wire, log):
     out["ifupdown2/ifdown-removes-bridge"] = (PASS if ok else FAIL,
                                              f"{node} after ifdown vnet1: table {'present' if rs is not None else 'absent'}, "
                                              f"vnet1 {mentions(rs, VNET1.name)}, vnet2 {mentions(rs, VNET2.name)}")
+
+    def status_local(n):
+        r = topology.in_node(n, "pve-microseg status --local --output-format json", check=False)
+        try:
+            return r.returncode, json.loads(r.stdout)
+        except ValueError:
+            return r.returncode, {"error": (r.stdout + r.stderr)[-300:]}
+    rc2, st2 = status_local("node2")
+    rc1, st1 = status_local(node)
+    v2 = st2.get("bridges", {}).get(VNET1.name, {})
+    v1 = st1.get("bridges", {}).get(VNET1.name, {})
+    ok = (rc2 == 0 and v2 == {"present": True, "rules": True} and st2.get("source") == "nftables"
+          and (not v1.get("present") or rc1 == 9))
+    out["ifupdown2/status-local-reads-kernel"] = (PASS if ok else FAIL,
+                                                 f"node2: rc={rc2} {VNET1.name}={v2} source={st2.get('source')}; "
+                                                 f"{node}: rc={rc1} {VNET1.name}={v1}")
     return out
 
 
