@@ -1,13 +1,11 @@
 """pve-microseg guest attach|detach|sync on the simulated cluster."""
 
-import io
 import json
-import os
 
 import pytest
 
 from pvesim import HERE, HOOKSCRIPT, Cluster
-from pve_microseg import cli
+
 
 OURS = f"local:snippets/{HOOKSCRIPT.name}"
 MAC = "BC:24:11:2C:69:EC"
@@ -31,15 +29,7 @@ def cluster(tmp_path):
 
 
 def run(cluster, *argv):
-    out = io.StringIO()
-    old = dict(os.environ)
-    os.environ.update(cluster.env)
-    try:
-        rc = cli.main(["guest", *argv], environ=cluster.env, out=out)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    return rc, out.getvalue()
+    return cluster.cli("guest", *argv)
 
 
 def hookscript(cluster, vmid, gtype="qemu", node=None):

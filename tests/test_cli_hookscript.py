@@ -1,13 +1,12 @@
 """pve-microseg hookscript install, on the simulated cluster."""
 
-import io
 import json
 import os
 
 import pytest
 
 from pvesim import HOOKSCRIPT, Cluster
-from pve_microseg import cli
+
 
 
 @pytest.fixture
@@ -21,10 +20,7 @@ def cluster(tmp_path):
 
 
 def run(cluster, *argv):
-    out = io.StringIO()
-    env = {k: v for k, v in cluster.env.items() if k.startswith("PVE_MICROSEG_")}
-    rc = cli.main(["hookscript", "install", *argv], environ=env, out=out)
-    return rc, out.getvalue()
+    return cluster.cli("hookscript", "install", *argv)
 
 
 def test_installs_into_local_snippets_and_names_the_other_nodes(cluster):

@@ -1,10 +1,9 @@
 """pve-microseg import-legacy: the article's file into microseg.yaml."""
 
-import io
 import json
 
 from pvesim import Cluster
-from pve_microseg import cli, config
+from pve_microseg import config
 
 LEGACY = """\
 # BRIDGE;GATEWAY_IP;GATEWAY_MAC
@@ -15,9 +14,7 @@ db;10.200.0.1;02:00:00:00:02:01
 
 
 def run(cluster, *argv):
-    out = io.StringIO()
-    env = {k: v for k, v in cluster.env.items() if k.startswith("PVE_MICROSEG_")}
-    return cli.main(["import-legacy", *argv], environ=env, out=out), out.getvalue()
+    return cluster.cli("import-legacy", *argv)
 
 
 def test_import_keeps_existing_entries_and_comments(tmp_path):

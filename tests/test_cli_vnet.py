@@ -1,13 +1,11 @@
 """pve-microseg vnet enable|disable, through the simulator's pvesh (checked against the API schema)."""
 
-import io
 import json
-import os
 
 import pytest
 
 from pvesim import HERE, Cluster
-from pve_microseg import cli, fwstrict
+from pve_microseg import fwstrict
 
 PVESH = str(HERE / "bin" / "pvesh")
 VNETS_CFG = "vnet: web\n\tzone dmz\n\ttag 100\n"
@@ -28,16 +26,7 @@ def cluster(tmp_path):
 
 
 def run(cluster, *argv):
-    out = io.StringIO()
-    env = {k: v for k, v in cluster.env.items() if k.startswith(("PVE_MICROSEG_", "PVE_SIM_"))}
-    saved = dict(os.environ)
-    os.environ.update(cluster.env)          # the pvesh child process sees the simulator
-    try:
-        rc = cli.main(["vnet", *argv], environ=env, out=out)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return rc, out.getvalue()
+    return cluster.cli("vnet", *argv)
 
 
 def apply_sdn(cluster):

@@ -1,6 +1,5 @@
 """fwfile: lossless parse/render of .fw files, edits that touch only what is ours."""
 
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st

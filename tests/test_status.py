@@ -1,13 +1,11 @@
 """pve-microseg status on the simulated cluster: bridges on every node, guests, exit status."""
 
-import io
 import json
-import os
 
 import pytest
 
 from pvesim import HOOKSCRIPT, Cluster
-from pve_microseg import cli, status
+from pve_microseg import status
 from pve_microseg.paths import Paths
 
 OURS = f"local:snippets/{HOOKSCRIPT.name}"
@@ -55,9 +53,7 @@ def protected_guest(cluster):
 
 
 def run(cluster, *argv):
-    out = io.StringIO()
-    env = {k: v for k, v in cluster.env.items() if k.startswith("PVE_MICROSEG_")}
-    return cli.main(["status", *argv], environ=env, out=out), out.getvalue()
+    return cluster.cli("status", *argv)
 
 
 def test_everything_protected(cluster):

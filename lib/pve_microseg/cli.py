@@ -323,7 +323,7 @@ def cmd_hookscript(args, paths, log, out):
             f.write(data)
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)
-    here = node.local_node(paths, os.environ)
+    here = node.local_node(paths, args.environ)
     others = [] if st.shared else [n for n in (st.nodes or node.cluster_nodes(paths)) if n != here]
     result = {"volume": volume, "path": target, "node": here, "shared": st.shared,
               "changed": not current, "dry-run": args.dry_run,
@@ -403,14 +403,14 @@ def cmd_guest(args, paths, log, out):
         for vmid in args.vmids:
             if vmid not in inventory:
                 raise MicrosegError(f"no guest {vmid} in this cluster (/etc/pve/.vmlist)")
-            hook = guesthook.Hook(vmid, "pre-start", dict(os.environ), paths, out, sys.stderr,
+            hook = guesthook.Hook(vmid, "pre-start", args.environ, paths, out, sys.stderr,
                                   owner_node=inventory[vmid].node)
             hook.pre_start(hook.config())
         return 0
     if os.geteuid() != 0 and not args.dry_run:
         raise MicrosegError("only root@pam may set hookscripts: run this as root on a cluster node")
     ours = f"{args.storage}:snippets/{paths.hookscript.name}"
-    pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run)
+    pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run, env=args.environ)
     settings_of = config.load(paths, sdn.load(paths)).guests
     rows, failed = [], False
     for g in _selected(args, paths, inventory):
@@ -477,7 +477,7 @@ def _attach_one(args, paths, pvesh, g, ours, settings):
 
 
 def cmd_vnet(args, paths, log, out):
-    pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run)
+    pvesh = Pvesh(binary=str(paths.pvesh), dry_run=args.dry_run, env=args.environ)
     action = vnetcmd.enable if args.action == "enable" else vnetcmd.disable
     report = action(paths, pvesh, args)
     calls = [str(c) for c in pvesh.calls if c.verb != "get"]
@@ -597,6 +597,7 @@ COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
 
 def main(argv=None, environ=None, out=None):
     args = build_parser().parse_args(argv)
+    args.environ = dict(os.environ if environ is None else environ)    # for pvesh and the hookscript
     paths = Paths.from_env(environ)
     log = Log(use_syslog=False)
     out = sys.stdout if out is None else out

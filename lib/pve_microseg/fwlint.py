@@ -111,27 +111,23 @@ def _ports(value):
     return out
 
 
-def _covers_addr(a, b):
-    if a is None:
+def _covers(a, b, parse, inside):
+    """Does spec a cover spec b?  None = no restriction; equal texts cover;
+    otherwise both must parse and every part of b lie inside some part of a."""
+    if a is None or a == b:
         return True
     if b is None:
         return False
-    if a == b:
-        return True
-    na, nb = _networks(a), _networks(b)
-    return na is not None and nb is not None and all(
-        any(x.version == y.version and y.subnet_of(x) for x in na) for y in nb)
+    pa, pb = parse(a), parse(b)
+    return pa is not None and pb is not None and all(any(inside(y, x) for x in pa) for y in pb)
+
+
+def _covers_addr(a, b):
+    return _covers(a, b, _networks, lambda y, x: x.version == y.version and y.subnet_of(x))
 
 
 def _covers_ports(a, b):
-    if a is None:
-        return True
-    if b is None:
-        return False
-    if a == b:
-        return True
-    pa, pb = _ports(a), _ports(b)
-    return pa is not None and pb is not None and all(any(lo <= l and h <= hi for lo, hi in pa) for l, h in pb)
+    return _covers(a, b, _ports, lambda y, x: x[0] <= y[0] and y[1] <= x[1])
 
 
 def covers(a, b):

@@ -170,30 +170,26 @@ def _trailing_comment(line):
     return m.group(0) if m else ""
 
 
-def remove_entry(text, where, path="microseg.yaml"):
-    """Remove `<section>: <key>` (nothing to do if absent).  Returns the new text."""
-    section, key = where
-    root = _compose(text, path)
-    found = _child(root, section) if root is not None else None
-    entry = _child(found[1], key) if found else None
-    if entry is None:
-        return text
+def _remove(text, keys, path):
+    """Remove the entry at this key path (nothing to do if absent)."""
+    node = _compose(text, path)
+    found = None
+    for key in keys:
+        found = _child(node, key) if node is not None else None
+        if found is None:
+            return text
+        node = found[1]
     lines = _lines(text)
-    start, end = _entry_lines(lines, *entry)
+    start, end = _entry_lines(lines, *found)
     del lines[start:end]
     return "".join(lines)
+
+
+def remove_entry(text, where, path="microseg.yaml"):
+    """Remove `<section>: <key>` (nothing to do if absent).  Returns the new text."""
+    return _remove(text, where, path)
 
 
 def remove_key(text, where, key, path="microseg.yaml"):
     """Remove one key of a block-mapping entry (nothing to do if absent)."""
-    section, name = where
-    root = _compose(text, path)
-    found = _child(root, section) if root is not None else None
-    entry = _child(found[1], name) if found else None
-    child = _child(entry[1], key) if entry else None
-    if child is None:
-        return text
-    lines = _lines(text)
-    start, end = _entry_lines(lines, *child)
-    del lines[start:end]
-    return "".join(lines)
+    return _remove(text, (*where, key), path)

@@ -125,6 +125,13 @@ class Cluster:
         return subprocess.run([sys.executable, str(HERE / "bin" / argv[0]), *map(str, argv[1:])],
                               env=dict(self.env, **(env or {})), capture_output=True, text=True, **kw)
 
+    def cli(self, *argv):
+        """pve-microseg <argv> in this process, on this tree: (exit status, stdout)."""
+        import io
+        from pve_microseg import cli
+        out = io.StringIO()
+        return cli.main(list(argv), environ=self.env, out=out), out.getvalue()
+
     def qm(self, *args, **kw):
         return self.run("qm", *args, **kw)
 
