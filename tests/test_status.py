@@ -103,7 +103,8 @@ def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
     mark_loaded(cluster)
     answer(cluster, "pve2")
     protected_guest(cluster)
-    cluster.write("sdn/.running-config", json.dumps({"version": 1, "vnets": {"ids": {"web": {"zone": "z"}}},
+    cluster.write("sdn/.running-config", json.dumps({"version": 1, "vnets": {"ids": {"web": {"zone": "z"},
+                                                                                    "db": {"zone": "z"}}},
                                                      "subnets": {"ids": {}}}))
     cluster.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 0\n")
     cluster.write(".members", json.dumps({"nodename": "pve1", "nodelist": {
@@ -119,6 +120,7 @@ def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
     assert "web: VNet firewall not on with policy_forward DROP" in problems
     assert "-e none -o BatchMode=yes -o HostKeyAlias=pve2" in log.read_text()
     assert "root@192.0.2.2" in log.read_text()                   # the address pmxcfs knows, like pvesh
+    assert data["unmanaged-vnets"] == ["db"]
 
 
 def test_local_nftables_unreadable_is_unknown(cluster):

@@ -521,6 +521,9 @@ def cmd_status(args, paths, log, out):
         fwtext = "" if fw is None else (f"; VNet firewall {'on' if fw['enable'] else 'off'}, "
                                         f"policy {fw['policy_forward']}, {fw['our-rules']} pve-microseg rules")
         out.write(f"{b['bridge']}: " + ", ".join(f"{n} {s}" for n, s in b["nodes"].items()) + fwtext + "\n")
+    if data["unmanaged-vnets"]:
+        out.write(f"SDN VNets pve-microseg does not manage: {', '.join(data['unmanaged-vnets'])} "
+                  "('pve-microseg vnet enable <vnet>' to isolate their guests)\n")
     ok = sum(1 for r in data["guests"] if not r["problems"])
     out.write(f"guests on managed bridges: {len(data['guests'])}, protected: {ok}\n")
     for p in data["problems"]:

@@ -172,6 +172,8 @@ def cluster(paths, nft_factory=None, timeout=5.0, ssh=None):
             if st["present"] and not st["rules"]:
                 row["problems"].append(f"present on {n} without L2 rules (run 'pve-microseg apply' there)")
         vnets.append(row)
+    sdn_cfg = sdn.load(paths)
+    unmanaged = sorted(set(sdn_cfg.vnets) - {b.name for b in cfg.bridges})
     inventory = guests.vmlist(paths)
     rows = guest_rows(paths, cfg, inventory, ipam.load(paths), paths.hookscript.name)
     node_problems = [f"{n}: {a['error']}" for n, a in sorted(answers.items()) if "error" in a]
@@ -189,7 +191,7 @@ def cluster(paths, nft_factory=None, timeout=5.0, ssh=None):
                 + [f"guest {r['vmid']}: {p}" for r in rows for p in r["problems"]])
     return {"node": here, "nodes": {n: ("error: " + answers[n]["error"]) if "error" in answers.get(n, {})
                                     else "ok" for n in nodes},
-            "bridges": vnets, "guests": rows, "problems": problems}
+            "bridges": vnets, "unmanaged-vnets": unmanaged, "guests": rows, "problems": problems}
 
 
 def _specs(paths):
