@@ -37,6 +37,7 @@ install:
 	install -D -m 0755 ifupdown/if-up.d/pve-microseg $(DESTDIR)/etc/network/if-up.d/pve-microseg
 	install -D -m 0755 ifupdown/if-down.d/pve-microseg $(DESTDIR)/etc/network/if-down.d/pve-microseg
 	install -D -m 0755 hookscripts/pve-microseg-hookscript $(DESTDIR)/usr/share/pve-microseg/pve-microseg-hookscript
+	install -D -m 0644 bash-completion/pve-microseg $(DESTDIR)/usr/share/bash-completion/completions/pve-microseg
 
 deb: $(DEB)
 

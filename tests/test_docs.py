@@ -49,3 +49,17 @@ def test_hookscript_man_page_names_every_setting_and_phase():
         assert phase in man
     for var in ("PVE_MIGRATED_FROM", "PVE_MICROSEG_NODE", "PVE_MICROSEG_LOCK_TIMEOUT"):
         assert var in man
+
+
+def test_bash_completion_knows_every_command_and_option():
+    comp = (ROOT / "bash-completion/pve-microseg").read_text()
+    parser = cli.build_parser()
+    for name, sub in _subparsers(parser).items():
+        assert name in comp.split('commands="')[1].split('"')[0], f"completion lacks command {name}"
+        subs = [sub] + [a.choices[c] for a in sub._actions if isinstance(a, argparse._SubParsersAction)
+                        for c in a.choices]
+        for p in subs:
+            for action in p._actions:
+                for opt in action.option_strings:
+                    if opt.startswith("--") and opt != "--help":
+                        assert opt in comp, f"completion lacks {name} {opt}"

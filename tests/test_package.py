@@ -29,6 +29,8 @@ ALLOWED_PREFIXES = (
     "usr/share/man/man8/pve-microseg.8.gz",
     "usr/share/man/man8/pve-microseg-hookscript.8.gz",
     HOOKSCRIPT,
+    "lib/systemd/system/pve-microseg.service",
+    "usr/share/bash-completion/completions/pve-microseg",
 )
 BUILD_TOOLS = ("make", "git", "dpkg-buildpackage", "dpkg-deb", "fakeroot", "dh", "dh_python3")
 
@@ -221,3 +223,22 @@ def test_lintian_clean(deb):
     r = run("lintian", "--display-info", "--pedantic", str(deb))
     tags = [line for line in r.stdout.splitlines() if line[:3] in ("E: ", "W: ")]
     assert not tags, "lintian:\n" + r.stdout
+
+
+def test_boot_unit(extracted):
+    unit = (extracted / "lib/systemd/system/pve-microseg.service").read_text()
+    for line in ("After=pve-cluster.service networking.service", "Before=pve-guests.service",
+                 "Type=oneshot", "ExecStart=/usr/sbin/pve-microseg apply", "WantedBy=multi-user.target"):
+        assert line in unit
+
+
+def test_maintainer_scripts(debfile):
+    postinst = debfile.control.get_content("postinst", encoding="utf-8")
+    prerm = debfile.control.get_content("prerm", encoding="utf-8")
+    postrm = debfile.control.get_content("postrm", encoding="utf-8")
+    assert "pve-microseg apply" in postinst and "/etc/pve/.version" in postinst
+    assert "hookscript install" in postinst
+    assert "deb-systemd-helper" in postinst                    # the boot unit is enabled
+    assert 'if [ "$1" = remove ]' in prerm and "pve-microseg teardown" in prerm
+    assert "rm -rf /var/lib/pve-microseg /run/pve-microseg" in postrm
+    assert "/etc/pve" not in postrm.replace("/etc/pve/microseg.yaml (other nodes use it)", "")

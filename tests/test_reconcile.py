@@ -169,3 +169,14 @@ def test_nft_failure_leaves_state_untouched(fake_node):
     with pytest.raises(NftablesError):
         reconcile.apply_plan(n.paths, p, FakeNft(fail="Error: Could not process rule"))
     assert state.applied(n.paths) == {}
+
+
+def test_teardown_removes_the_table_and_every_decision(fake_node, fake_nft):
+    from pve_microseg import reconcile, ruleset
+    paths = fake_node.paths
+    for d in (paths.applied_dir, paths.ignored_dir):
+        d.mkdir(parents=True)
+        (d / "vnet1").write_text("{}")
+    reconcile.teardown(paths, fake_nft)
+    assert fake_nft.transactions == [ruleset.delete_table()]
+    assert not paths.applied_dir.exists() and not paths.ignored_dir.exists()

@@ -133,3 +133,12 @@ def test_local_nftables_unreadable_is_unknown(cluster):
     data = status.cluster(Paths.from_env(cluster.env), nft_factory=Broken, timeout=2)
     assert data["nodes"]["pve1"].startswith("error: cannot read nftables")
     assert data["bridges"][0]["nodes"]["pve1"] == "unknown"
+
+
+def test_teardown_dry_run_names_the_guests_that_lose_isolation(cluster):
+    protected_guest(cluster)
+    cluster.add_vm(102, {0: "virtio=BC:24:11:00:00:02,bridge=web,firewall=1"}, node="pve2", hookscript=False)
+    rc, out = cluster.cli("teardown", "--dry-run", "--output-format", "json")
+    data = json.loads(out)
+    assert rc == 0 and data["removed"] is False
+    assert data["guests-without-l2-isolation"] == [{"vmid": 101, "type": "qemu", "nics": ["net0@web"]}]

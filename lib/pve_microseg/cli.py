@@ -186,6 +186,16 @@ def build_parser():
                     "firewall without the nftables backend, a datacenter firewall that risks locking "
                     "administrators out.")
     ck.add_argument("--output-format", choices=FORMATS, default="text")
+
+    td = sub.add_parser(
+        "teardown", formatter_class=_formatter,
+        help="remove this node's L2 rules (what removing the package does)",
+        description="Delete this node's nftables table bridge pve_microseg and the runtime state, and "
+                    "name the guests of this node that lose their L2 isolation. The configuration "
+                    "(/etc/pve/microseg.yaml, guests' firewall files) is not touched; 'apply' or the "
+                    "next ifreload brings the rules back while the package is installed.")
+    td.add_argument("--dry-run", action="store_true", help="name what would lose protection, change nothing")
+    td.add_argument("--output-format", choices=FORMATS, default="text")
     return p
 
 
@@ -567,6 +577,37 @@ def cmd_check(args, paths, log, out):
     return 10 if bad else 0
 
 
+def cmd_teardown(args, paths, log, out):
+    here = node.local_node(paths, args.environ)
+    try:
+        cfg = config.load(paths, sdn.load(paths))
+        managed = {b.name for b in cfg.bridges}
+    except MicrosegError as e:
+        log.warning(f"cannot read the configuration ({e}); guests are not named")
+        managed = set()
+    exposed = []
+    for g in sorted(guests.vmlist(paths).values(), key=lambda g: g.vmid):
+        if g.node != here:
+            continue
+        try:
+            nics = [n for n in guests.config(paths, g).nics if n.bridge in managed]
+        except MicrosegError:
+            continue
+        if nics:
+            exposed.append({"vmid": g.vmid, "type": g.type, "nics": [f"{n.key}@{n.bridge}" for n in nics]})
+    if not args.dry_run:
+        reconcile.teardown(paths, Nft())
+    if args.output_format != "text":
+        _dump({"node": here, "dry-run": args.dry_run, "removed": not args.dry_run,
+               "guests-without-l2-isolation": exposed}, args.output_format, out)
+        return 0
+    out.write(("would remove" if args.dry_run else "removed") + f" the L2 rules of {here}\n")
+    for g in exposed:
+        out.write(f"guest {g['vmid']} ({g['type']}, {', '.join(g['nics'])}) "
+                  f"{'would lose' if args.dry_run else 'lost'} its L2 isolation\n")
+    return 0
+
+
 def config_option(text, key):
     from . import fwfile
     return fwfile.parse(text).option(key)
@@ -595,7 +636,7 @@ def _warn_environment(source, paths, log):
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
-            "status": cmd_status, "check": cmd_check}
+            "status": cmd_status, "check": cmd_check, "teardown": cmd_teardown}
 
 
 def main(argv=None, environ=None, out=None):

@@ -152,3 +152,12 @@ def hook_down(paths, iface, nft_factory, log):
             nft_factory().run(ruleset.remove_bridge(iface))
             state.unmark_applied(paths, iface)
             log.info(f"{iface}: down, L2 isolation rules removed")
+
+
+def teardown(paths, nft):
+    """Remove our table and forget every decision (package removal)."""
+    import shutil
+    with state.locked(paths):
+        nft.run(ruleset.delete_table())
+        for d in (paths.applied_dir, paths.ignored_dir):
+            shutil.rmtree(d, ignore_errors=True)
