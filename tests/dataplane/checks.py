@@ -116,6 +116,8 @@ def matrix(mode):
         from .hookscript import PROPS as HOOKSCRIPT_PROPS
         checks += [Check(f"ifupdown2/{p}", "lifecycle", p, d) for p, d in LIFECYCLE_PROPS.items()]
         checks += [Check(f"hookscript/{p}", "hookscript", p, d) for p, d in HOOKSCRIPT_PROPS.items()]
+        from .package import PROPS as PACKAGE_PROPS
+        checks += [Check(f"package/{p}", "package", p, d) for p, d in PACKAGE_PROPS.items()]
     return checks
 
 
