@@ -242,3 +242,19 @@ def test_maintainer_scripts(debfile):
     assert 'if [ "$1" = remove ]' in prerm and "pve-microseg teardown" in prerm
     assert "rm -rf /var/lib/pve-microseg /run/pve-microseg" in postrm
     assert "/etc/pve" not in postrm.replace("/etc/pve/microseg.yaml (other nodes use it)", "")
+
+
+def test_source_package_lintian_clean(tmp_path):
+    """The source package (what a Debian upload would carry) is lintian-clean too."""
+    need_tools(*BUILD_TOOLS, "lintian")
+    src = tmp_path / "src"
+    files = run("git", "-C", str(REPO), "ls-files", "-z").stdout.split("\0")
+    for f in (f for f in files if f and not f.startswith(("tests/", "bench/"))):
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, src / f)
+    r = run("dpkg-buildpackage", "-S", "-us", "-uc", "-d", cwd=str(src))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (dsc,) = tmp_path.glob("*.dsc")
+    r = run("lintian", "--display-info", "--pedantic", str(dsc))
+    tags = [line for line in r.stdout.splitlines() if line[:3] in ("E: ", "W: ")]
+    assert not tags, "lintian (source):\n" + r.stdout
