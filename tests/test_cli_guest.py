@@ -112,3 +112,10 @@ def test_attach_without_the_installed_hookscript_fails_as_proxmox_does(cluster):
     (cluster.snippets / HOOKSCRIPT.name).unlink()
     rc, out = run(cluster, "attach", "101")
     assert rc == 1 and "does not exist" in out and hookscript(cluster, 101) is None
+
+
+def test_sync_json(cluster):
+    rc, out = run(cluster, "sync", "101", "--output-format", "json")
+    data = json.loads(out)
+    assert rc == 0 and data["synced"][0]["vmid"] == 101
+    assert any("10.100.0.5" in line for line in data["synced"][0]["log"])

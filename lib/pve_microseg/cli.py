@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import (__version__, config, configedit, guesthook, guests, node, reconcile, sdn, state, storage,
-               fwlint, pmxcfs, status, vnetcmd, vnetfw, yamledit)
+               fwfile, fwlint, pmxcfs, status, vnetcmd, vnetfw, yamledit)
 from .errors import ConfigError, MicrosegError
 from .log import Log
 from .nft import Nft
@@ -48,6 +48,11 @@ def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
+def _output_format(parser):
+    parser.add_argument("--output-format", choices=FORMATS, default="text",
+                        help="text (default), json (one line), json-pretty or yaml, as pvesh")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="pve-microseg", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=_formatter)
@@ -67,14 +72,14 @@ def build_parser():
                    help="check the transaction with the kernel but change nothing")
     a.add_argument("--diff", action="store_true",
                    help="show what changes, bridge by bridge, against what is loaded now")
-    a.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(a)
 
     s = sub.add_parser(
         "show", formatter_class=_formatter,
         help="show the desired state of this node (bridges, gateways, nftables ruleset)",
         description="Show which bridges are managed, their gateways, whether each exists on "
                     "this node, and (json) the exact nftables transaction 'apply' would load.")
-    s.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(s)
 
     h = sub.add_parser(
         "hookscript", formatter_class=_formatter,
@@ -94,7 +99,7 @@ def build_parser():
     hi.add_argument("--storage", default="local",
                     help="a path-based storage (dir, nfs, cifs, cephfs) (default: local)")
     hi.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
-    hi.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(hi)
 
     il = sub.add_parser(
         "import-legacy", formatter_class=_formatter,
@@ -105,7 +110,7 @@ def build_parser():
                     "as they are. The legacy file is not changed: once imported, it no longer "
                     "matters for those bridges (microseg.yaml wins), and can be deleted.")
     il.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
-    il.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(il)
 
     g = sub.add_parser(
         "guest", formatter_class=_formatter,
@@ -125,12 +130,13 @@ def build_parser():
         ga.add_argument("--storage", default="local",
                         help="where the hookscript is installed (default: local)")
         ga.add_argument("--dry-run", action="store_true", help="print the pvesh calls, change nothing")
-        ga.add_argument("--output-format", choices=FORMATS, default="text")
+        _output_format(ga)
     gs = gsub.add_parser("sync", formatter_class=_formatter,
                          help="write a (running) guest's ipfilter sets now, as its pre-start would",
                          description="Write the guest's ipfilter sets now, exactly as its pre-start "
                                      "does (after a NIC change, which calls no hook).")
     gs.add_argument("vmids", nargs="+", type=int, metavar="VMID")
+    _output_format(gs)
 
     v = sub.add_parser(
         "vnet", formatter_class=_formatter,
@@ -150,7 +156,7 @@ def build_parser():
         sp.add_argument("vnet")
         sp.add_argument("--dry-run", action="store_true", help="print the pvesh calls and the "
                         "microseg.yaml change, change nothing")
-        sp.add_argument("--output-format", choices=FORMATS, default="text")
+        _output_format(sp)
     ve.add_argument("--gateway-mac", action="append", metavar="MAC",
                     help="the router's MAC on this VNet (repeat for VRRP/anycast routers)")
     ve.add_argument("--allow", action="append", choices=vnetfw.PRESETS, metavar="PRESET",
@@ -174,7 +180,7 @@ def build_parser():
     st.add_argument("--local", action="store_true",
                     help="only this node's L2 rules (what other nodes ask for over ssh)")
     st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each node (default 5)")
-    st.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(st)
 
     ck = sub.add_parser(
         "check", formatter_class=_formatter,
@@ -185,7 +191,7 @@ def build_parser():
                     "or ipsets that are not declared, ipfilter entries that admit a whole subnet, a VNet "
                     "firewall without the nftables backend, a datacenter firewall that risks locking "
                     "administrators out.")
-    ck.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(ck)
 
     td = sub.add_parser(
         "teardown", formatter_class=_formatter,
@@ -195,7 +201,7 @@ def build_parser():
                     "(/etc/pve/microseg.yaml, guests' firewall files) is not touched; 'apply' or the "
                     "next ifreload brings the rules back while the package is installed.")
     td.add_argument("--dry-run", action="store_true", help="name what would lose protection, change nothing")
-    td.add_argument("--output-format", choices=FORMATS, default="text")
+    _output_format(td)
     return p
 
 
@@ -410,12 +416,19 @@ def _selected(args, paths, inventory):
 def cmd_guest(args, paths, log, out):
     inventory = guests.vmlist(paths)
     if args.action == "sync":
+        import io
+        logs = {}
         for vmid in args.vmids:
             if vmid not in inventory:
                 raise MicrosegError(f"no guest {vmid} in this cluster (/etc/pve/.vmlist)")
-            hook = guesthook.Hook(vmid, "pre-start", args.environ, paths, out, sys.stderr,
+            buf = out if args.output_format == "text" else io.StringIO()
+            hook = guesthook.Hook(vmid, "pre-start", args.environ, paths, buf, sys.stderr,
                                   owner_node=inventory[vmid].node)
             hook.pre_start(hook.config())
+            if buf is not out:
+                logs[vmid] = [line.removeprefix(guesthook.PREFIX) for line in buf.getvalue().splitlines()]
+        if args.output_format != "text":
+            _dump({"synced": [{"vmid": v, "log": lines} for v, lines in logs.items()]}, args.output_format, out)
         return 0
     if os.geteuid() != 0 and not args.dry_run:
         raise MicrosegError("only root@pam may set hookscripts: run this as root on a cluster node")
@@ -554,7 +567,7 @@ def cmd_check(args, paths, log, out):
         text = pmxcfs.read_file(host)
         if text:
             files.append((f"nodes/{n}/host.fw", text, "host"))
-        if config_option(text, "nftables") == "1":
+        if fwfile.parse(text).option("nftables") == "1":
             nft_nodes.append(n)
     for f in sorted(paths.firewall_dir.glob("*.fw")) if paths.firewall_dir.is_dir() else []:
         if f.name != "cluster.fw" and f.stem.isdigit():
@@ -606,11 +619,6 @@ def cmd_teardown(args, paths, log, out):
         out.write(f"guest {g['vmid']} ({g['type']}, {', '.join(g['nics'])}) "
                   f"{'would lose' if args.dry_run else 'lost'} its L2 isolation\n")
     return 0
-
-
-def config_option(text, key):
-    from . import fwfile
-    return fwfile.parse(text).option(key)
 
 
 def _drop_chain(text, vmid, paths):
