@@ -166,9 +166,9 @@ def ruleset_text(node):
 
 def reload_nodes(nodes=NODES):
     """SDN apply: ifreload -a on every node, then re-plug the guest ports."""
-    res = topology.ifupdown(nodes, "ifreload -a")
+    texts = topology.settled(nodes, "ifreload -a")
     topology.plug_guests(nodes=nodes, create=False)
-    return {n: f"rc={r.returncode}\n{r.stdout}" for n, r in res.items()}
+    return texts
 
 
 def run_lifecycle(wire, log):

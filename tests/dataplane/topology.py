@@ -271,15 +271,41 @@ def plug_guests(vnet=VNET1.name, nodes=NODES, create=True):
         netns.ip_batch(node, lines)
 
 
+def settled(nodes, command):
+    """Run an ifupdown2 command on every node of `nodes`, as `ifupdown`;
+    return {node: "rc=N\n<output>"}.
+
+    Debian's ifupdown2 3.0.0 sometimes enslaves a veth (pr_<vnet>) before its
+    netlink cache has seen the link it just created ("bridge port pr_vnet1
+    does not exist", rc=1), more often under software emulation.  That is
+    ifupdown2 racing itself, not what we test: such a node runs the command
+    once more (ifup/ifreload are idempotent), and both outputs are reported."""
+    texts = {n: f"rc={r.returncode}\n{r.stdout}" for n, r in ifupdown(nodes, command).items()}
+    again = [n for n in nodes if not texts[n].startswith("rc=0\n") and "does not exist" in texts[n]]
+    if again:
+        for n, r in ifupdown(again, command).items():
+            texts[n] += f"(ifupdown2 raced itself; {command} again) rc={r.returncode}\n{r.stdout}"
+    return texts
+
+
 def ifup_all(nodes):
     """`ifup -a` on every node (boot); {node: "rc=N\n<output>"}.  A non-zero
     exit (e.g. a failing if-up.d hook) is reported, not raised; a node without
-    its VNet bridge afterwards is a harness error."""
-    results = ifupdown(nodes, "ifup -a")
-    for n, r in results.items():
+    its VNet bridge, or whose VNet is not on the uplink, is a harness error."""
+    texts = settled(nodes, "ifup -a")
+    uplink, trunk = f"pr_{VNET1.name}", f"{UPLINK_BRIDGE}v{VNET1.tag}"
+    for n in nodes:
         if not _link_exists(n, VNET1.name):
-            raise RuntimeError(f"ifup -a on {n} did not create {VNET1.name} (rc={r.returncode}):\n{r.stdout}")
-    return {n: f"rc={r.returncode}\n{r.stdout}" for n, r in results.items()}
+            raise RuntimeError(f"ifup -a on {n} did not create {VNET1.name}:\n{texts[n]}")
+        if _master(n, uplink) != trunk:
+            raise RuntimeError(f"ifup -a on {n} left {uplink} outside {trunk}:\n{texts[n]}")
+    return texts
+
+
+def _master(ns, name):
+    out = netns.run(["ip", "-n", ns, "-o", "link", "show", name], check=False).stdout
+    parts = out.split()
+    return parts[parts.index("master") + 1] if "master" in parts else None
 
 
 def _link_exists(ns, name):
