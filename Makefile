@@ -31,8 +31,7 @@ deps:
 	fi
 
 install:
-	install -d $(DESTDIR)$(PYLIBDIR)/pve_microseg
-	install -m 0644 lib/pve_microseg/*.py $(DESTDIR)$(PYLIBDIR)/pve_microseg/
+	cd lib && find pve_microseg -name '*.py' -exec install -D -m 0644 {} $(DESTDIR)$(PYLIBDIR)/{} \;
 	install -D -m 0755 bin/pve-microseg $(DESTDIR)/usr/sbin/pve-microseg
 	install -D -m 0755 ifupdown/if-up.d/pve-microseg $(DESTDIR)/etc/network/if-up.d/pve-microseg
 	install -D -m 0755 ifupdown/if-down.d/pve-microseg $(DESTDIR)/etc/network/if-down.d/pve-microseg
@@ -41,7 +40,13 @@ install:
 
 deb: $(DEB)
 
-$(DEB): $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/')
+# The list of packaged files is a prerequisite too: a file added to git
+# since the last build (older than the .deb) must not be left out.
+PKG_FILES := $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/')
+FILE_LIST := $(shell mkdir -p build && echo $(PKG_FILES) > build/files.new && \
+               { cmp -s build/files.new build/files || mv build/files.new build/files; } && echo build/files)
+
+$(DEB): $(PKG_FILES) $(FILE_LIST)
 	rm -rf build/pkg && mkdir -p build/pkg/src dist
 	git ls-files -z | grep -zv '^tests/\|^bench/' | xargs -0 cp --parents -t build/pkg/src
 	cd build/pkg/src && dpkg-buildpackage -us -uc -b -rfakeroot >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(ROOT / "lib"))
 
-from pve_microseg.paths import Paths  # noqa: E402
+from pve_microseg.edges.paths import Paths  # noqa: E402
 
 RUNNING_CONFIG_RS = FIXTURES / "proxmox-ve-rs/proxmox-ve-config/tests/sdn/resources/running-config.json"
 RUNNING_CONFIG_FW = FIXTURES / "proxmox-firewall/proxmox-firewall/tests/input/.running-config.json"
@@ -81,8 +81,8 @@ class FakeNft:
 
     def run(self, transaction):
         if self.fail:
-            from pve_microseg.errors import NftablesError
-            from pve_microseg.nft import _explain
+            from pve_microseg.model.errors import NftablesError
+            from pve_microseg.edges.nft import _explain
             raise NftablesError(_explain(self.fail))
         self.transactions.append(transaction)
 

@@ -3,7 +3,7 @@ import ipaddress
 import pytest
 from hypothesis import given, strategies as st
 
-from pve_microseg import addresses
+from pve_microseg.parse import addresses
 
 
 @pytest.mark.parametrize("text,mac", [

@@ -7,11 +7,12 @@ import pytest
 
 from conftest import FIXTURES
 from pvesim import Cluster
-from pve_microseg import cli, fwlint
+from pve_microseg.entry import cli
+from pve_microseg.policy import fwlint
 
 
 def lint(text, kind="guest", cluster=""):
-    from pve_microseg import fwfile
+    from pve_microseg.parse import fwfile
     return fwlint.lint_file("t.fw", text, kind, fwfile.parse(cluster))
 
 

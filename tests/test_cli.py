@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from conftest import FakeNft, ROOT
-from pve_microseg import cli, state
+from pve_microseg.entry import cli
+from pve_microseg.edges import state
 
 CONFIG = ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
           "  vmbr9:\n    gateway-mac: 52:54:00:12:34:56\n    gateway-ip: 192.168.9.1\n")
@@ -152,8 +153,8 @@ def test_down_hook_returns_at_once_without_our_rules(node):
 
 def _decide(node):
     """Run the Python side once, as the first hook of an ifreload would."""
-    from pve_microseg import reconcile
-    from pve_microseg.log import Log
+    from pve_microseg.flows import reconcile
+    from pve_microseg.edges.log import Log
     reconcile.hook_up(node.paths, "vmbr0", FakeNft(), Log(stream=io.StringIO(), use_syslog=False))
 
 

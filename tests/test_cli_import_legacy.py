@@ -3,7 +3,7 @@
 import json
 
 from pvesim import Cluster
-from pve_microseg import config
+from pve_microseg.parse import microseg_yaml
 
 LEGACY = """\
 # BRIDGE;GATEWAY_IP;GATEWAY_MAC
@@ -31,7 +31,7 @@ def test_import_keeps_existing_entries_and_comments(tmp_path):
     assert text.startswith(mine)
     assert text.endswith("  vnet1:\n    gateway-mac: [00:00:5e:00:01:64, 00:00:5e:00:01:65]\n"
                          "    gateway-ip: [10.100.0.1, 10.100.0.2]\n")
-    spec = {b.name: b for b in config.parse_document(text, "m").bridges}["vnet1"]
+    spec = {b.name: b for b in microseg_yaml.parse_document(text, "m").bridges}["vnet1"]
     assert [str(ip) for ip, _ in spec.ips] == ["10.100.0.1", "10.100.0.2"]
     rc, out = run(c, "--output-format", "json")
     assert json.loads(out)["imported"] == []                     # idempotent

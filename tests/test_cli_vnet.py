@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pvesim import HERE, Cluster
-from pve_microseg import fwstrict
+from pve_microseg.policy import fwstrict
 
 PVESH = str(HERE / "bin" / "pvesh")
 VNETS_CFG = "vnet: web\n\tzone dmz\n\ttag 100\n"

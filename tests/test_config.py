@@ -2,15 +2,17 @@ import ipaddress
 
 import pytest
 
-from pve_microseg import config, sdn
-from pve_microseg.errors import ConfigError
+from pve_microseg.edges import pveconf, state
+from pve_microseg.parse import legacy, microseg_yaml, sdn
+from pve_microseg.policy import resolve
+from pve_microseg.model.errors import ConfigError
 from conftest import RUNNING_CONFIG_RS
 
 SDN = sdn.parse_running_config(RUNNING_CONFIG_RS.read_text())
 
 
 def resolve_yaml(text, sdn_cfg=SDN):
-    return [config.resolve(s, sdn_cfg) for s in config.parse_yaml(text, "microseg.yaml")]
+    return [resolve.resolve(s, sdn_cfg) for s in microseg_yaml.parse_document(text, "microseg.yaml").bridges]
 
 
 def test_vnet_gateway_defaults_to_subnet_gateways():
@@ -76,12 +78,12 @@ def test_empty_config_manages_nothing():
 
 
 def test_legacy_file():
-    specs = config.parse_legacy(
+    specs = legacy.parse_legacy(
         "# BRIDGE;GATEWAY_IP;GATEWAY_MAC\n"
         "vnet1;10.102.0.1;02:00:00:00:00:01\n\n"
         " vnet1 ; 10.102.0.2 ; 02:00:00:00:00:02 \n"
         "vmbr1;192.168.1.1;52:54:00:12:34:56\n", "L2-microsegmentation.conf")
-    bridges = {s.name: config.resolve(s, SDN) for s in specs}
+    bridges = {s.name: resolve.resolve(s, SDN) for s in specs}
     assert bridges["vnet1"].gateway.macs == ("02:00:00:00:00:01", "02:00:00:00:00:02")
     assert [str(i) for i in bridges["vnet1"].gateway.ipv4] == ["10.102.0.1", "10.102.0.2"]
     assert bridges["vmbr1"].source == "L2-microsegmentation.conf:5"
@@ -95,20 +97,20 @@ def test_legacy_file():
 ])
 def test_legacy_errors(line, where):
     with pytest.raises(ConfigError, match=where):
-        config.parse_legacy(line + "\n", "L2.conf")
+        legacy.parse_legacy(line + "\n", "L2.conf")
 
 
 def test_legacy_gateway_outside_subnet():
-    (spec,) = config.parse_legacy("vnet0;192.168.9.1;02:00:00:00:00:01\n", "L2.conf")
+    (spec,) = legacy.parse_legacy("vnet0;192.168.9.1;02:00:00:00:00:01\n", "L2.conf")
     with pytest.raises(ConfigError, match=r"L2.conf:1: GATEWAY_IP: 192.168.9.1 is outside every subnet"):
-        config.resolve(spec, SDN)
+        resolve.resolve(spec, SDN)
 
 
 def test_yaml_wins_over_legacy(fake_node):
     fake_node.running_config()
     fake_node.write_config("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n")
     fake_node.write_legacy("vnet0;10.101.0.9;02:00:00:00:00:09\nvnet1;10.102.0.1;02:00:00:00:00:01\n")
-    cfg = config.load(fake_node.paths, sdn.load(fake_node.paths))
+    cfg = pveconf.config(fake_node.paths)
     assert sorted(cfg.names) == ["vnet0", "vnet1"]
     assert cfg.bridge("vnet0").gateway.macs == ("00:00:5e:00:01:64",)
     (warning,) = cfg.warnings
@@ -123,24 +125,27 @@ def test_link_local_gateway_ip_needs_no_subnet():
 
 def test_model_json_round_trip():
     (b,) = resolve_yaml("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n")
-    from pve_microseg.model import ManagedBridge
+    from pve_microseg.model.bridge import ManagedBridge
     assert ManagedBridge.from_json(b.to_json()) == b
 
 
 def test_parsed_file_is_cached_by_its_exact_text(fake_node):
-    from pve_microseg import config as c
+    paths = fake_node.paths
     text = ("bridges:\n  web:\n    gateway-mac: [02:00:00:00:01:01, 02:00:00:00:01:02]\n"
             "    gateway-ip: 10.100.0.1\n    subnets: 10.100.0.0/24\n    isolate-ports: true\n"
             "hookscript:\n  on-failure: fail-open\n  chain: local:snippets/x.sh\n"
             "guests:\n  101:\n    net0: [10.100.0.5, 2001:db8::5]\n    policy-in: DROP\n")
-    fresh = c.parse_document(text, fake_node.paths.config)
-    assert c.load_document(fake_node.paths, text) == fresh          # parsed, cache written
-    cache = fake_node.paths.run_dir / "microseg.yaml.json"
-    assert cache.exists()
-    assert c.load_document(fake_node.paths, text) == fresh          # from the cache
+    fake_node.write_config(text)
+    fresh = microseg_yaml.parse_document(text, paths.config)
+    assert pveconf.document(paths) == (text, fresh, True)          # parsed: no cache yet
+    cache = paths.run_dir / "microseg.yaml.json"
+    assert not cache.exists()                                       # reading writes nothing
+    state.save_document(paths, text, fresh)
+    assert pveconf.document(paths) == (text, fresh, False)         # from the cache
     data = __import__("json").loads(cache.read_text())
     data["document"]["hookscript"]["on_failure"] = "poisoned"
     cache.write_text(__import__("json").dumps(data))
-    assert c.load_document(fake_node.paths, text).hookscript.on_failure == "poisoned"   # it is used
+    assert pveconf.document(paths)[1].hookscript.on_failure == "poisoned"   # it is used
     changed = text.replace("fail-open", "fail-closed")
-    assert c.load_document(fake_node.paths, changed).hookscript.on_failure == "fail-closed"
+    fake_node.write_config(changed)
+    assert pveconf.document(paths)[1].hookscript.on_failure == "fail-closed"

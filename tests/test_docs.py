@@ -4,7 +4,8 @@ import argparse
 import re
 
 from conftest import ROOT
-from pve_microseg import cli, paths
+from pve_microseg.entry import cli
+from pve_microseg.edges import paths
 
 MAN = (ROOT / "debian/pve-microseg.8").read_text()
 MAN_TEXT = MAN.replace("\\-", "-")
@@ -38,7 +39,8 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
 
 
 def test_hookscript_man_page_names_every_setting_and_phase():
-    from pve_microseg import config, guesthook
+    from pve_microseg.parse import microseg_yaml as config
+    from pve_microseg import guesthook
 
     man = (ROOT / "debian/pve-microseg-hookscript.8").read_text().replace("\\-", "-")
     for key in config.HOOKSCRIPT_KEYS + ("isolate-ports", "fail-closed", "fail-open"):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import FIXTURES
-from pve_microseg import fwfile
+from pve_microseg.parse import fwfile
 
 FW_FIXTURES = sorted(p for p in FIXTURES.rglob("*.fw"))
 

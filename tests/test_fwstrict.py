@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pve_microseg import fwstrict
-from pve_microseg.fwstrict import FwProblem, check
+from pve_microseg.policy import fwstrict
+from pve_microseg.policy.fwstrict import FwProblem, check
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PF = "pve-firewall"
@@ -591,7 +591,7 @@ def test_rule_problem_line_numbers():
 
 
 def test_version_dependent_findings_are_cautions():
-    from pve_microseg.fwstrict import check, errors
+    from pve_microseg.policy.fwstrict import check, errors
     cautious = check("[RULES]\n\nIN ACCEPT -p tcp -dport 22 # ssh # admins\n", "guest")
     assert cautious and all(p.caution for p in cautious) and errors(cautious) == []
     assert "not every proxmox-firewall version" in str(cautious[0])

@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import FIXTURES
-from pve_microseg import guestconf
-from pve_microseg.errors import GuestConfigError
+from pve_microseg.parse import guestconf
+from pve_microseg.model.errors import GuestConfigError
 
 FW_INPUT = FIXTURES / "proxmox-firewall/proxmox-firewall/tests/input"
 CLOUDINIT = FIXTURES / "qemu-server/src/test/parse-config-input/cloudinit-snapshot.conf"

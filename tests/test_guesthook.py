@@ -11,8 +11,10 @@ import time
 import pytest
 
 from pvesim import Cluster
-from pve_microseg import fwfile, fwstrict, pmxcfs
-from pve_microseg.paths import Paths
+from pve_microseg.parse import fwfile
+from pve_microseg.policy import fwstrict
+from pve_microseg.edges import pmxcfs
+from pve_microseg.edges.paths import Paths
 
 MAC = "BC:24:11:2C:69:EC"
 LL = "fe80::be24:11ff:fe2c:69ec"

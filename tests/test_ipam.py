@@ -3,8 +3,9 @@
 import pytest
 
 from conftest import FIXTURES
-from pve_microseg import ipam
-from pve_microseg.errors import ConfigError
+from pve_microseg.edges import pveconf
+from pve_microseg.parse import ipam
+from pve_microseg.model.errors import ConfigError
 
 IPAM_DB = FIXTURES / "proxmox-firewall/proxmox-firewall/tests/input/ipam.db"
 
@@ -21,19 +22,19 @@ def test_current_location_wins_over_legacy(fake_node):
     paths = fake_node.paths
     (paths.pve_dir / "priv").mkdir()
     paths.legacy_ipam_state.write_text(IPAM_DB.read_text())
-    assert ipam.load(paths).path == str(paths.legacy_ipam_state)
+    assert pveconf.ipam(paths).path == str(paths.legacy_ipam_state)
     paths.ipam_state.write_text('{"zones": {"z": {"subnets": {"10.0.0.0/24": {"ips": {'
                                 '"10.0.0.7": {"vmid": "101", "mac": "BC:24:11:11:22:33"}}}}}}}')
-    state = ipam.load(paths)
+    state = pveconf.ipam(paths)
     assert state.path == str(paths.ipam_state)
     assert state.addresses(101, "bc:24:11:11:22:33") == ("10.0.0.7",)
 
 
 def test_missing_is_empty_and_broken_is_an_error(fake_node):
-    assert ipam.load(fake_node.paths).by_guest == {}
+    assert pveconf.ipam(fake_node.paths).by_guest == {}
     fake_node.paths.ipam_state.write_text("{not json")
     with pytest.raises(ConfigError) as e:
-        ipam.load(fake_node.paths)
+        pveconf.ipam(fake_node.paths)
     assert "pve-ipam-state.json" in str(e.value)
 
 

@@ -78,7 +78,9 @@ def hint():
 
 
 def repo_modules():
-    return sorted(p.name for p in (REPO / "lib" / "pve_microseg").glob("*.py"))
+    """Every module of the library, as a path under pve_microseg/ (layers included)."""
+    lib = REPO / "lib" / "pve_microseg"
+    return sorted(str(p.relative_to(lib)) for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
 
 
 @pytest.fixture(scope="session")
@@ -201,8 +203,8 @@ def test_extracted_library_imports(extracted):
     code = (
         "import importlib, pkgutil, pve_microseg as p\n"
         "print(p.__file__)\n"
-        "for m in pkgutil.iter_modules(p.__path__):\n"
-        "    importlib.import_module('pve_microseg.' + m.name)\n"
+        "for m in pkgutil.walk_packages(p.__path__, 'pve_microseg.'):\n"
+        "    importlib.import_module(m.name)\n"
         "print(getattr(p, '__version__', ''))\n"
     )
     # cwd outside the repository, so that only the extracted copy is importable

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from pve_microseg import pmxcfs
-from pve_microseg.errors import ClusterFsError
+from pve_microseg.edges import pmxcfs
+from pve_microseg.model.errors import ClusterFsError
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ _SLOW_WRITER = """
 import sys, time
 sys.path.insert(0, {lib!r})
 from pathlib import Path
-from pve_microseg import pmxcfs
+from pve_microseg.edges import pmxcfs
 import os
 real_write = os.write
 def slow_write(fd, data):

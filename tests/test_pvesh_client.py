@@ -2,7 +2,7 @@
 
 import pytest
 
-from pve_microseg.pvesh import Call, Pvesh, PveshError
+from pve_microseg.edges.pvesh import Call, Pvesh, PveshError
 
 
 @pytest.fixture

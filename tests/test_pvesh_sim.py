@@ -7,7 +7,8 @@ import re
 import pytest
 
 from pvesim import FIXTURES, Cluster
-from pve_microseg import fwstrict, sdn
+from pve_microseg.policy import fwstrict
+from pve_microseg.parse import sdn
 
 VM = "/nodes/pve1/qemu/100"
 CT = "/nodes/pve1/lxc/200"

@@ -3,8 +3,9 @@
 import json
 import os
 
-from pve_microseg import reconcile, state
-from pve_microseg.log import Log
+from pve_microseg.flows import reconcile
+from pve_microseg.edges import state
+from pve_microseg.edges.log import Log
 
 CONFIG = "bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
 
@@ -26,6 +27,16 @@ class Capture:
 
 def log():
     return Log(stream=Capture(), use_syslog=False)
+
+
+def fill_cache(n):
+    """A run that loads rules from /etc/pve keeps them as the last good
+    configuration; a reboot then empties /run (tmpfs)."""
+    from conftest import FakeNft
+    reconcile.apply(n.paths, FakeNft())
+    assert n.paths.cache.exists()
+    import shutil
+    shutil.rmtree(n.paths.run_dir)
 
 
 def node_with_vnet0(fake_node):
@@ -101,7 +112,7 @@ def test_hook_down_removes_rules(fake_node, fake_nft):
 
 def test_boot_before_pmxcfs_uses_cache(fake_node, fake_nft):
     n = node_with_vnet0(fake_node)
-    reconcile.read(n.paths)                      # a normal run fills the cache
+    fill_cache(n)
     n.mount_pmxcfs(False)
     n.paths.config.unlink()                      # /etc/pve is an empty dir at boot
     lg = log()
@@ -122,7 +133,7 @@ def test_boot_without_cache_says_nothing_is_protected(fake_node, fake_nft):
 
 def test_hook_falls_back_to_last_good_on_invalid_config(fake_node, fake_nft):
     n = node_with_vnet0(fake_node)
-    reconcile.read(n.paths)
+    fill_cache(n)
     n.write_config("bridges:\n  vnet0:\n    gateway-mac: nonsense\n")
     lg = log()
     reconcile.hook_up(n.paths, "vnet0", fake_nft, lg)
@@ -132,7 +143,7 @@ def test_hook_falls_back_to_last_good_on_invalid_config(fake_node, fake_nft):
 
 def test_cache_is_rewritten_only_on_change(fake_node):
     n = node_with_vnet0(fake_node)
-    reconcile.read(n.paths)
+    fill_cache(n)
     first = n.paths.cache.stat().st_mtime_ns
     doc = json.loads(n.paths.cache.read_text())
     assert doc["bridges"][0]["bridge"] == "vnet0"
@@ -151,8 +162,7 @@ def test_plan_covers_bridges_not_on_this_node_yet(fake_node):
 def test_apply_records_state_and_plan_diffs(fake_node, fake_nft):
     n = node_with_vnet0(fake_node)
     n.add_bridge("vnet1")
-    p = reconcile.plan(n.paths, reconcile.read(n.paths))
-    reconcile.apply_plan(n.paths, p, fake_nft)
+    reconcile.apply(n.paths, fake_nft)
     assert set(state.applied(n.paths)) == {"vnet0"}
     n.write_config("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:99\n"
                    "  vnet1:\n    gateway-mac: 00:00:5e:00:01:65\n    gateway-ip: 10.102.0.1\n")
@@ -162,21 +172,31 @@ def test_apply_records_state_and_plan_diffs(fake_node, fake_nft):
 
 def test_nft_failure_leaves_state_untouched(fake_node):
     from conftest import FakeNft
-    from pve_microseg.errors import NftablesError
+    from pve_microseg.model.errors import NftablesError
     n = node_with_vnet0(fake_node)
-    p = reconcile.plan(n.paths, reconcile.read(n.paths))
     import pytest
     with pytest.raises(NftablesError):
-        reconcile.apply_plan(n.paths, p, FakeNft(fail="Error: Could not process rule"))
+        reconcile.apply(n.paths, FakeNft(fail="Error: Could not process rule"))
     assert state.applied(n.paths) == {}
+    assert not n.paths.cache.exists()
 
 
 def test_teardown_removes_the_table_and_every_decision(fake_node, fake_nft):
-    from pve_microseg import reconcile, ruleset
+    from pve_microseg.flows import reconcile
+    from pve_microseg.policy import ruleset
     paths = fake_node.paths
     for d in (paths.applied_dir, paths.ignored_dir):
         d.mkdir(parents=True)
         (d / "vnet1").write_text("{}")
-    reconcile.teardown(paths, fake_nft)
+    reconcile.teardown(paths, fake_nft, "pve1")
     assert fake_nft.transactions == [ruleset.delete_table()]
     assert not paths.applied_dir.exists() and not paths.ignored_dir.exists()
+
+
+def test_readers_write_nothing(fake_node, fake_nft):
+    """show, apply --dry-run and the reads under them leave no trace on the node."""
+    n = node_with_vnet0(fake_node)
+    reconcile.read(n.paths)
+    reconcile.show(n.paths)
+    reconcile.apply(n.paths, fake_nft, dry_run=True)
+    assert not n.paths.state_dir.exists() and not n.paths.run_dir.exists()

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from pve_microseg import ruleset
-from pve_microseg.addresses import eui64_link_local
-from pve_microseg.model import Gateway, ManagedBridge
+from pve_microseg.policy import ruleset
+from pve_microseg.parse.addresses import eui64_link_local
+from pve_microseg.model.bridge import Gateway, ManagedBridge
 
 
 def bridge(name="vnet1", macs=("02:00:00:00:01:01",), v4=("10.100.0.1",), v6=("2001:db8:100::1",)):

@@ -3,8 +3,10 @@ import ipaddress
 import pytest
 
 from conftest import RUNNING_CONFIG_FW, RUNNING_CONFIG_RS
-from pve_microseg import sdn
-from pve_microseg.errors import SdnConfigError
+from pve_microseg.edges import pveconf
+from pve_microseg.model.sdn import EMPTY
+from pve_microseg.parse import sdn
+from pve_microseg.model.errors import SdnConfigError
 
 
 def test_running_config_proxmox_ve_rs_fixture():
@@ -56,11 +58,11 @@ def test_bad_json_is_reported():
 def test_load_prefers_running_config(fake_node):
     fake_node.running_config()
     (fake_node.paths.pve_dir / "sdn/vnets.cfg").write_text("vnet: other\n\tzone z\n")
-    assert sdn.load(fake_node.paths).vnets == {"vnet0", "vnet1"}
+    assert pveconf.sdn(fake_node.paths).vnets == {"vnet0", "vnet1"}
 
 
 def test_load_falls_back_to_pending(fake_node):
     (fake_node.paths.pve_dir / "sdn/vnets.cfg").write_text("vnet: other\n\tzone z\n")
-    assert sdn.load(fake_node.paths).vnets == {"other"}
+    assert pveconf.sdn(fake_node.paths).vnets == {"other"}
     (fake_node.paths.pve_dir / "sdn/vnets.cfg").unlink()
-    assert sdn.load(fake_node.paths) == sdn.EMPTY
+    assert pveconf.sdn(fake_node.paths) == EMPTY

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from pvesim import HOOKSCRIPT, Cluster
-from pve_microseg import status
-from pve_microseg.paths import Paths
+from pve_microseg.flows import status
+from pve_microseg.edges.paths import Paths
 
 OURS = f"local:snippets/{HOOKSCRIPT.name}"
 YAML = "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n    gateway-ip: 10.100.0.1\n"
@@ -60,7 +60,7 @@ def test_everything_protected(cluster):
     mark_loaded(cluster)
     answer(cluster, "pve2")
     protected_guest(cluster)
-    data = status.cluster(Paths.from_env(cluster.env), timeout=2)
+    data = status.cluster(Paths.from_env(cluster.env), timeout=2).data
     assert data["problems"] == [], data["problems"]
     assert data["bridges"][0]["nodes"] == {"pve1": "protected", "pve2": "protected"}
     assert data["guests"][0]["vmid"] == 101
@@ -113,7 +113,7 @@ def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
     ssh = cluster.root / "ssh"
     ssh.write_text(ssh.read_text().replace("#!/bin/sh\n", f'#!/bin/sh\necho "$*" >> {log}\n')
                    .replace("root@*) node=${a#root@}", "HostKeyAlias=*) node=${a#HostKeyAlias=}"))
-    data = status.cluster(Paths.from_env(cluster.env), timeout=2)
+    data = status.cluster(Paths.from_env(cluster.env), timeout=2).data
     problems = "\n".join(data["problems"])
     assert "the datacenter firewall is off" in problems
     assert "pve1: nftables: 1 is not set" in problems and "pve2: nftables: 1 is not set" in problems
@@ -124,13 +124,13 @@ def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
 
 
 def test_local_nftables_unreadable_is_unknown(cluster):
-    from pve_microseg.errors import NftablesUnavailable
+    from pve_microseg.model.errors import NftablesUnavailable
 
     class Broken:
         def list_table(self, *a):
             raise NftablesUnavailable("python3-nftables is not installed")
     answer(cluster, "pve2")
-    data = status.cluster(Paths.from_env(cluster.env), nft_factory=Broken, timeout=2)
+    data = status.cluster(Paths.from_env(cluster.env), nft_factory=Broken, timeout=2).data
     assert data["nodes"]["pve1"].startswith("error: cannot read nftables")
     assert data["bridges"][0]["nodes"]["pve1"] == "unknown"
 

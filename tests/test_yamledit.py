@@ -2,8 +2,9 @@
 
 import pytest
 
-from pve_microseg import config, yamledit
-from pve_microseg.errors import ConfigError
+from pve_microseg.parse import microseg_yaml
+from pve_microseg.policy import yamledit
+from pve_microseg.model.errors import ConfigError
 
 BASE = """\
 # cluster-wide pve-microseg configuration
@@ -23,7 +24,7 @@ guests:
 
 
 def parses(text):
-    return config.parse_document(text, "microseg.yaml")
+    return microseg_yaml.parse_document(text, "microseg.yaml")
 
 
 def test_add_a_bridge_after_its_siblings():

@@ -1,40 +1,12 @@
-"""ifupdown2 if-up.d / if-down.d entry: `python3 -I -m pve_microseg.hook up|down`.
+"""`python3 -I -m pve_microseg.hook up|down`: the ifupdown2 if-up.d/if-down.d hook.
 
-ifupdown2 runs the hooks for every interface on every ifup/ifreload, with the
-interface in $IFACE and no arguments.  The shell wrappers in
-/etc/network/if-{up,down}.d already returned for interfaces that are not
-bridges (up) or carry no rules of ours (down).
+Kept under this name because installed /etc/network/if-{up,down}.d scripts
+run it; the code is in entry/ifupdown.py and flows/reconcile.py.
 """
 
-import os
 import sys
 
-from .errors import MicrosegError
-from .log import Log
-from .nft import Nft
-from .paths import Paths
-from .reconcile import hook_down, hook_up
-
-
-def main(argv=None, environ=None):
-    argv = sys.argv[1:] if argv is None else argv
-    environ = os.environ if environ is None else environ
-    iface = environ.get("IFACE", "")
-    if len(argv) != 1 or argv[0] not in ("up", "down") or not iface:
-        print("usage: IFACE=<interface> python3 -m pve_microseg.hook up|down", file=sys.stderr)
-        return 2
-    log = Log()
-    paths = Paths.from_env(environ)
-    try:
-        if argv[0] == "up":
-            hook_up(paths, iface, Nft, log)
-        else:
-            hook_down(paths, iface, Nft, log)
-    except MicrosegError as e:
-        log.error(f"{iface}: {e}")
-        return 1
-    return 0
-
+from .entry.ifupdown import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -85,7 +85,7 @@ def isolated(port):
 
 def run():
     """{check name: (PASS|FAIL, detail)}"""
-    from pve_microseg import fwstrict
+    from pve_microseg.policy import fwstrict
     out = {}
     setup()
     ok, detail = _ping(301, CTS[302][1])

@@ -128,7 +128,7 @@ class Cluster:
     def cli(self, *argv):
         """pve-microseg <argv> in this process, on this tree: (exit status, stdout)."""
         import io
-        from pve_microseg import cli
+        from pve_microseg.entry import cli
         out = io.StringIO()
         return cli.main(list(argv), environ=self.env, out=out), out.getvalue()
 

@@ -70,8 +70,8 @@ SCHEMA_FILE = HERE.parent / "fixtures" / "pve-api-subset.json"
 sys.path.insert(0, str(HERE.parent.parent / "lib"))
 sys.path.insert(0, str(HERE))
 
-from pve_microseg import pmxcfs  # noqa: E402  (tmp+rename and the cfs lock protocol only)
-from pve_microseg.errors import ClusterFsError  # noqa: E402
+from pve_microseg.edges import pmxcfs  # noqa: E402  (tmp+rename and the cfs lock protocol only)
+from pve_microseg.model.errors import ClusterFsError  # noqa: E402
 import guestcmd  # noqa: E402  (the guest config flock)
 
 VERBS = {"get": "GET", "set": "PUT", "create": "POST", "delete": "DELETE"}

@@ -1,0 +1,52 @@
+"""Apply nftables JSON transactions through libnftables (the edge).
+
+python3-nftables is imported lazily: the ifupdown hooks must stay cheap for
+interfaces we do not manage.
+"""
+
+from ..model.errors import NftablesError, NftablesUnavailable
+
+
+class Nft:
+    """A libnftables context.  `dry_run` makes the kernel check, not commit."""
+
+    def __init__(self, dry_run=False):
+        try:
+            import nftables
+        except ImportError:
+            raise NftablesUnavailable(
+                "python3-nftables is not installed (apt install python3-nftables)") from None
+        try:
+            self._nft = nftables.Nftables()
+        except OSError as e:
+            raise NftablesUnavailable(f"cannot load libnftables: {e}") from None
+        self._nft.set_json_output(True)
+        self._nft.set_handle_output(False)
+        self._nft.set_dry_run(bool(dry_run))
+
+    def run(self, transaction):
+        """Run one transaction (a {"nftables": [...]} dict); atomic."""
+        rc, out, err = self._nft.json_cmd(transaction)
+        if rc != 0:
+            raise NftablesError(_explain(err))
+        return out
+
+    def list_table(self, family, table):
+        """The table as libnftables JSON objects, or None if it does not exist."""
+        rc, out, err = self._nft.json_cmd(
+            {"nftables": [{"list": {"table": {"family": family, "name": table}}}]})
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise NftablesError(_explain(err))
+        return out["nftables"] if out else []
+
+
+def _explain(err):
+    err = (err or "").strip()
+    if "Operation not supported" in err or "No such file or directory" in err and "ibrname" in err:
+        err += ("\n(the kernel lacks bridge support in nf_tables: modules nf_tables, "
+                "nft_meta_bridge, nf_tables_bridge)")
+    if "Operation not permitted" in err:
+        err += "\n(changing nftables needs root / CAP_NET_ADMIN)"
+    return f"nftables refused the transaction, nothing was changed:\n{err}"

@@ -1,0 +1,77 @@
+"""Facts about this node read from the system, and its bridge ports (edges)."""
+
+import os
+import re
+
+from ..model.errors import ConfigError
+from . import files
+
+
+def local_node(paths, environ=None):
+    """This node's name: PVE_MICROSEG_NODE, else the /etc/pve/local link, else the host name."""
+    name = (environ or {}).get("PVE_MICROSEG_NODE")
+    if name:
+        return name
+    try:
+        return os.path.basename(os.readlink(paths.local_node_link))
+    except OSError:
+        return os.uname().nodename.split(".")[0]
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+def bridges_present(paths):
+    """Names of the Linux bridges that exist on this node."""
+    try:
+        entries = list(paths.sys_class_net.iterdir())
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(e.name for e in entries if (e / "bridge").is_dir())
+
+
+def pmxcfs_mounted(paths):
+    """True when /etc/pve is the live cluster file system (not an empty dir)."""
+    return paths.pmxcfs_marker.exists()
+
+
+def bridge_of_port(paths, port):
+    """The bridge a port is enslaved to, or None."""
+    try:
+        return os.path.basename(os.readlink(paths.sys_class_net / port / "brport" / "bridge"))
+    except OSError:
+        return None
+
+
+def isolate_port(paths, port):
+    """Set a bridge port's `isolated` flag (what `bridge link set ... isolated on` does)."""
+    with open(paths.sys_class_net / port / "brport" / "isolated", "w") as f:
+        f.write("1\n")
+
+
+_SCRIPTS = re.compile(r"^\s*addon_scripts_support\s*=\s*(\S+)\s*$", re.M)
+
+
+def ifupdown2_runs_scripts(paths):
+    """Whether ifupdown2 runs /etc/network/if-up.d scripts.
+
+    Returns (True|False|None, explanation); None when ifupdown2's config is
+    absent (ifupdown2 not installed) or unreadable.  Debian's default is 1.
+    """
+    try:
+        text = files.read_text(paths.ifupdown2_conf)
+    except ConfigError as e:
+        return None, str(e)
+    if text is None:
+        return None, f"{paths.ifupdown2_conf} not found: is ifupdown2 installed?"
+    matches = _SCRIPTS.findall(text)
+    if not matches:
+        return True, f"{paths.ifupdown2_conf}: addon_scripts_support not set (default 1)"
+    value = matches[-1]
+    if value == "1":
+        return True, f"{paths.ifupdown2_conf}: addon_scripts_support=1"
+    return False, (f"{paths.ifupdown2_conf}: addon_scripts_support={value}: ifupdown2 does not "
+                   "run /etc/network/if-up.d hooks, so managed bridges are NOT protected on "
+                   "ifup/ifreload/SDN apply. Set addon_scripts_support=1 there (pve-microseg "
+                   "never edits it), or run 'pve-microseg apply' after every network change.")

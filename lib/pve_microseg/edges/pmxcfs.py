@@ -1,0 +1,106 @@
+"""Writing to /etc/pve the way Proxmox itself does (reference section d).
+
+* `cfs_lock(paths, lockid)`: the cluster-wide lock of `PVE::Cluster`: create
+  the directory `/etc/pve/priv/lock/<lockid>`; while someone else holds it,
+  send an unlock request (`utime(dir, 0, 0)`; pmxcfs honours it once the
+  holder's lock is 120 s old) and retry, up to a timeout (10 s, as the API
+  uses for firewall files).  Always removed when the work is done.
+* `write_file(path, text)`: what `file_set_contents` does: write
+  `<file>.tmp.<pid>` next to the target and rename it over the target, so
+  readers on every node see the old file or the new one, never a part.
+
+pmxcfs answers EACCES to every write and mkdir when the node has no quorum;
+files are limited to 1 MiB.  Both come back as ClusterFsError with a message
+an administrator can act on.
+"""
+
+import errno
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+from ..model.errors import ClusterFsError
+from . import files
+
+LOCK_TIMEOUT = 10.0
+MAX_FILE_SIZE = files.MAX_SIZE
+
+
+@contextmanager
+def cfs_lock(paths, lockid, timeout=LOCK_TIMEOUT, stderr=None, sleep=time.sleep, clock=time.monotonic):
+    stderr = stderr or sys.stderr
+    lock_dir = paths.lock_dir
+    try:
+        os.mkdir(lock_dir)
+    except OSError:
+        pass
+    if not lock_dir.is_dir():
+        raise ClusterFsError(f"cfs-lock '{lockid}' error: pve cluster filesystem not online "
+                             f"({lock_dir} is not a directory)")
+    path = lock_dir / lockid
+    start = clock()
+    told = None
+    while True:
+        try:
+            os.mkdir(path)
+            break
+        except FileExistsError:
+            pass
+        except PermissionError:
+            raise ClusterFsError(f"cfs-lock '{lockid}' error: no quorum! ({path}: permission "
+                                 "denied; pmxcfs is read-only while this node is not quorate)") from None
+        except OSError as e:
+            raise ClusterFsError(f"cfs-lock '{lockid}' error: {path}: {e.strerror}") from None
+        try:
+            os.utime(path, (0, 0))              # ask pmxcfs to break a stale lock
+        except OSError:
+            pass
+        waited = clock() - start
+        if waited >= timeout:
+            raise ClusterFsError(f"cfs-lock '{lockid}' error: got lock request timeout ({path} "
+                                 f"held by another writer for more than {timeout:g} s; pmxcfs "
+                                 "removes a stale lock 120 s after it was taken)")
+        if told is None or clock() - told >= 1.0:
+            print(f"trying to acquire cfs lock '{lockid}' ...", file=stderr, flush=True)
+            told = clock()
+        sleep(max(0.01, min(timeout - waited, 10) / 10))     # as PVE::Cluster: 1 s steps, shrinking
+    try:
+        yield path
+    finally:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def read_file(path):
+    """The file's text, or '' if it does not exist."""
+    return files.read_text(path, missing="", error=ClusterFsError)
+
+
+def write_file(path, text, mode=0o640):
+    """Publish `text` as `path` atomically (tmp + rename); '' deletes the file."""
+    data = text.encode("utf-8")
+    if len(data) > MAX_FILE_SIZE:
+        raise ClusterFsError(f"{path}: the new file would be {len(data)} bytes; pmxcfs refuses files "
+                             f"over {MAX_FILE_SIZE} bytes (1 MiB); left unchanged")
+    try:
+        if not data:
+            files.remove(path)
+            return
+        os.makedirs(path.parent, exist_ok=True)
+        # PVE::Tools::file_set_contents names it <file>.tmp.<pid>
+        files.write_atomic(path, text, mode=mode, fsync=False,
+                           tmp=path.with_name(f"{path.name}.tmp.{os.getpid()}"))
+    except OSError as e:
+        raise _fs_error(path, e) from None
+
+
+def _fs_error(path, e):
+    if e.errno == errno.EACCES:
+        return ClusterFsError(f"{path}: permission denied (no quorum? pmxcfs is read-only while "
+                              "this node is not quorate); left unchanged")
+    if e.errno == errno.EFBIG:
+        return ClusterFsError(f"{path}: file too large for pmxcfs (1 MiB limit); left unchanged")
+    return ClusterFsError(f"{path}: cannot write: {e.strerror}; left unchanged")

@@ -1,0 +1,99 @@
+"""Calls to Proxmox's API through `pvesh`, the way an administrator would make them.
+
+Every change pve-microseg makes to cluster configuration goes through pvesh,
+so Proxmox's own validation, locking and permissions apply.  This module
+builds the calls, runs them with `--output-format json`, and turns failures
+into PveshError with pvesh's own message.  With `dry_run`, changing calls
+(set/create/delete) are only recorded: `calls` then lists exactly what would
+run, ready to print.
+
+pvesh facts this relies on (reference section h.1): JSON output is one line;
+a method returning null prints nothing; errors go to stderr with a non-zero
+exit (usually 255); worker tasks print their log, then the UPID, and exit 0
+even when the task failed -- `task_result` asks for the real outcome.
+"""
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+
+from ..model.errors import PveshError
+
+CHANGING = ("set", "create", "delete")
+
+
+@dataclass(frozen=True)
+class Call:
+    verb: str                        # get, set, create, delete
+    path: str
+    params: tuple = ()               # ((name, value), ...) in order; lists become repeated flags
+
+    def argv(self, binary="pvesh"):
+        out = [binary, self.verb, self.path]
+        for name, value in self.params:
+            for v in (value if isinstance(value, (list, tuple)) else [value]):
+                out += [f"--{name}", _text(v)]
+        return out + ["--output-format", "json"]
+
+    def __str__(self):
+        return shlex.join(self.argv()[:-2])          # as an administrator would type it
+
+
+def _text(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+@dataclass
+class Pvesh:
+    binary: str = "pvesh"
+    dry_run: bool = False
+    env: dict = None
+    calls: list = field(default_factory=list)        # every Call made or planned, in order
+
+    def run(self, verb, path, **params):
+        # names as the API spells them: policy_forward, icmp-type (pass **{"icmp-type": ...})
+        call = Call(verb, path, tuple((k, v) for k, v in params.items() if v is not None))
+        self.calls.append(call)
+        if self.dry_run and verb in CHANGING:
+            return None
+        try:
+            r = subprocess.run(call.argv(self.binary), capture_output=True, text=True, env=self.env)
+        except OSError as e:
+            raise PveshError(f"cannot run {self.binary}: {e.strerror} (is this a Proxmox VE node?)") from None
+        if r.returncode != 0:
+            msg = r.stderr.strip() or r.stdout.strip() or f"exit code {r.returncode}"
+            raise PveshError(f"{call}: {msg}")
+        out = r.stdout.strip()
+        if not out:
+            return None
+        lines = out.splitlines()
+        try:
+            result = json.loads(lines[-1])
+        except ValueError:
+            result = lines[-1].strip()
+        if isinstance(result, str) and result.startswith("UPID:"):
+            # a worker task: its log, then the UPID (JSON-quoted in json mode)
+            return {"upid": result, "log": lines[:-1]}
+        return result
+
+    def get(self, path, **params):
+        return self.run("get", path, **params)
+
+    def set(self, path, **params):
+        return self.run("set", path, **params)
+
+    def create(self, path, **params):
+        return self.run("create", path, **params)
+
+    def delete(self, path, **params):
+        return self.run("delete", path, **params)
+
+    def task_result(self, upid):
+        """(ok, exitstatus) of a finished worker task; pvesh itself exits 0 either way."""
+        node = upid.split(":")[1] if upid.startswith("UPID:") else "localhost"
+        status = self.get(f"/nodes/{node}/tasks/{upid}/status") or {}
+        exitstatus = status.get("exitstatus", "unknown")
+        return exitstatus == "OK" or str(exitstatus).startswith("WARNINGS"), exitstatus

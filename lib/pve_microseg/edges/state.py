@@ -1,0 +1,187 @@
+"""Local state of this node (edges).
+
+* last-good cache (`/var/lib/pve-microseg/last-good.json`): the last valid
+  configuration read from /etc/pve.  At boot the if-up.d hook runs before
+  pmxcfs mounts /etc/pve; the cache lets managed bridges come up protected.
+* decision markers, on tmpfs so they vanish with the kernel's ruleset at
+  reboot: `/run/pve-microseg/bridges/<bridge>` for a bridge whose rules are
+  loaded (holding the model they were loaded from), `…/ignored/<bridge>` for
+  a bridge found unmanaged.  Each marker's mtime is the configuration stamp
+  (the newest mtime of the configuration files) it was decided on.  The
+  if-up.d hook compares them in shell (`test -nt`) and starts Python only
+  when a configuration file changed since: `ifreload -a` on a node with
+  hundreds of VNets then costs one Python run, not one per bridge.
+* the parsed microseg.yaml (`/run/pve-microseg/microseg.yaml.json`), keyed
+  by the file's exact text: the guest hookscript then does not load PyYAML.
+
+Only flows that act write here; readers (`show`, `apply --dry-run`,
+`status`) never do.
+"""
+
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+
+from .. import __version__
+from ..model.bridge import ManagedBridge
+from ..parse import document_json
+from . import files
+
+
+def _write_atomic(path, text):
+    files.write_atomic(path, text, parents=True)
+
+
+def _read_json(path):
+    """The JSON in a file of ours, None if absent; ValueError if unreadable."""
+    text = files.read_text(path, error=ValueError)
+    return None if text is None else json.loads(text)
+
+
+# ------------------------------------------------------------- last good
+
+def _cache_doc(bridges, source):
+    return {"source": source, "bridges": [b.to_json() for b in bridges]}
+
+
+def save_cache(paths, bridges, source):
+    """Store the configuration if it changed; returns True if written."""
+    doc = _cache_doc(bridges, source)
+    try:
+        old = _read_json(paths.cache)
+        if isinstance(old, dict):
+            old.pop("written", None)
+        if old == doc:
+            return False
+    except ValueError:
+        pass
+    doc["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    _write_atomic(paths.cache, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return True
+
+
+def load_cache(paths):
+    """(bridges, written) from the cache, or (None, None) if there is none."""
+    try:
+        doc = _read_json(paths.cache)
+        if doc is None:
+            return None, None
+        return tuple(ManagedBridge.from_json(b) for b in doc["bridges"]), doc.get("written", "?")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "unreadable"
+
+
+# ------------------------------------------------------ parsed microseg.yaml
+
+def _document_cache(paths):
+    return paths.run_dir / "microseg.yaml.json"
+
+
+def cached_document(paths, text):
+    """The parsed microseg.yaml saved for exactly this text, or None."""
+    try:
+        data = _read_json(_document_cache(paths))
+        if data["version"] == __version__ and data["text"] == text:
+            return document_json.from_json(data["document"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def save_document(paths, text, doc):
+    """Keep the parsed form of `text` for the next guest start (OSError if it cannot)."""
+    _write_atomic(_document_cache(paths), json.dumps(
+        {"version": __version__, "text": text, "document": document_json.to_json(doc)}))
+
+
+# ------------------------------------------------------------- applied
+
+def config_stamp(paths):
+    """The newest mtime (ns) of the files a decision depends on; 0 if none.
+
+    The same files the if-up.d hook compares with `test -nt`.
+    """
+    stamp = 0
+    for path in paths.stamp_files:
+        try:
+            stamp = max(stamp, path.stat().st_mtime_ns)
+        except OSError:
+            pass
+    return stamp
+
+
+def _stamp(path, stamp):
+    os.utime(path, ns=(stamp, stamp))
+
+
+def applied(paths):
+    """{bridge name: ManagedBridge or None} of bridges with rules loaded."""
+    out = {}
+    try:
+        entries = list(paths.applied_dir.iterdir())
+    except FileNotFoundError:
+        return out
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        try:
+            out[e.name] = ManagedBridge.from_json(_read_json(e))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            out[e.name] = None
+    return out
+
+
+def _unlink(path):
+    files.remove(path)
+
+
+def mark_applied(paths, bridge, stamp, current=None):
+    """Record that `bridge`'s rules are loaded (rewrite only if the model changed)."""
+    marker = paths.applied_dir / bridge.name
+    if current is None or current != bridge or not marker.exists():
+        _write_atomic(marker, json.dumps(bridge.to_json(), sort_keys=True) + "\n")
+    _stamp(marker, stamp)
+    _unlink(paths.ignored_dir / bridge.name)
+
+
+def unmark_applied(paths, name):
+    _unlink(paths.applied_dir / name)
+
+
+def mark_ignored(paths, name, stamp):
+    """Record that bridge `name` was found unmanaged at this stamp."""
+    marker = paths.ignored_dir / name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    _stamp(marker, stamp)
+
+
+def record(paths, bridges, stamp):
+    """After a transaction: exactly `bridges` are loaded, decided at `stamp`."""
+    current = applied(paths)
+    names = {b.name for b in bridges}
+    for name in current:
+        if name not in names:
+            unmark_applied(paths, name)
+    for b in bridges:
+        mark_applied(paths, b, stamp, current.get(b.name))
+    try:
+        for marker in paths.ignored_dir.iterdir():
+            if marker.name not in names:
+                _stamp(marker, stamp)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def locked(paths):
+    """Serialise our transactions and state updates on this node."""
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

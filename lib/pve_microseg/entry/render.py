@@ -1,0 +1,168 @@
+"""Render a flow's Result: json, json-pretty, yaml (as pvesh does), or text.
+
+One text renderer per command; each reads only the Result's data, so the
+text and the JSON always say the same thing.
+"""
+
+import json
+
+FORMATS = ("text", "json", "json-pretty", "yaml")
+
+
+def dump(data, fmt):
+    """`data` in a machine format, as one string."""
+    if fmt == "json":
+        return json.dumps(data, sort_keys=True) + "\n"
+    if fmt == "json-pretty":
+        return json.dumps(data, sort_keys=True, indent=4) + "\n"
+    import yaml                                 # only when asked for: it costs ~15 ms
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+
+
+def _calls(data):
+    verb = "would run: " if data["dry-run"] else "ran: "
+    return [verb + c for c in data["pvesh"]]
+
+
+# ------------------------------------------------------------------ apply, show, teardown
+
+def _diff(changes):
+    lines = []
+    for c in changes:
+        if c["change"] == "added":
+            lines.append(f"+ {c['bridge']}: gateway {', '.join(c['gateway-mac'])}  {' '.join(c['gateway-ip'])}")
+        elif c["change"] == "changed":
+            lines.append(f"~ {c['bridge']}: {c['field']} {' '.join(c['before']) or '-'} -> "
+                         f"{' '.join(c['after']) or '-'}")
+        else:
+            lines.append(f"- {c['bridge']}")
+    return lines or ["(no changes)"]
+
+
+def apply(data, diff=False):
+    dry = not data["applied"]
+    lines = _diff(data["changes"]) if diff else []
+    names = ", ".join(b["bridge"] for b in data["bridges"]) or "none"
+    lines.append(f"{'would load' if dry else 'loaded'}: {len(data['bridges'])} managed bridge(s): {names}")
+    if data["removed"]:
+        lines.append(f"{'would remove' if dry else 'removed'}: {', '.join(data['removed'])}")
+    if data["not-on-this-node"]:
+        lines.append(f"not on this node (yet): {', '.join(data['not-on-this-node'])}: their rules wait, inert, "
+                     "until the bridge exists")
+    if dry:
+        lines.append("dry run: the kernel accepted the transaction; nothing was changed")
+    return lines
+
+
+def show(data):
+    if not data["bridges"]:
+        return [f"no managed bridges (configure them in {data['config']})"]
+    lines = [f"managed bridges ({data['origin']} configuration):"]
+    for b in data["bridges"]:
+        where = "on this node" if b["present"] else "not on this node"
+        rules = "rules loaded" if b["loaded"] else "no rules loaded"
+        kind = "vnet" if b["vnet"] else "bridge"
+        lines.append(f"  {b['bridge']:<15} {kind:<6} {where:<17} {rules:<16} from {b['source']}")
+        lines.append(f"    gateway MAC: {', '.join(b['gateway-mac'])}")
+        ipv4 = [ip for ip in b["gateway-ip"] if ":" not in ip]
+        ipv6 = [ip for ip in b["gateway-ip"] if ":" in ip]
+        if ipv4:
+            lines.append(f"    gateway IPv4: {', '.join(ipv4)}")
+        if ipv6:
+            lines.append(f"    gateway IPv6: {', '.join(ipv6)}")
+    lines.append("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
+                 "use --output-format json for the nftables ruleset")
+    return lines
+
+
+def teardown(data):
+    dry = data["dry-run"]
+    lines = [("would remove" if dry else "removed") + f" the L2 rules of {data['node']}"]
+    for g in data["guests-without-l2-isolation"]:
+        lines.append(f"guest {g['vmid']} ({g['type']}, {', '.join(g['nics'])}) "
+                     f"{'would lose' if dry else 'lost'} its L2 isolation")
+    return lines
+
+
+# ------------------------------------------------------------------ hookscript, guests, legacy
+
+def hookscript_install(data):
+    state = ("up to date" if not data["changed"] else "would be installed" if data["dry-run"] else "installed")
+    st = data["storage"]
+    lines = [f"{data['path']}: {state} ({data['volume']})"]
+    if not data["lists-snippets"]:
+        lines.append(f"note: storage {st} does not list content 'snippets': guests can use the script, "
+                     f"the GUI does not show it (pvesm set {st} --content <...>,snippets)")
+    if data["install-also-on"]:
+        lines.append(f"{st} is local to each node: run 'pve-microseg hookscript install --storage {st}' "
+                     f"on {', '.join(data['install-also-on'])} too")
+    lines.append(f"attach it to a guest: qm set <vmid> --hookscript {data['volume']}   (containers: pct set)")
+    return lines
+
+
+def guests(data):
+    lines = _calls(data)
+    lines += [f"{g['vmid']} ({g['type']} on {g['node']}): {g['result']}" for g in data["guests"]]
+    if data["install-on"]:
+        lines.append(f"the hookscript must be installed on {', '.join(data['install-on'])} "
+                     f"('pve-microseg hookscript install --storage {data['storage']}' there)")
+    return lines
+
+
+def guest_sync(data, prefix):
+    return [prefix + line for g in data["synced"] for line in g["log"]]
+
+
+def import_legacy(data):
+    lines = data["diff"].splitlines()
+    lines += [f"{s['bridge']}: not imported, {s['why']}" for s in data["skipped"]]
+    lines.append(f"{'would import' if data['dry-run'] else 'imported'}: {', '.join(data['imported']) or 'nothing'}")
+    if data["imported"] and not data["dry-run"]:
+        lines.append(f"{data['legacy']} no longer matters for these bridges; delete it once every node runs "
+                     "pve-microseg, then run 'pve-microseg apply' on each node")
+    return lines
+
+
+def vnet(data):
+    lines = _calls(data) + list(data["notes"])
+    if not data["pvesh"] and not data["notes"]:
+        lines.append(f"{data['vnet']}: nothing to change")
+    return lines
+
+
+# ------------------------------------------------------------------ status, check
+
+def status_local(data):
+    if "error" in data:
+        return [f"{data['node']}: {data['error']}"]
+    return [f"{name}: {'present' if b['present'] else 'not present'}, "
+            f"{'rules loaded' if b['rules'] else 'no rules'}" for name, b in sorted(data["bridges"].items())]
+
+
+def status(data):
+    lines = [f"nodes: {', '.join(f'{n} {s}' for n, s in data['nodes'].items())}"]
+    for b in data["bridges"]:
+        fw = b.get("firewall")
+        fwtext = "" if fw is None else (f"; VNet firewall {'on' if fw['enable'] else 'off'}, "
+                                        f"policy {fw['policy_forward']}, {fw['our-rules']} pve-microseg rules")
+        lines.append(f"{b['bridge']}: " + ", ".join(f"{n} {s}" for n, s in b["nodes"].items()) + fwtext)
+    if data["unmanaged-vnets"]:
+        lines.append(f"SDN VNets pve-microseg does not manage: {', '.join(data['unmanaged-vnets'])} "
+                     "('pve-microseg vnet enable <vnet>' to isolate their guests)")
+    ok = sum(1 for r in data["guests"] if not r["problems"])
+    lines.append(f"guests on managed bridges: {len(data['guests'])}, protected: {ok}")
+    lines += [f"PROBLEM {p}" for p in data["problems"]]
+    if not data["problems"]:
+        lines.append("everything checked is protected")
+    return lines
+
+
+def check(data):
+    findings = data["findings"]
+    lines = [f"{f['file']}:{f['line']}: {f['severity']}: {f['message']}" for f in findings]
+
+    def count(severity):
+        return sum(f["severity"] == severity for f in findings)
+    lines.append(f"{len(data['files'])} file(s) checked: {count('error')} error(s), {count('warning')} warning(s), "
+                 f"{count('info')} note(s)")
+    return lines

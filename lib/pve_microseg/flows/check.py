@@ -1,0 +1,44 @@
+"""`pve-microseg check`: lint every firewall file of the cluster (policy/fwlint.py)."""
+
+from ..edges import pmxcfs, pveconf
+from ..model.errors import ExitCode
+from ..parse import fwfile
+from ..policy import fwlint
+from .result import Result
+
+
+def _fw_files(paths, directory):
+    try:
+        return sorted(directory.glob("*.fw")) if directory.is_dir() else []
+    except OSError:
+        return []
+
+
+def collect(paths):
+    """([(name, text, kind)] with cluster.fw first, [nodes with nftables: 1], [nodes])."""
+    files, nft_nodes = [], []
+    if paths.cluster_fw.exists():
+        files.append(("cluster.fw", pmxcfs.read_file(paths.cluster_fw), "cluster"))
+    nodes = pveconf.cluster_nodes(paths)
+    for n in nodes:
+        text = pmxcfs.read_file(paths.host_fw(n))
+        if text:
+            files.append((f"nodes/{n}/host.fw", text, "host"))
+        if fwfile.parse(text).option("nftables") == "1":
+            nft_nodes.append(n)
+    for f in _fw_files(paths, paths.firewall_dir):
+        if f.name != "cluster.fw" and f.stem.isdigit():
+            files.append((f"firewall/{f.name}", pmxcfs.read_file(f), "guest"))
+    for f in _fw_files(paths, paths.vnet_fw_dir):
+        files.append((f"sdn/firewall/{f.name}", pmxcfs.read_file(f), "vnet"))
+    return files, nft_nodes, nodes
+
+
+def check(paths):
+    files, nft_nodes, nodes = collect(paths)
+    findings = fwlint.lint_cluster(files, nft_nodes, nodes)
+    bad = any(f.severity in ("error", "warning") for f in findings)
+    data = {"files": [n for n, _, _ in files],
+            "findings": [{"file": f.file, "line": f.line, "severity": f.severity, "message": f.message}
+                         for f in findings]}
+    return Result(data, ExitCode.FINDINGS if bad else ExitCode.OK)

@@ -1,0 +1,202 @@
+"""The guest hookscript: `<script> <vmid> <phase>`, as qm/pct call it.
+
+pre-start   write the guest's `ipfilter-net<N>` sets, `ipfilter: 1` and, if
+            needed, `enable: 1` into /etc/pve/firewall/<vmid>.fw, under the
+            cluster lock `firewall-vm-<vmid>`, atomically.  When that cannot
+            be done completely, `hookscript.on-failure` decides: fail-closed
+            (default) exits non-zero, so Proxmox does not start the guest;
+            fail-open starts it and says so loudly.
+post-start  isolate the guest's ports on plain bridges marked
+            `isolate-ports: true` (what SDN VNets offer natively).
+all phases  then run the operator's own hookscript, if one is chained
+            (`chain:` in microseg.yaml), with the same arguments.
+
+Only pre-start can block a start; everything printed goes to the task log.
+"""
+
+import os
+import sys
+
+from ..edges import node, pmxcfs, pveconf, state
+from ..model.errors import FirewallFileError, GuestConfigError, GuestRefused, MicrosegError
+from ..policy import antispoof, fwstrict
+
+PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
+PREFIX = "pve-microseg: "
+
+
+class Hook:
+    def __init__(self, vmid, phase, environ, paths, out, err, lock_timeout=pmxcfs.LOCK_TIMEOUT,
+                 owner_node=None):
+        self.vmid, self.phase, self.environ, self.paths = vmid, phase, environ, paths
+        self.out, self.err = out, err
+        self.lock_timeout = lock_timeout
+        self.owner_node = owner_node        # where the config is, when not this node (guest sync)
+
+    def say(self, msg):
+        print(PREFIX + msg, file=self.out, flush=True)
+
+    def warn(self, msg):
+        print(PREFIX + "WARNING: " + msg, file=self.err, flush=True)
+
+    # ---------------------------------------------------------- inputs
+
+    def node(self):
+        return node.local_node(self.paths, self.environ)
+
+    def guest(self):
+        """The guest's config; on a live migration it is still under the source node."""
+        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        owner = source or self.owner_node or self.node()
+        gc = pveconf.find_guest_config(self.paths, self.vmid, owner)
+        if gc is not None:
+            return gc
+        where = f"node {owner}" + (" (migration source)" if source else "")
+        raise GuestConfigError(self.paths.nodes_dir / owner, None, None,
+                               f"no config for guest {self.vmid} on {where} "
+                               "(neither qemu-server/ nor lxc/)")
+
+    def config(self):
+        """The configuration; a microseg.yaml that had to be parsed is kept
+        parsed for the next start (a side effect that may fail silently:
+        it only costs the next start the YAML parse)."""
+        text, doc, parsed = pveconf.document(self.paths)
+        if parsed:
+            try:
+                state.save_document(self.paths, text, doc)
+            except OSError:
+                pass
+        return pveconf.config(self.paths, doc=doc)
+
+    def cluster_firewall_on(self):
+        return antispoof.firewall_on(pveconf.firewall(self.paths.cluster_fw))
+
+    # ---------------------------------------------------------- phases
+
+    def pre_start(self, cfg):
+        guest = self.guest()
+        guest_plan = antispoof.plan(guest, cfg, pveconf.ipam(self.paths, self.vmid),
+                                    cluster_firewall_on=self.cluster_firewall_on())
+        for w in guest_plan.warnings:
+            self.warn(w)
+        if guest_plan.refusals:
+            raise GuestRefused("; ".join(guest_plan.refusals) +
+                               " (hookscript.strict is on in microseg.yaml)")
+        target = self.paths.guest_fw(self.vmid)
+        if not guest_plan.nics and not target.exists():
+            self.say(f"guest {self.vmid}: no NIC on a managed bridge, nothing to do")
+            return
+        with pmxcfs.cfs_lock(self.paths, f"firewall-vm-{self.vmid}", timeout=self.lock_timeout,
+                             stderr=self.err):
+            old = pmxcfs.read_file(target)
+            before = fwstrict.check(old, "guest")
+            errors = fwstrict.errors(before)
+            if errors:
+                raise FirewallFileError(
+                    f"{target}: {errors[0]} -- proxmox-firewall rejects this file; fix it first "
+                    "(pve-microseg does not rewrite a file it cannot keep valid)")
+            for p in before:
+                self.warn(f"{target}: {p}; left as it is")
+            try:
+                new, changes = antispoof.edit_fw(old, guest_plan, cfg.hookscript, cfg.guests.get(self.vmid))
+            except FirewallFileError as e:
+                raise FirewallFileError(f"{target}: {e}") from None
+            worse = [p for p in fwstrict.check(new, "guest") if p.message not in {b.message for b in before}]
+            if worse:               # a bug of ours: never publish it
+                raise FirewallFileError(
+                    f"{target}: the file pve-microseg would write fails the strict check ({worse[0]}); "
+                    "left unchanged -- please report this with a copy of the file")
+            if new != old:
+                pmxcfs.write_file(target, new)
+        kept = {c.nic for c in changes if c.kind is antispoof.Edit.SET_KEPT}
+        for p in guest_plan.nics:
+            if p.nic.index not in kept:
+                self.say(f"guest {self.vmid} {p.nic.key} ({p.why}): {', '.join(p.addresses)}"
+                         + (f" [from {', '.join(p.sources)}]" if p.sources else ""))
+        self.say(f"{target}: " + ("; ".join(map(str, changes)) if changes and new != old else "unchanged")
+                 + ("; Proxmox's firewall picks the change up within 5-10 s" if new != old else ""))
+
+    def post_start(self, cfg):
+        isolate = {b.name for b in cfg.bridges if b.isolate_ports}
+        if not isolate:
+            return
+        guest = self.guest()
+        for nic in guest.nics:
+            if nic.bridge not in isolate:
+                continue
+            bridges = {nic.bridge} | ({f"{nic.bridge}v{nic.tag}"} if nic.tag else set())
+            ports = [guest.port(nic), guest.port(nic, fwbr=True)]
+            done = [p for p in ports if self._isolate(p, bridges)]
+            if done:
+                self.say(f"guest {self.vmid} {nic.key}: port {done[0]} on {nic.bridge} isolated")
+            else:
+                self.warn(f"guest {self.vmid} {nic.key}: none of {', '.join(ports)} is a port of "
+                          f"{nic.bridge}; not isolated")
+
+    def _isolate(self, port, bridges):
+        if node.bridge_of_port(self.paths, port) not in bridges:
+            return False
+        try:
+            node.isolate_port(self.paths, port)
+        except OSError as e:
+            self.warn(f"{port}: cannot set isolated: {e.strerror}")
+            return False
+        return True
+
+    # ---------------------------------------------------------- chaining
+
+    def chained(self, cfg):
+        settings = cfg.guests.get(self.vmid) if cfg else None
+        return (settings.chain if settings and settings.chain else None) or (
+            cfg.hookscript.chain if cfg else None)
+
+    def run_chained(self, volume):
+        path = pveconf.snippet_path(self.paths, volume)
+        if os.path.realpath(path) == os.path.realpath(sys.argv[0] or ""):
+            self.warn(f"chain: {volume} is this hookscript itself; not run twice")
+            return 0
+        if not os.access(path, os.X_OK):
+            self.warn(f"chained hookscript {volume} ({path}) is missing or not executable")
+            return 1
+        import subprocess           # only when chaining: it costs ~10 ms of start-up
+        r = subprocess.run([str(path), str(self.vmid), self.phase], env=dict(self.environ))
+        if r.returncode:
+            self.warn(f"chained hookscript {volume} exited with {r.returncode} on {self.phase}")
+        return r.returncode
+
+    # ---------------------------------------------------------- main
+
+    def run(self):
+        cfg = None
+        try:
+            cfg = self.config()
+            for w in cfg.warnings:
+                self.warn(w)
+            if self.phase == "pre-start":
+                self.pre_start(cfg)
+            elif self.phase == "post-start":
+                self.post_start(cfg)
+        except Exception as e:          # noqa: BLE001 -- every failure goes through the policy
+            if not isinstance(e, MicrosegError):
+                e = MicrosegError(f"internal error {e.__class__.__name__}: {e} (please report it)")
+            if self.phase != "pre-start":
+                self.warn(f"guest {self.vmid} {self.phase}: {e}")
+            elif cfg is not None and cfg.hookscript.on_failure == "fail-open":
+                self.warn(f"guest {self.vmid} starts WITHOUT complete anti-spoofing sets: {e} "
+                          "(hookscript.on-failure: fail-open)")
+            else:
+                why = ("" if cfg is not None else
+                       " (microseg.yaml could not be read, so the default fail-closed applies)")
+                print(f"{PREFIX}guest {self.vmid} not started: {e}{why}", file=self.err, flush=True)
+                return 1
+        if cfg is None:
+            self.warn(f"a chained hookscript, if microseg.yaml names one, was NOT run on {self.phase}: "
+                      "microseg.yaml could not be read")
+        volume = self.chained(cfg)
+        if volume:
+            try:
+                return self.run_chained(volume)
+            except (MicrosegError, OSError) as e:
+                self.warn(f"chain: {e}")
+                return 1 if self.phase == "pre-start" else 0
+        return 0

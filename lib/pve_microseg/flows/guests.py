@@ -1,0 +1,125 @@
+"""`pve-microseg guest attach|detach|sync`: the hookscript on guests, and a
+running guest's ipfilter sets written now.
+
+attach/detach set each guest's hookscript through pvesh on the guest's own
+node (policy/hookscripts.py decides what each guest needs); a guest's own
+hookscript is recorded as `guests: <vmid>: chain:` in microseg.yaml and
+runs after ours.  Each guest is handled on its own: one failure does not
+stop the others, and the exit status says that one failed.
+"""
+
+import io
+
+from ..edges import node, pveconf
+from ..model.errors import ExitCode, MicrosegError, RolledBack
+from ..policy import hookscripts, yamledit
+from ..policy.hookscripts import Step
+from . import configedit, inventory
+from .guesthook import PREFIX, Hook
+from .result import Result
+
+
+def select(paths, vmids=(), vnet=None, all_guests=False):
+    """The guests named by VMID, by VNet (a NIC on it) or all of them."""
+    if (all_guests or vnet) and vmids:
+        raise MicrosegError("give VMIDs, or --vnet, or --all, not several")
+    everyone = inventory.guests(paths)
+    if all_guests:
+        return everyone
+    if vnet:
+        return [g for g, gc, _ in inventory.guest_configs(paths, everyone)
+                if gc is not None and any(n.bridge == vnet for n in gc.nics)]
+    by_vmid = {g.vmid: g for g in everyone}
+    missing = [v for v in vmids if v not in by_vmid]
+    if missing:
+        raise MicrosegError(f"no guest {', '.join(map(str, missing))} in this cluster ({paths.vmlist})")
+    if not vmids:
+        raise MicrosegError("name the guests: VMID..., --vnet VNET or --all")
+    return [by_vmid[v] for v in vmids]
+
+
+def _record_chain(paths, vmid, chain, dry_run):
+    return configedit.edit(paths, lambda t: yamledit.set_entry(
+        t, ("guests", str(vmid)), {"chain": chain}, merge=True, path=paths.config), dry_run=dry_run)
+
+
+def _forget_chain(paths, vmid):
+    """microseg.yaml's text -> the text without guests: <vmid>: chain:."""
+    def change(text):
+        g = configedit.parse(paths, text).guests.get(vmid)
+        if g is None or g.chain is None:
+            return text
+        if not g.addresses and not g.policy_in:
+            return yamledit.remove_entry(text, ("guests", str(vmid)), path=paths.config)
+        fields = {f"net{i}": list(a) for i, a in g.addresses.items()}
+        if g.policy_in:
+            fields["policy-in"] = g.policy_in
+        return yamledit.set_entry(text, ("guests", str(vmid)), fields, path=paths.config)
+    return change
+
+
+def _one(paths, pvesh, action, guest, ours, settings, dry_run):
+    current = pveconf.guest_config(paths, guest).hookscript
+    chained = settings.chain if settings else None
+    name = paths.hookscript.name
+    step = hookscripts.attach(current, chained, ours, name) if action == "attach" else \
+        hookscripts.detach(current, chained, name)
+    if step.step is Step.REFUSE:
+        raise MicrosegError(f"{step.why} recorded in {paths.config}; detach first or edit "
+                            f"guests: {guest.vmid}: chain:")
+    if step.step is Step.RECORD_AND_SET:
+        recorded = _record_chain(paths, guest.vmid, step.chain, dry_run)
+        try:
+            pvesh.set(guest.api_path, hookscript=step.volume)
+        except MicrosegError as e:
+            if recorded.changed and not dry_run:
+                configedit.edit(paths, lambda t: recorded.old)
+                raise RolledBack(e, f"undone: the chain recorded in {paths.config}") from None
+            raise
+    elif step.step is Step.SET:
+        pvesh.set(guest.api_path, hookscript=step.volume)
+        if action == "detach":
+            configedit.edit(paths, _forget_chain(paths, guest.vmid), dry_run=dry_run)
+    elif step.step is Step.DELETE:
+        pvesh.set(guest.api_path, delete="hookscript")
+    return step.why
+
+
+def attach_or_detach(paths, pvesh, action, guests, storage="local", dry_run=False):
+    """Set (attach) or remove (detach) our hookscript on each guest."""
+    if not dry_run and not node.is_root():
+        raise MicrosegError("only root@pam may set hookscripts: run this as root on a cluster node")
+    ours = f"{storage}:snippets/{paths.hookscript.name}"
+    settings_of = pveconf.config(paths).guests
+    rows, failed = [], False
+    for g in guests:
+        try:
+            result = _one(paths, pvesh, action, g, ours, settings_of.get(g.vmid), dry_run)
+        except MicrosegError as e:
+            result, failed = f"FAILED: {e}", True
+        rows.append({"vmid": g.vmid, "node": g.node, "type": g.type, "result": result})
+    st = pveconf.storages(paths).get(storage)
+    install_on = []
+    if action == "attach" and st is not None and not st.shared:
+        install_on = sorted({r["node"] for r in rows if r["result"].startswith("attached")})
+    data = {"guests": rows, "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "dry-run": dry_run,
+            "storage": storage, "install-on": install_on}
+    return Result(data, ExitCode.ERROR if failed else ExitCode.OK)
+
+
+def sync(paths, environ, vmids):
+    """Write each guest's ipfilter sets now, as its pre-start does."""
+    by_vmid = {g.vmid: g for g in inventory.guests(paths)}
+    synced, warnings = [], []
+    for vmid in vmids:
+        if vmid not in by_vmid:
+            raise MicrosegError(f"no guest {vmid} in this cluster ({paths.vmlist})")
+        out, err = io.StringIO(), io.StringIO()
+        hook = Hook(vmid, "pre-start", environ, paths, out, err, owner_node=by_vmid[vmid].node)
+        try:
+            hook.pre_start(hook.config())
+        finally:
+            warnings += [line.removeprefix(PREFIX).removeprefix("WARNING: ")
+                         for line in err.getvalue().splitlines()]
+        synced.append({"vmid": vmid, "log": [line.removeprefix(PREFIX) for line in out.getvalue().splitlines()]})
+    return Result({"synced": synced}, warnings=warnings)

@@ -1,0 +1,203 @@
+"""Bring this node's nftables table to the configuration: apply, show, the
+ifupdown2 hooks, teardown.
+
+read (pveconf, or the last-good cache) -> decide (policy/plan, ruleset) ->
+one libnftables transaction -> record what is loaded (state).  Only a run
+that loads rules writes state; `show` and `apply --dry-run` change nothing.
+"""
+
+import shutil
+from dataclasses import dataclass, field
+
+from ..model.errors import ConfigError, ExitCode
+from ..policy import plan as planning, protection, ruleset
+from . import inventory
+from .result import Result
+from ..edges import node, pveconf, state
+
+
+@dataclass
+class Source:
+    """The managed bridges as read, and where from."""
+
+    bridges: tuple
+    origin: str                     # "pmxcfs" or "cache"
+    warnings: list = field(default_factory=list)
+    stamp: int = 0                  # state.config_stamp() taken before reading
+
+    def bridge(self, name):
+        return next((b for b in self.bridges if b.name == name), None)
+
+
+def read_live(paths):
+    """The configuration from /etc/pve; ConfigError if invalid."""
+    cfg = pveconf.config(paths)
+    return Source(bridges=cfg.bridges, origin="pmxcfs", warnings=list(cfg.warnings))
+
+
+def read_cached(paths, why):
+    bridges, written = state.load_cache(paths)
+    if bridges is None:
+        return Source(bridges=(), origin="cache", warnings=[
+            f"{why}; no usable cached configuration in {paths.cache} ({written or 'absent'}): "
+            "no bridge is protected until 'pve-microseg apply' runs with /etc/pve available"])
+    return Source(bridges=bridges, origin="cache", warnings=[
+        f"{why}; using the cached configuration from {paths.cache} (written {written})"])
+
+
+def read(paths, fallback_on_error=False):
+    """The managed bridges: live when pmxcfs is mounted, else the cache.
+
+    With fallback_on_error (the ifupdown hooks), an invalid configuration
+    falls back to the last good one instead of leaving bridges open; the
+    error is reported as a warning.  Otherwise ConfigError propagates.
+    """
+    stamp = state.config_stamp(paths)
+    if not node.pmxcfs_mounted(paths):
+        source = read_cached(paths, f"{paths.pve_dir} is not mounted (pmxcfs not running yet?)")
+    else:
+        try:
+            source = read_live(paths)
+        except ConfigError as e:
+            if not fallback_on_error:
+                raise
+            source = read_cached(paths, f"invalid configuration: {e}")
+    source.stamp = stamp
+    return source
+
+
+def remember(paths, source):
+    """After rules from a live configuration loaded: keep it as the last good
+    one.  Returns warnings; a cache that cannot be written never undoes the
+    rules that are loaded."""
+    if source.origin != "pmxcfs":
+        return []
+    try:
+        state.save_cache(paths, source.bridges, str(paths.config))
+    except OSError as e:
+        return [f"cannot save the last good configuration to {paths.cache}: {e.strerror}; the rules are "
+                "loaded, but a boot before pmxcfs is up would find an older one"]
+    return []
+
+
+def environment_warnings(paths):
+    """What makes the hooks not run on this node."""
+    ok, why = node.ifupdown2_runs_scripts(paths)
+    return [] if ok else [why]
+
+
+def plan(paths, source):
+    return planning.plan(source.bridges, state.applied(paths), node.bridges_present(paths))
+
+
+def show(paths):
+    """The desired state of this node, and what is loaded; changes nothing."""
+    source = read(paths)
+    p = plan(paths, source)
+    present = {b.name for b in p.desired} - set(p.absent)
+    loaded = state.applied(paths)
+    data = {
+        "config": str(paths.config),
+        "origin": source.origin,
+        "warnings": source.warnings,
+        "bridges": [dict(b.to_json(), present=b.name in present, loaded=b.name in loaded)
+                    for b in source.bridges],
+        "nftables": p.transaction,
+    }
+    return Result(data, warnings=source.warnings + environment_warnings(paths))
+
+
+def apply(paths, nft_factory, dry_run=False):
+    """Replace this node's table with the desired one in one transaction (with
+    dry_run the kernel only checks it), then record what is loaded."""
+    source = read(paths)
+    p = plan(paths, source)
+    warnings = source.warnings + environment_warnings(paths)
+    if dry_run:
+        nft_factory(dry_run=True).run(p.transaction)
+    else:
+        with state.locked(paths):
+            nft_factory().run(p.transaction)
+            state.record(paths, p.desired, source.stamp)
+        warnings += remember(paths, source)
+    data = {
+        "origin": source.origin,
+        "warnings": source.warnings,
+        "applied": not dry_run,
+        "added": p.added,
+        "removed": p.removed,
+        "changed": [new.name for _, new in p.changed],
+        "unchanged": p.unchanged,
+        "not-on-this-node": p.absent,
+        "bridges": [b.to_json() for b in p.desired],
+        "changes": p.changes(),
+    }
+    return Result(data, warnings=warnings)
+
+
+def sync(paths, source, nft_factory):
+    """Load what changed since the last decision, in one transaction.
+
+    Returns (loaded names, removed names).  Bridges whose model did not
+    change keep their rules untouched (and their counters).
+    """
+    current = state.applied(paths)
+    added, removed, changed, _ = planning.diff(current, source.bridges)
+    load = [source.bridge(n) for n in added] + [new for _, new in changed]
+    if load or removed:
+        nft_factory().run(ruleset.update(load=load, remove=removed))
+    state.record(paths, source.bridges, source.stamp)
+    return sorted(b.name for b in load), removed
+
+
+def hook_up(paths, iface, nft_factory, log):
+    """if-up.d: bring the rules to the configuration, then note IFACE's fate.
+
+    The shell wrapper only gets here when IFACE has no decision yet or a
+    configuration file changed since; one run then settles every bridge.
+    """
+    source = read(paths, fallback_on_error=True)
+    for w in source.warnings:
+        log.warning(w)
+    with state.locked(paths):
+        loaded, removed = sync(paths, source, nft_factory)
+        if source.bridge(iface) is None:
+            state.mark_ignored(paths, iface, source.stamp)
+    for w in remember(paths, source):
+        log.warning(w)
+    for name in loaded:
+        log.info(f"{name}: L2 isolation rules loaded ({source.origin} configuration)")
+    for name in removed:
+        log.info(f"{name}: no longer managed, L2 isolation rules removed")
+
+
+def hook_down(paths, iface, nft_factory, log):
+    """if-down.d: remove the rules of IFACE if any are loaded."""
+    with state.locked(paths):
+        if iface in state.applied(paths):
+            nft_factory().run(ruleset.remove_bridge(iface))
+            state.unmark_applied(paths, iface)
+            log.info(f"{iface}: down, L2 isolation rules removed")
+
+
+def teardown(paths, nft_factory, here, dry_run=False):
+    """Remove our table and forget every decision (package removal); name
+    the guests of this node that lose their L2 isolation."""
+    warnings = []
+    try:
+        managed = pveconf.config(paths).names
+    except ConfigError as e:
+        warnings.append(f"cannot read the configuration ({e}); guests are not named")
+        managed = frozenset()
+    exposed = []
+    for guest, gc, _ in inventory.guest_configs(paths, [g for g in inventory.guests(paths) if g.node == here]):
+        nics = protection.nics_on(gc, managed) if gc is not None else []
+        if nics:
+            exposed.append({"vmid": guest.vmid, "type": guest.type, "nics": [f"{n.key}@{n.bridge}" for n in nics]})
+    if not dry_run:
+        with state.locked(paths):
+            nft_factory().run(ruleset.delete_table())
+            for d in (paths.applied_dir, paths.ignored_dir):
+                shutil.rmtree(d, ignore_errors=True)
+    return Result({"node": here, "dry-run": dry_run, "removed": not dry_run,
+                   "guests-without-l2-isolation": exposed}, ExitCode.OK, warnings)

@@ -1,0 +1,70 @@
+"""`pve-microseg status`: what is protected and what is not, cluster-wide.
+
+Read in bulk from what pmxcfs already holds on this node (microseg.yaml,
+SDN config, .vmlist, every guest config and firewall file, the IPAM), so
+thousands of guests cost file reads, not pvesh calls.  The L2 rules are
+node-local: each other node answers `pve-microseg status --local` over ssh
+(edges/ssh.py).  What counts as a problem is policy/protection.py's.
+"""
+
+from ..edges import node, pveconf, ssh, state
+from ..model.errors import ExitCode, MicrosegError
+from ..policy import protection, ruleset
+from . import inventory
+from .result import Result
+
+
+def loaded_bridges(nft_factory):
+    """The bridges whose chains are in this node's table."""
+    objs = nft_factory().list_table(ruleset.FAMILY, ruleset.TABLE) or []
+    prefix = ruleset.fwd_chain("")
+    return {o["chain"]["name"][len(prefix):] for o in objs
+            if "chain" in o and o["chain"]["name"].startswith(prefix)}
+
+
+def local(paths, nft_factory=None, cfg=None):
+    """This node's L2 state: which managed bridges exist here and carry rules.
+    Without nft_factory (tests, tools without a kernel): what the hooks recorded."""
+    cfg = cfg or pveconf.config(paths)
+    here = node.local_node(paths)
+    if nft_factory is not None:
+        try:
+            loaded, how = loaded_bridges(nft_factory), "nftables"
+        except MicrosegError as e:
+            data = {"node": here, "error": f"cannot read nftables: {e}"}
+            return Result(data, ExitCode.UNPROTECTED)
+    else:
+        loaded, how = set(state.applied(paths)), f"markers in {paths.applied_dir}"
+    bridges = protection.local_bridges(cfg, node.bridges_present(paths), loaded)
+    data = {"node": here, "source": how, "bridges": bridges}
+    return Result(data, ExitCode.UNPROTECTED if protection.local_unprotected(bridges) else ExitCode.OK)
+
+
+def cluster(paths, nft_factory=None, timeout=5.0):
+    """Every managed bridge on every node, every guest on a managed bridge."""
+    sdn = pveconf.sdn(paths)
+    cfg = pveconf.config(paths, sdn)
+    here = node.local_node(paths)
+    ips = pveconf.members(paths)
+    nodes = sorted(ips) or pveconf.cluster_nodes(paths) or [here]
+    answers = ssh.ask_nodes(str(paths.ssh), [n for n in nodes if n != here], timeout, ips)
+    answers[here] = local(paths, nft_factory, cfg).data
+
+    bridge_rows = [protection.bridge_row(b, nodes, answers,
+                                         pveconf.firewall_or_empty(paths.vnet_fw(b.name)) if b.vnet else None)
+                   for b in cfg.bridges]
+    ipam_state = pveconf.ipam(paths)
+    guest_rows = []
+    for guest, gc, error in inventory.guest_configs(paths, inventory.guests(paths)):
+        if error is not None:
+            guest_rows.append(protection.unreadable_guest_row(guest, error))
+            continue
+        row = protection.guest_row(guest, gc, cfg, pveconf.firewall_or_empty(paths.guest_fw(guest.vmid)),
+                                   ipam_state, paths.hookscript.name)
+        if row is not None:
+            guest_rows.append(row)
+    host_fws = {n: pveconf.firewall_or_empty(paths.host_fw(n)) for n in nodes}
+    problems = protection.node_problems(answers, cfg, pveconf.firewall_or_empty(paths.cluster_fw), host_fws)
+    unmanaged = sorted(set(sdn.vnets) - cfg.names)
+    data = protection.report(here, nodes, answers, bridge_rows, unmanaged, guest_rows, problems)
+    return Result(data, ExitCode.UNPROTECTED if data["problems"] else ExitCode.OK)

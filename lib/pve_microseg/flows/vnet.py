@@ -1,0 +1,168 @@
+"""`pve-microseg vnet enable|disable`: a VNet's L2 rules (microseg.yaml) and
+its VNet firewall (through pvesh).
+
+What the VNet firewall gets and what must hold first is policy/vnetfw.py's;
+this module reads the cluster, calls pvesh and edits microseg.yaml.
+"""
+
+from ..edges import pmxcfs, pveconf
+from ..model.errors import ConfigError, MicrosegError, PrerequisiteError, RolledBack
+from ..parse import addresses
+from ..policy import vnetfw, yamledit
+from . import configedit
+from .result import Result
+
+
+def _in_running_config(paths, vnet):
+    running = pveconf.running_sdn(paths)
+    return running is not None and vnet in running.vnets
+
+
+def prerequisites(paths, vnet, enable_datacenter=False, lockout_confirmed=False):
+    cluster = pveconf.firewall(paths.cluster_fw)
+    options = {"enable": cluster.option("enable") or "0"}
+    mgmt = cluster.find("ipset", "management")
+    entries = [l.strip() for l in mgmt.lines if l.strip() and not l.strip().startswith("#")] if mgmt else None
+    hosts = {n: pveconf.firewall(paths.host_fw(n)).option("nftables") == "1" for n in pveconf.cluster_nodes(paths)}
+    return vnetfw.check(options, entries, hosts, _in_running_config(paths, vnet),
+                        enable_datacenter=enable_datacenter, lockout_confirmed=lockout_confirmed)
+
+
+def _apply_sdn(pvesh, report):
+    res = pvesh.set("/cluster/sdn")
+    if res is None:                   # dry run
+        report.append("the SDN apply (pvesh set /cluster/sdn) would run; it applies every pending SDN "
+                      "change and a pending /etc/network/interfaces.new on each node")
+        return
+    ok, status = pvesh.task_result(res["upid"])
+    if not ok:
+        raise MicrosegError(f"the SDN apply failed: {status} (task {res['upid']})")
+    if status != "OK":
+        report.append(f"the SDN apply ended with {status}: a node may not have reloaded its network; "
+                      f"see the task log (pvesh get /nodes/<node>/tasks/{res['upid']}/log)")
+    report.append(f"SDN applied ({res['upid']})")
+
+
+def _rules_path(vnet):
+    return f"/cluster/sdn/vnets/{vnet}/firewall/rules"
+
+
+def _result(vnet, action, pvesh, report, dry_run):
+    return Result({"vnet": vnet, "action": action, "dry-run": dry_run,
+                   "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "notes": report})
+
+
+def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enable_datacenter=False,
+           lockout_confirmed=False, dry_run=False):
+    """Record, then rules, then DROP last: the VNet is never on DROP without
+    its ACCEPT rules.  A failure undoes what this run did and says so."""
+    if not (_in_running_config(paths, vnet) or vnet in pveconf.pending_vnets(paths)):
+        raise ConfigError(paths.sdn_vnets, None, vnet, f"no SDN VNet {vnet!r} (pending or running)")
+    report = []
+    pre = prerequisites(paths, vnet, enable_datacenter, lockout_confirmed)
+    if apply_sdn:
+        pre = pre.without(vnetfw.Need.NOT_APPLIED)
+    if pre.problems:
+        raise PrerequisiteError("nothing was changed:\n" + "\n".join(
+            f"  - {p.what}\n    fix: {p.how}" for p in pre.problems))
+    report += [n.what for n in pre.notes]
+    macs = [addresses.parse_mac(m) for m in gateway_macs]
+    current_opts = pvesh.get(f"/cluster/sdn/vnets/{vnet}/firewall/options") or {}
+    turn_on_dc = enable_datacenter and pre.notes_of(vnetfw.Need.TURN_ON_DATACENTER)
+
+    def record(text):
+        spec = configedit.parse(paths, text).bridge(vnet)
+        if spec is None and not macs:
+            raise MicrosegError(f"{vnet} is not in {paths.config} yet: give its router's MAC with "
+                                "--gateway-mac (several for VRRP)")
+        fields = {}
+        if macs:
+            fields["gateway-mac"] = macs
+        if spec is None or spec.vnet_firewall_before is None:
+            before = {"enable": current_opts.get("enable", ""),
+                      "policy_forward": current_opts.get("policy_forward", ""),
+                      "added-bridge": "false" if spec else "true"}
+            if turn_on_dc:
+                before["enabled-datacenter-firewall"] = "true"
+            fields["vnet-firewall-before"] = before
+        if not fields:
+            return text
+        return yamledit.set_entry(text, ("bridges", vnet), fields, merge=True, path=paths.config)
+
+    edit = configedit.edit(paths, record, dry_run=dry_run)
+    if edit.changed:
+        report.append(("would change" if dry_run else "changed") + f" {paths.config}:\n" + edit.diff())
+    created = []
+    try:
+        if apply_sdn:
+            _apply_sdn(pvesh, report)
+        have = vnetfw.ours(pvesh.get(_rules_path(vnet)))
+        for rule in vnetfw.desired(vnet, allow):
+            if rule.name not in have:
+                pvesh.create(_rules_path(vnet), **rule.api_params())
+                created.append(rule.name)
+        if str(current_opts.get("enable", "")) != "1" or current_opts.get("policy_forward") != "DROP":
+            pvesh.set(f"/cluster/sdn/vnets/{vnet}/firewall/options", enable=1, policy_forward="DROP")
+        if turn_on_dc:
+            pvesh.set("/cluster/firewall/options", enable=1)
+    except MicrosegError as e:
+        if dry_run:
+            raise
+        raise RolledBack(e, _undo(paths, pvesh, vnet, created, edit)) from None
+    return _result(vnet, "enable", pvesh, report, dry_run)
+
+
+def _undo(paths, pvesh, vnet, created, edit):
+    """Best effort: remove the rules this run created, put microseg.yaml back."""
+    notes = []
+    try:
+        have = vnetfw.ours(pvesh.get(_rules_path(vnet)))
+        for pos in sorted((p for n in created for p in have.get(n, [])), reverse=True):
+            pvesh.delete(f"{_rules_path(vnet)}/{pos}")
+        if created:
+            notes.append(f"removed the {len(created)} rule(s) this run had added")
+        if edit.changed:
+            configedit.edit(paths, lambda text: edit.old)
+            notes.append(f"restored {paths.config}")
+    except MicrosegError as e:
+        notes.append(f"could not undo everything ({e}); run 'pve-microseg vnet disable {vnet}'")
+    return "undone: " + ("; ".join(notes) or "nothing had changed")
+
+
+def disable(paths, pvesh, vnet, dry_run=False):
+    """Options back first, then our rules out: never DROP without the ACCEPT rules."""
+    report = []
+    spec = configedit.parse(paths, pmxcfs.read_file(paths.config)).bridge(vnet)
+    before = (spec.vnet_firewall_before if spec else None) or {}
+    have = vnetfw.ours(pvesh.get(_rules_path(vnet)))
+    if not before:
+        if have:
+            raise MicrosegError(
+                f"{paths.config} has no record (vnet-firewall-before) of {vnet}'s VNet firewall options "
+                "before 'vnet enable', so removing its pve-microseg rules could leave the VNet dropping "
+                f"everything; set the options by hand (pvesh set /cluster/sdn/vnets/{vnet}/firewall/options "
+                "--enable 0 or --policy_forward ACCEPT), then run 'vnet disable' again")
+        report.append(f"{vnet}: nothing of 'vnet enable' to undo")
+        return _result(vnet, "disable", pvesh, report, dry_run)
+    restore, delete = {}, []
+    for key in ("enable", "policy_forward"):
+        if before.get(key):
+            restore[key] = before[key]
+        else:
+            delete.append(key)
+    pvesh.set(f"/cluster/sdn/vnets/{vnet}/firewall/options", delete=",".join(delete) or None, **restore)
+    for pos in sorted((p for positions in have.values() for p in positions), reverse=True):
+        pvesh.delete(f"{_rules_path(vnet)}/{pos}")
+    if before.get("enabled-datacenter-firewall") == "true":
+        report.append("'vnet enable' had turned the datacenter firewall on; it stays on (other guests may rely "
+                      "on it): pvesh set /cluster/firewall/options --enable 0 turns it off")
+
+    def forget(text):
+        if before.get("added-bridge") == "true":
+            return yamledit.remove_entry(text, ("bridges", vnet), path=paths.config)
+        return yamledit.remove_key(text, ("bridges", vnet), "vnet-firewall-before", path=paths.config)
+
+    edit = configedit.edit(paths, forget, dry_run=dry_run)
+    if edit.changed:
+        report.append(("would change" if dry_run else "changed") + f" {paths.config}:\n" + edit.diff())
+    return _result(vnet, "disable", pvesh, report, dry_run)

@@ -1,0 +1,215 @@
+"""/etc/pve/microseg.yaml: its schema, parsed and validated with line numbers (pure).
+
+    bridges:
+      web:                                  # an SDN VNet or a Linux bridge
+        gateway-mac: 00:00:5e:00:01:64      # one, or a list (VRRP/anycast)
+        gateway-ip: [10.100.0.1, 2001:db8:100::1]   # VNets: default = subnet gateways
+    hookscript: {on-failure: fail-closed, strict: true, chain: ..., policy-in: ...}
+    guests:
+      101: {net0: [10.100.0.50], chain: ..., policy-in: ...}
+
+PyYAML costs ~15 ms to import, a quarter of the guest hookscript's budget:
+only this module and policy/yamledit.py import it, and the hookscript reads
+the parsed form from a cache keyed by the file's text (edges/state.py).
+"""
+
+import ipaddress
+import re
+
+import yaml
+
+from ..model.config import BridgeSpec, Document, GuestSettings, HookscriptSettings
+from ..model.errors import ConfigError
+from . import addresses
+from .names import check_ifname
+from .yamlnodes import compose, line_of as _line
+
+TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests")
+BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "vnet-firewall-before")
+VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge", "enabled-datacenter-firewall")
+HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
+GUEST_KEYS = ("net<N>", "chain", "policy-in")
+
+_NET_KEY = re.compile(r"^net([0-9]|[12][0-9]|3[01])$")
+_POLICIES = ("ACCEPT", "DROP", "REJECT")
+
+
+def _parse_network(text):
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a subnet (expected CIDR like 10.100.0.0/24)") from None
+
+
+def _parsed(items, parse, path, field_name):
+    out = []
+    many = len(items) > 1
+    for i, (text, line) in enumerate(items):
+        try:
+            out.append((parse(text), line))
+        except ValueError as e:
+            raise ConfigError(path, line, f"{field_name}[{i}]" if many else field_name,
+                              str(e)) from None
+    return out
+
+
+def _scalars(node, path, field_name):
+    """A scalar or a sequence of scalars -> [(text, line)]."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.value == "" or node.tag == "tag:yaml.org,2002:null":
+            return []
+        return [(node.value, _line(node))]
+    if isinstance(node, yaml.SequenceNode):
+        out = []
+        for i, item in enumerate(node.value):
+            if not isinstance(item, yaml.ScalarNode):
+                raise ConfigError(path, _line(item), f"{field_name}[{i}]",
+                                  "expected an address, got a nested structure")
+            out.append((item.value, _line(item)))
+        return out
+    raise ConfigError(path, _line(node), field_name, "expected an address or a list of addresses")
+
+
+def _mapping(node, path, field_name):
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(path, _line(node), field_name, "expected a mapping (key: value)")
+    seen = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            raise ConfigError(path, _line(key), field_name, "keys must be plain names")
+        if key.value in seen:
+            raise ConfigError(path, _line(key), f"{field_name}.{key.value}" if field_name else key.value,
+                              f"duplicate key (first on line {seen[key.value]})")
+        seen[key.value] = _line(key)
+    return node.value
+
+
+def _unknown(key, allowed, path, field_name):
+    raise ConfigError(path, _line(key), field_name,
+                      f"unknown key {key.value!r} (expected one of: {', '.join(allowed)})")
+
+
+def parse_document(text, path="microseg.yaml"):
+    """Parse microseg.yaml -> Document.  Raises ConfigError."""
+    root = compose(text, path)
+    doc = Document()
+    if root is None:
+        return doc
+    for key, value in _mapping(root, path, ""):
+        if key.value == "bridges":
+            doc.bridges.extend(_bridges(value, path))
+        elif key.value == "hookscript":
+            doc = Document(bridges=doc.bridges, hookscript=_hookscript(value, path), guests=doc.guests)
+        elif key.value == "guests":
+            doc.guests.update(_guests(value, path))
+        else:
+            _unknown(key, TOP_LEVEL_KEYS, path, key.value)
+    return doc
+
+
+def _bridges(node, path):
+    specs = []
+    for bkey, bvalue in _mapping(node, path, "bridges"):
+        name = check_ifname(bkey.value, path, _line(bkey), f"bridges.{bkey.value}")
+        spec = BridgeSpec(name=name, path=str(path), line=_line(bkey),
+                          mac_field=f"bridges.{name}.gateway-mac",
+                          ip_field=f"bridges.{name}.gateway-ip")
+        for pkey, pvalue in _mapping(bvalue, path, f"bridges.{name}"):
+            fname = f"bridges.{name}.{pkey.value}"
+            if pkey.value == "isolate-ports":
+                spec.isolate_ports = _flag(pvalue, path, fname)
+                continue
+            if pkey.value == "vnet-firewall-before":
+                before = {}
+                for k, v in _mapping(pvalue, path, fname):
+                    if k.value not in VNET_FIREWALL_BEFORE_KEYS or not isinstance(v, yaml.ScalarNode):
+                        _unknown(k, VNET_FIREWALL_BEFORE_KEYS, path, f"{fname}.{k.value}")
+                    before[k.value] = v.value
+                spec.vnet_firewall_before = before
+                continue
+            items = _scalars(pvalue, path, fname)
+            if pkey.value == "gateway-mac":
+                spec.macs += _parsed(items, addresses.parse_mac, path, fname)
+            elif pkey.value == "gateway-ip":
+                spec.ips += _parsed(items, addresses.parse_ip, path, fname)
+                spec.ips_given = True
+            elif pkey.value == "subnets":
+                spec.subnets += _parsed(items, _parse_network, path, fname)
+            else:
+                _unknown(pkey, BRIDGE_KEYS, path, fname)
+        specs.append(spec)
+    return specs
+
+
+def _scalar(node, path, field_name, expected):
+    if not isinstance(node, yaml.ScalarNode) or node.value == "":
+        raise ConfigError(path, _line(node), field_name, f"expected {expected}")
+    return node.value
+
+
+def _flag(node, path, field_name):
+    value = _scalar(node, path, field_name, "true or false").lower()
+    if value not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        raise ConfigError(path, _line(node), field_name, f"{node.value!r} is not true or false")
+    return value in ("true", "yes", "on", "1")
+
+
+def _choice(node, path, field_name, choices):
+    value = _scalar(node, path, field_name, "one of " + ", ".join(choices))
+    norm = value.upper() if choices == _POLICIES else value
+    if norm not in choices:
+        raise ConfigError(path, _line(node), field_name,
+                          f"{value!r} is not one of: {', '.join(choices)}")
+    return norm
+
+
+def _chain(node, path, field_name):
+    value = _scalar(node, path, field_name, "a hookscript (volume id like local:snippets/x.sh, or a path)")
+    if not (value.startswith("/") or re.match(r"^[A-Za-z][A-Za-z0-9_.-]*:snippets/[^/]+$", value)):
+        raise ConfigError(path, _line(node), field_name,
+                          f"{value!r} is neither an absolute path nor a snippets volume id "
+                          "(<storage>:snippets/<file>)")
+    return value
+
+
+def _hookscript(node, path):
+    kw = {}
+    for key, value in _mapping(node, path, "hookscript"):
+        fname = f"hookscript.{key.value}"
+        if key.value == "on-failure":
+            kw["on_failure"] = _choice(value, path, fname, ("fail-closed", "fail-open"))
+        elif key.value == "strict":
+            kw["strict"] = _flag(value, path, fname)
+        elif key.value == "chain":
+            kw["chain"] = _chain(value, path, fname)
+        elif key.value == "policy-in":
+            kw["policy_in"] = _choice(value, path, fname, _POLICIES)
+        else:
+            _unknown(key, HOOKSCRIPT_KEYS, path, fname)
+    return HookscriptSettings(**kw)
+
+
+def _guests(node, path):
+    out = {}
+    for gkey, gvalue in _mapping(node, path, "guests"):
+        if not gkey.value.isdigit() or not 100 <= int(gkey.value) <= 999999999:
+            raise ConfigError(path, _line(gkey), f"guests.{gkey.value}",
+                              "expected a VMID (100-999999999)")
+        vmid = int(gkey.value)
+        addrs, kw = {}, {}
+        for key, value in _mapping(gvalue, path, f"guests.{vmid}"):
+            fname = f"guests.{vmid}.{key.value}"
+            m = _NET_KEY.match(key.value)
+            if m:
+                items = _scalars(value, path, fname)
+                addrs[int(m.group(1))] = tuple(str(a) for a, _ in _parsed(items, addresses.parse_ip, path, fname))
+            elif key.value == "chain":
+                kw["chain"] = _chain(value, path, fname)
+            elif key.value == "policy-in":
+                kw["policy_in"] = _choice(value, path, fname, _POLICIES)
+            else:
+                _unknown(key, GUEST_KEYS, path, fname)
+        out[vmid] = GuestSettings(vmid=vmid, source=f"{path}:{_line(gkey)}", addresses=addrs, **kw)
+    return out

@@ -1,0 +1,81 @@
+"""Parse Proxmox SDN configuration: which VNets exist and their subnets.
+
+The applied state is `/etc/pve/sdn/.running-config` (JSON, written by an SDN
+apply); the bridges on a node come from it, so it is preferred.  Before the
+first apply only the pending SectionConfig files exist (`vnets.cfg`,
+`subnets.cfg`); they are read as a fallback.
+"""
+
+import ipaddress
+import json
+import re
+
+from ..model.errors import SdnConfigError
+from ..model.sdn import SdnConfig, Subnet
+from .sectionconfig import parse_section_config
+
+
+_SUBNET_ID = re.compile(r"^([A-Za-z][A-Za-z0-9]*)-(.+)-(\d{1,3})$")
+
+
+def parse_subnet_id(subnet_id):
+    """`myzone-10.0.0.0-24` -> IPv4Network('10.0.0.0/24'); None if malformed."""
+    m = _SUBNET_ID.match(subnet_id)
+    if not m:
+        return None
+    try:
+        return ipaddress.ip_network(f"{m.group(2)}/{m.group(3)}", strict=False)
+    except ValueError:
+        return None
+
+
+def _subnet(path, line, subnet_id, props, lines=None):
+    lines = lines or {}
+    network = parse_subnet_id(subnet_id)
+    if network is None:
+        raise SdnConfigError(path, line, f"subnet {subnet_id}",
+                             "id is not <zone>-<address>-<prefix length>")
+    vnet = props.get("vnet")
+    if not vnet:
+        raise SdnConfigError(path, line, f"subnet {subnet_id}", "has no 'vnet'")
+    gateway = props.get("gateway")
+    if gateway not in (None, ""):
+        try:
+            gateway = ipaddress.ip_address(str(gateway))
+        except ValueError:
+            raise SdnConfigError(path, lines.get("gateway", line), f"subnet {subnet_id}.gateway",
+                                 f"{gateway!r} is not an IP address") from None
+    else:
+        gateway = None
+    return Subnet(id=subnet_id, vnet=str(vnet), network=network, gateway=gateway)
+
+
+def parse_running_config(text, path=".running-config"):
+    """Parse the JSON of `/etc/pve/sdn/.running-config`."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise SdnConfigError(path, getattr(e, "lineno", None), None,
+                             f"not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise SdnConfigError(path, None, None, "expected a JSON object")
+
+    def ids(section):
+        value = (data.get(section) or {}).get("ids") or {}
+        if not isinstance(value, dict):
+            raise SdnConfigError(path, None, f"{section}.ids", "expected an object")
+        return value
+
+    vnets = frozenset(ids("vnets"))
+    subnets = tuple(_subnet(path, None, sid, props if isinstance(props, dict) else {})
+                    for sid, props in sorted(ids("subnets").items()))
+    return SdnConfig(vnets=vnets, subnets=subnets, source=str(path))
+
+
+def parse_pending_config(vnets_text, subnets_text, vnets_path, subnets_path):
+    vnets = frozenset(sec.id for sec in parse_section_config(vnets_text, vnets_path, SdnConfigError)
+                      if sec.type == "vnet")
+    subnets = tuple(_subnet(subnets_path, sec.line, sec.id, sec.props, sec.lines)
+                    for sec in parse_section_config(subnets_text, subnets_path, SdnConfigError)
+                    if sec.type == "subnet")
+    return SdnConfig(vnets=vnets, subnets=subnets, source=str(subnets_path))

@@ -1,0 +1,34 @@
+"""pmxcfs's status files `/etc/pve/.vmlist` and `/etc/pve/.members` (pure).
+
+    .vmlist:  {"version": N, "ids": {"101": {"node": "pve1", "type": "qemu", "version": 3}}}
+    .members: {"nodename": "pve1", "version": N, "cluster": {...},
+               "nodelist": {"pve1": {"id": 1, "online": 1, "ip": "192.0.2.11"}}}
+"""
+
+import json
+
+from ..model.errors import ConfigError
+from ..model.guest import Guest
+
+
+def parse_vmlist(text, path=".vmlist"):
+    """{vmid: Guest}; entries that are not a qemu/lxc guest are skipped."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(path, None, None, f"cannot read: {e}") from None
+    ids = data.get("ids") if isinstance(data, dict) else None
+    out = {}
+    for vmid, info in (ids if isinstance(ids, dict) else {}).items():
+        if vmid.isdigit() and isinstance(info, dict) and info.get("type") in ("qemu", "lxc"):
+            out[int(vmid)] = Guest(int(vmid), info.get("node", ""), info["type"])
+    return out
+
+
+def parse_members(text):
+    """{node: ip or None}; {} when the text is not what pmxcfs writes."""
+    try:
+        data = json.loads(text)
+        return {n: (info or {}).get("ip") for n, info in (data.get("nodelist") or {}).items()}
+    except (ValueError, AttributeError, TypeError):
+        return {}

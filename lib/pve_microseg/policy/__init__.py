@@ -1,0 +1,7 @@
+"""Policy: every decision pve-microseg makes, as pure functions of the model.
+
+Resolve bridges against SDN, the nftables ruleset, what a run changes, each
+guest's anti-spoofing sets and .fw edit, the VNet firewall and its
+prerequisites, the firewall linter and strict checker, microseg.yaml edits,
+what status reports.  No I/O: testable without root, kernel or Proxmox.
+"""

@@ -1,0 +1,265 @@
+"""Which addresses each NIC of a guest may send from, and the .fw edit (pure).
+
+A guest is ours when one of its NICs is plugged into a bridge pve-microseg
+manages, or when microseg.yaml lists addresses for one of its NICs
+(`guests: <vmid>: net<N>: [...]`).  `ipfilter: 1` then applies to the whole
+guest -- every NIC with `firewall=1` is filtered, and one without a set would
+be left with its link-local address only -- so every `firewall=1` NIC of the
+guest gets a set.  A NIC's addresses come from, in this order:
+
+1. microseg.yaml `guests: <vmid>: net<N>` -- the operator's word; when
+   present it is the whole list (nothing is added from 2-4);
+2. otherwise the union of
+   2. the SDN IPAM (pve-ipam-state.json, or the legacy priv/ipam.db), by
+      VMID and MAC;
+   3. a VM's cloud-init `ipconfig<N>` static `ip=`/`ip6=`;
+   4. a container's static `ip=`/`ip6=` on `net<N>`;
+
+and always the NIC's EUI-64 IPv6 link-local (without it IPv6 neighbour
+discovery breaks under proxmox-firewall, which adds nothing implicitly).
+Only host addresses are written, never a prefix.
+
+2-4 can be edited by whoever may edit the guest's config, so they are
+checked: never a gateway's address, never outside the managed bridge's
+subnets, never an address IPAM gives to another guest; a NIC may not carry a
+gateway's MAC.
+
+`strict` (default) turns every problem into a refusal to start: a filtered
+NIC with `firewall=0` (Proxmox filters nothing on it), a NIC with no known
+address besides its link-local, a rejected address, the datacenter firewall
+off.  Without `strict` they are warnings; a rejected address is left out,
+and a NIC without a known address passes only link-local traffic.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum
+
+from ..model.errors import FirewallFileError
+from ..parse import addresses, fwfile
+
+# [I] reference c.6: proxmox-firewall's guest config parser knows only these
+# models and net0..net30
+NFT_KNOWN_MODELS = ("virtio", "e1000", "rtl8139", "vmxnet3", "veth")
+NFT_MAX_NIC = 30
+IPFILTER_MARK = "# ipfilter: 1 below is set by pve-microseg (removed with its last set)"
+_TRUE = ("1", "true", "yes", "on")          # proxmox-firewall's booleans (case-insensitive)
+
+
+@dataclass(frozen=True)
+class NicPlan:
+    nic: object              # guestconf.Nic
+    why: str                 # why it is filtered
+    addresses: tuple         # strings, as written into the set
+    sources: tuple           # where the addresses came from
+
+    @property
+    def set_name(self):
+        return f"ipfilter-net{self.nic.index}"
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    vmid: int
+    nics: tuple              # NicPlan
+    refusals: tuple          # reasons the start must be refused (strict policy)
+    warnings: tuple
+
+
+def _sorted(addrs):
+    ips = {ipaddress.ip_address(a) for a in addrs}
+    return tuple(str(ip) for ip in sorted(ips, key=lambda ip: (ip.version, ip.is_link_local, int(ip))))
+
+
+def _reason(nic, managed, given, settings, vmid):
+    if nic.bridge in managed:
+        return f"on managed bridge {nic.bridge}"
+    if given is not None:
+        return f"listed in {settings.source.rsplit(':', 1)[0]} (guests.{vmid}.{nic.key})"
+    return None
+
+
+def _check_address(ip, nic, bridge, gateways, ipam, vmid):
+    """Why a guest-supplied address may not go into the set, or None."""
+    addr = ipaddress.ip_address(ip)
+    if addr in gateways:
+        return f"{ip} is a gateway address"
+    if bridge is not None and bridge.subnets and not addr.is_link_local and not any(
+            addr.version == n.version and addr in n for n in bridge.subnets):
+        return f"{ip} is outside the subnets of {bridge.name} ({', '.join(map(str, bridge.subnets))})"
+    owner = ipam.owner(ip)
+    if owner is not None and owner != str(vmid):
+        return f"{ip} belongs to guest {owner} in the IPAM"
+    return None
+
+
+def plan(guest, cfg, ipam, cluster_firewall_on=True):
+    """GuestConfig + config.Config + ipam.IpamState -> GuestPlan."""
+    bridges, gateways, gateway_macs = cfg.bridge_map, cfg.gateway_ips, cfg.gateway_macs
+    settings = cfg.guests.get(guest.vmid)
+    given_of = {n.index: (settings.addresses.get(n.index) if settings else None) for n in guest.nics}
+    ours = any(_reason(n, bridges, given_of[n.index], settings, guest.vmid) for n in guest.nics)
+    problems, warnings, nics = [], list(guest.warnings), []
+
+    for nic in guest.nics:
+        if guest.type == "qemu" and nic.model not in NFT_KNOWN_MODELS:
+            warnings.append(f"{nic.key}: NIC model {nic.model}: proxmox-firewall (nftables) is reported "
+                            "not to know this model and may fail to load this guest's firewall")
+    if not ours:
+        return GuestPlan(vmid=guest.vmid, nics=(), refusals=(), warnings=tuple(warnings))
+    if not cluster_firewall_on:
+        problems.append("the datacenter firewall is off (cluster.fw has no 'enable: 1'): Proxmox applies "
+                        "no guest firewall, so ipfilter sets have no effect")
+
+    for nic in guest.nics:
+        given = given_of[nic.index]
+        why = _reason(nic, bridges, given, settings, guest.vmid)
+        if why is None:
+            if not nic.firewall:
+                continue        # no firewall on this NIC: ipfilter does not touch it
+            why = f"firewall=1 on {nic.bridge or 'no bridge'}; ipfilter: 1 applies to every NIC of the guest"
+        if nic.mac in gateway_macs:
+            problems.append(f"{nic.key} has the MAC address {nic.mac} of a gateway")
+        if nic.index > NFT_MAX_NIC:
+            warnings.append(f"{nic.key}: proxmox-firewall knows only net0..net30")
+        bridge = bridges.get(nic.bridge)
+        if given is not None:
+            found, sources = list(given), [f"microseg.yaml guests.{guest.vmid}.{nic.key}"]
+            bad = [ip for ip in found if ipaddress.ip_address(ip) in gateways]
+            for ip in bad:
+                problems.append(f"{nic.key}: {ip} in microseg.yaml guests.{guest.vmid}.{nic.key} "
+                                "is a gateway address")
+            found = [ip for ip in found if ip not in bad]
+        else:
+            found, sources = [], []
+            for source, ips in (("IPAM", ipam.addresses(guest.vmid, nic.mac)), (nic.static_from, nic.static)):
+                kept = []
+                for ip in ips:
+                    why_not = _check_address(ip, nic, bridge, gateways, ipam, guest.vmid)
+                    if why_not:
+                        problems.append(f"{nic.key}: {why_not} (from {source}); left out")
+                    else:
+                        kept.append(ip)
+                if kept:
+                    found += kept
+                    sources.append(source)
+        link_local = str(addresses.eui64_link_local(nic.mac))
+        nics.append(NicPlan(nic=nic, why=why, addresses=_sorted(found + [link_local]),
+                            sources=tuple(sources)))
+        if not nic.firewall:
+            problems.append(f"{nic.key} ({why}) has firewall=0: Proxmox applies no filter to it, "
+                            f"so its ipfilter set has no effect (set firewall=1 on {nic.key})")
+        if not found:
+            how = ("add it to an IPAM, a static cloud-init ipconfig" if guest.type == "qemu"
+                   else "set a static ip=/ip6= on the NIC, add it to an IPAM")
+            problems.append(f"{nic.key} ({why}): no address is known for MAC {nic.mac} ({how}, or list "
+                            f"it under guests: {guest.vmid}: {nic.key}: in microseg.yaml); only its "
+                            f"link-local {link_local} would pass")
+    strict = cfg.hookscript.strict
+    return GuestPlan(vmid=guest.vmid, nics=tuple(nics), refusals=tuple(problems) if strict else (),
+                     warnings=tuple(warnings) + (() if strict else tuple(problems)))
+
+
+# ------------------------------------------------------------------ the file
+
+class Edit(Enum):
+    SET_WRITTEN = "set written"          # an ipfilter set of ours written (new or changed)
+    SET_KEPT = "set kept"                # an operator's set of the same name, left alone
+    SET_REMOVED = "set removed"          # a set of ours for a NIC no longer filtered
+    OPTION = "option"                    # enable / ipfilter / policy_in
+
+
+@dataclass(frozen=True)
+class FwChange:
+    """One change edit_fw made to a guest's .fw file."""
+
+    kind: Edit
+    nic: int                             # the NIC index, for the set edits
+    message: str                         # for the task log
+
+    def __str__(self):
+        return self.message
+
+
+def firewall_on(fw):
+    """Whether either parser sees `enable` on: pve-firewall takes the last line
+    of the key in any case, value 0/1; proxmox-firewall the exact key
+    `enable` (spaces around ':' trimmed) with a boolean in any spelling."""
+    lines = fw.option_lines("enable")
+    perl = bool(lines) and lines[-1][3] == "1"
+    rust = any(key == "enable" and value.lower() in _TRUE for _, _, key, value in lines)
+    return perl or rust
+
+
+def _canonical(fw, key):
+    """True if the file holds exactly one `key: 1` line, as both parsers read it."""
+    lines = fw.option_lines(key)
+    return len(lines) == 1 and lines[0][0].lines[lines[0][1]].rstrip("\r\n") == f"{key}: 1"
+
+
+def edit_fw(text, guest_plan, settings, guest_settings=None):
+    """The new text of `<vmid>.fw` and a list of what changed (for the task log).
+
+    Our sets are replaced in place; a set of the same name without our
+    marker is the operator's and is left alone; our sets for NICs that are
+    no longer filtered are removed.  `ipfilter: 1` and `enable: 1` are made
+    the one line of their key (both parsers then agree); when the firewall
+    was off, `policy_in` is set (unless the operator set one) so that turning
+    it on does not silently drop inbound traffic.  `ipfilter: 1` added by us
+    carries a comment line and goes again with our last set.
+    """
+    if "\r" in text:
+        raise FirewallFileError("the file has CR (Windows) line endings: pve-firewall cannot read its "
+                                "section headers; convert it to LF (dos2unix) and start the guest again")
+    fw = fwfile.parse(text)
+    changes = []
+    existing = fw.ipfilter_sets()
+    wanted = {p.nic.index for p in guest_plan.nics}
+    for p in guest_plan.nics:
+        old = existing.get(p.nic.index)
+        if old is not None and not old.managed:
+            changes.append(FwChange(Edit.SET_KEPT, p.nic.index,
+                                    f"{p.set_name}: kept as is (written by hand: no '# {fwfile.MARKER}' on its header)"))
+            continue
+        if fw.put_ipset(p.set_name, p.addresses):
+            changes.append(FwChange(Edit.SET_WRITTEN, p.nic.index, f"{p.set_name} = {', '.join(p.addresses)}"))
+    for index, section in sorted(existing.items()):
+        if index not in wanted and section.managed:
+            fw.remove_section(section)
+            changes.append(FwChange(Edit.SET_REMOVED, index,
+                                    f"ipfilter-net{index}: removed (net{index} is no longer filtered)"))
+    if not guest_plan.nics:
+        if not any(s.managed for s in fw.ipsets()) and _remove_mark(fw):
+            fw.remove_option("ipfilter")
+            changes.append(FwChange(Edit.OPTION, None, "ipfilter: removed (pve-microseg had set it)"))
+        return fw.render(), changes
+    if not firewall_on(fw):
+        fw.set_option("enable", "1")
+        changes.append(FwChange(Edit.OPTION, None, "enable: 1 (the guest firewall was off)"))
+        policy = (guest_settings.policy_in if guest_settings and guest_settings.policy_in
+                  else settings.policy_in)
+        if not fw.option_lines("policy_in") and policy:
+            fw.set_option("policy_in", policy)
+            changes.append(FwChange(Edit.OPTION, None, f"policy_in: {policy} (keeps inbound traffic as it "
+                                    "was before the firewall was turned on)"))
+    elif not _canonical(fw, "enable"):
+        fw.set_option("enable", "1")
+        changes.append(FwChange(Edit.OPTION, None, "enable: 1 (rewritten so that both firewall backends read it)"))
+    if not _canonical(fw, "ipfilter"):
+        new = fw.option("ipfilter") is None
+        fw.set_option("ipfilter", "1")
+        if new:
+            section, i, _, _ = fw.option_lines("ipfilter")[0]
+            section.lines.insert(i, IPFILTER_MARK + "\n")
+        changes.append(FwChange(Edit.OPTION, None, "ipfilter: 1"))
+    return fw.render(), changes
+
+
+def _remove_mark(fw):
+    for section in fw.sections:
+        if section.kind == "options":
+            for i, line in enumerate(section.lines):
+                if line.rstrip("\r\n") == IPFILTER_MARK:
+                    del section.lines[i]
+                    return True
+    return False

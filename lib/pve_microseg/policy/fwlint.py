@@ -1,0 +1,278 @@
+"""`pve-microseg check`: a linter for the cluster's firewall configuration (pure).
+
+Input: the firewall files as text (cluster.fw, each node's host.fw, each
+guest's <vmid>.fw, each sdn/firewall/<vnet>.fw) and which nodes run the
+nftables backend.  Output: findings, each with file, line, severity and a
+message that says what to do.
+
+* error: a file proxmox-firewall's strict parser rejects (fwstrict; one such
+  file freezes the firewall of a whole node); a VNet firewall that is on
+  while a node lacks the nftables backend (it does nothing there);
+* warning: a rule that can never match because an earlier enabled rule in the
+  same file and direction matches everything it would (the classic "ACCEPT
+  tcp 80" before "DROP tcp 80 from 10.0.0.0/8"); a reference to an alias or
+  ipset that is not declared; an ipfilter-net<N> entry with a prefix, which
+  admits a whole subnet as source; a datacenter firewall that is on with
+  policy_in DROP and no management IP set (lockout risk);
+* info: disabled rules (`|`).
+
+Shadowing is decided conservatively: only when every field of the earlier
+rule provably covers the later one (no restriction, the same value, a
+containing network or port range); macros, sets and aliases compare equal
+only to themselves.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ..parse import fwfile
+from . import fwstrict
+
+_OPT_ALIASES = {"-i": "iface", "-source": "source", "-dest": "dest", "-p": "proto", "--proto": "proto",
+                "-dport": "dport", "--dport": "dport", "-sport": "sport", "--sport": "sport",
+                "-icmp-type": "icmp-type", "--icmp-type": "icmp-type", "-log": "log", "--log": "log",
+                "--source": "source", "--dest": "dest", "--i": "iface"}
+_MACRO = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\((ACCEPT|DROP|REJECT)\)$", re.I)
+_NAME_REF = re.compile(r"^(?:(dc|guest)/)?([A-Za-z][A-Za-z0-9_-]*)$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    severity: str          # error, warning, info
+    message: str
+
+    def __str__(self):
+        return f"{self.file}:{self.line}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    line: int
+    text: str
+    enabled: bool
+    direction: str         # IN, OUT, FORWARD, GROUP
+    action: str            # ACCEPT, DROP, REJECT, or the group name
+    macro: str = None
+    options: tuple = ()    # ((name, value), ...)
+
+    def get(self, name):
+        return dict(self.options).get(name)
+
+
+def parse_rule(line_no, line):
+    """One [RULES] line -> Rule, or None if it is not a rule we understand."""
+    body = line.split("#", 1)[0].strip()
+    enabled = not body.startswith("|")
+    tokens = body.lstrip("|").split()
+    if len(tokens) < 2:
+        return None
+    direction, action = tokens[0].upper(), tokens[1]
+    macro = None
+    m = _MACRO.match(action)
+    if m:
+        macro, action = m.group(1), m.group(2).upper()
+    elif direction != "GROUP":
+        action = action.upper()
+    opts, rest = [], tokens[2:]
+    while len(rest) >= 2:
+        name = _OPT_ALIASES.get(rest[0])
+        if name is None:
+            return None
+        opts.append((name, rest[1]))
+        rest = rest[2:]
+    if rest:
+        return None
+    return Rule(line_no, line.rstrip("\n"), enabled, direction, action, macro, tuple(opts))
+
+
+# ------------------------------------------------------------ coverage
+
+def _networks(value):
+    """A list of networks for a literal address list, or None (sets, aliases, ranges)."""
+    out = []
+    for part in value.split(","):
+        try:
+            out.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            return None
+    return out
+
+
+def _ports(value):
+    """A list of (lo, hi) for numeric port specs, or None (service names)."""
+    out = []
+    for part in value.split(","):
+        lo, _, hi = part.partition(":")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        out.append((int(lo), int(hi or lo)))
+    return out
+
+
+def _covers(a, b, parse, inside):
+    """Does spec a cover spec b?  None = no restriction; equal texts cover;
+    otherwise both must parse and every part of b lie inside some part of a."""
+    if a is None or a == b:
+        return True
+    if b is None:
+        return False
+    pa, pb = parse(a), parse(b)
+    return pa is not None and pb is not None and all(any(inside(y, x) for x in pa) for y in pb)
+
+
+def _covers_addr(a, b):
+    return _covers(a, b, _networks, lambda y, x: x.version == y.version and y.subnet_of(x))
+
+
+def _covers_ports(a, b):
+    return _covers(a, b, _ports, lambda y, x: x[0] <= y[0] and y[1] <= x[1])
+
+
+def covers(a, b):
+    """True if every packet rule b matches is matched by rule a."""
+    if a.direction != b.direction or "GROUP" in (a.direction, b.direction):
+        return False
+    if a.macro or b.macro:
+        if a.macro != b.macro:
+            if a.macro or a.get("proto") or a.get("dport") or a.get("sport") or a.get("icmp-type"):
+                return False
+    for name in ("iface", "proto", "icmp-type"):
+        if a.get(name) is not None and (a.get(name) or "").lower() != (b.get(name) or "").lower():
+            return False
+    return (_covers_addr(a.get("source"), b.get("source")) and _covers_addr(a.get("dest"), b.get("dest"))
+            and _covers_ports(a.get("dport"), b.get("dport")) and _covers_ports(a.get("sport"), b.get("sport")))
+
+
+# ------------------------------------------------------------ the linter
+
+def _rules_by_section(fw):
+    """[(section title, [Rule])] for [RULES] and each [group]; header line numbers kept."""
+    out, line_no = [], 0
+    for s in fw.sections:
+        line_no += 1 if s.header is not None else 0
+        start = line_no
+        rules = []
+        for i, line in enumerate(s.lines):
+            if s.kind in ("rules", "group") and line.strip() and not line.strip().startswith("#"):
+                r = parse_rule(start + i + 1, line)
+                if r is not None:
+                    rules.append(r)
+        line_no += len(s.lines)
+        if s.kind in ("rules", "group"):
+            out.append(("[RULES]" if s.kind == "rules" else f"[group {s.name}]", rules))
+    return out
+
+
+def _declared(fw, kind):
+    if kind == "aliases":
+        sec = fw.find("aliases")
+        return {l.split()[0].lower() for l in (sec.lines if sec else []) if l.strip() and not l.strip().startswith("#")}
+    return {(s.name or "").lower() for s in fw.ipsets()}
+
+
+def lint_file(name, text, kind, cluster_fw=None):
+    """Findings for one file; cluster_fw (FwFile) resolves dc/ names."""
+    findings = []
+    for p in fwstrict.check(text, kind):
+        findings.append(Finding(name, p.line, "warning" if p.caution else "error",
+                                f"proxmox-firewall {'may reject' if p.caution else 'rejects'} this file: "
+                                f"{p.message}"))
+    fw = fwfile.parse(text)
+    local_sets, local_aliases = _declared(fw, "ipsets"), _declared(fw, "aliases")
+    dc_sets = _declared(cluster_fw, "ipsets") if cluster_fw else set()
+    dc_aliases = _declared(cluster_fw, "aliases") if cluster_fw else set()
+    for title, rules in _rules_by_section(fw):
+        for i, r in enumerate(rules):
+            if not r.enabled:
+                findings.append(Finding(name, r.line, "info", f"disabled rule in {title}: {r.text.strip()}"))
+                continue
+            for earlier in rules[:i]:
+                if earlier.enabled and covers(earlier, r):
+                    same = earlier.action == r.action
+                    findings.append(Finding(
+                        name, r.line, "warning",
+                        f"never matches: line {earlier.line} ({earlier.text.strip()}) already "
+                        f"{'matches' if same else earlier.action + 's'} everything it would "
+                        f"({'redundant' if same else 'its ' + r.action + ' never applies'})"))
+                    break
+            for field in ("source", "dest"):
+                for ref in (r.get(field) or "").split(","):
+                    ref = ref.strip()
+                    findings += _reference(name, r.line, ref, local_sets, local_aliases, dc_sets, dc_aliases)
+    for index, section in fw.ipfilter_sets().items():
+        for j, line in enumerate(section.lines):
+            entry = line.split("#", 1)[0].strip().lstrip("!").strip()
+            if "/" in entry:
+                try:
+                    net = ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    continue
+                if net.num_addresses > 1:
+                    findings.append(Finding(name, _line_of(fw, section, j), "warning",
+                                            f"ipfilter-net{index} entry {entry} admits a whole subnet as the "
+                                            "guest's source address; write host addresses"))
+    return findings
+
+
+def _line_of(fw, section, index):
+    n = 0
+    for s in fw.sections:
+        n += 1 if s.header is not None else 0
+        if s is section:
+            return n + index + 1
+        n += len(s.lines)
+    return 0
+
+
+def _reference(name, line, ref, local_sets, local_aliases, dc_sets, dc_aliases):
+    if not ref or ref[0].isdigit() or ":" in ref or "-" in ref and ref[0].isdigit():
+        return []
+    if ref.startswith("+"):
+        target = ref[1:]
+        if target.startswith("sdn/"):
+            return []
+        m = _NAME_REF.match(target)
+        if not m:
+            return []
+        scope, set_name = m.group(1), m.group(2).lower()
+        known = (dc_sets if scope == "dc" else local_sets if scope == "guest" else local_sets | dc_sets)
+        if set_name not in known:
+            return [Finding(name, line, "warning", f"rule uses ipset {ref}, which is not declared "
+                                                   f"({'cluster.fw' if scope == 'dc' else 'this file or cluster.fw'})")]
+        return []
+    m = _NAME_REF.match(ref)
+    if m:
+        scope, alias = m.group(1), m.group(2).lower()
+        known = (dc_aliases if scope == "dc" else local_aliases if scope == "guest" else local_aliases | dc_aliases)
+        if alias not in known:
+            return [Finding(name, line, "warning", f"rule uses alias {ref}, which is not declared")]
+    return []
+
+
+def lint_cluster(files, nftables_nodes, all_nodes):
+    """files: [(name, text, kind)] with cluster.fw first if present."""
+    cluster_text = next((t for n, t, k in files if k == "cluster"), "")
+    cluster_fw = fwfile.parse(cluster_text)
+    findings = []
+    for name, text, kind in files:
+        findings += lint_file(name, text, kind, cluster_fw)
+        if kind == "vnet" and fwfile.parse(text).option("enable") == "1":
+            missing = sorted(set(all_nodes) - set(nftables_nodes))
+            if missing:
+                findings.append(Finding(name, 0, "error",
+                                        f"the VNet firewall is on, but {', '.join(missing)} do(es) not run the "
+                                        "nftables backend (nftables: 1 in host.fw): it does nothing there"))
+    if cluster_fw.option("enable") == "1" and (cluster_fw.option("policy_in") or "DROP").upper() != "ACCEPT":
+        mgmt = cluster_fw.find("ipset", "management")
+        entries = [l for l in (mgmt.lines if mgmt else []) if l.strip() and not l.strip().startswith("#")]
+        if not entries:
+            findings.append(Finding("cluster.fw", 0, "warning",
+                                    "the datacenter firewall is on with inbound policy DROP and no "
+                                    "'management' IP set: SSH and the web interface (8006) are only "
+                                    "reachable if a rule allows them (recovery: 'pve-firewall stop' at "
+                                    "the console)"))
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(findings, key=lambda f: (order[f.severity], f.file, f.line))

@@ -1,0 +1,121 @@
+"""What is protected and what is not (pure): the decisions of `status`.
+
+A finding is a problem (the exit status says so) when something that should
+be protected is not: a managed bridge present on a node without its rules;
+a node that cannot be asked; a guest with a NIC on a managed bridge that
+lacks the hookscript, `firewall=1`, an enabled guest firewall, `ipfilter: 1`
+or a complete set; a VNet whose firewall `vnet enable` set up and that has
+drifted; the datacenter firewall off; a node without the nftables backend
+while a VNet is managed.
+"""
+
+from . import antispoof, hookscripts, vnetfw
+
+
+def nics_on(guest_config, managed):
+    """The NICs of a guest on one of the `managed` bridges."""
+    return [n for n in guest_config.nics if n.bridge in managed]
+
+
+def local_bridges(cfg, present, loaded):
+    """{bridge: {present, rules}} of this node."""
+    return {b.name: {"present": b.name in present, "rules": b.name in loaded} for b in cfg.bridges}
+
+
+def local_unprotected(bridges):
+    """True when a managed bridge exists here without its rules."""
+    return any(b["present"] and not b["rules"] for b in bridges.values())
+
+
+def vnet_firewall(fw):
+    """The VNet firewall as `vnet enable` sees it: on, policy, our rules' names."""
+    names = [line.split(vnetfw.TAG, 1)[1].strip() for s in fw.sections if s.kind == "rules"
+             for line in s.lines if vnetfw.TAG in line and not line.lstrip().startswith("|")]
+    return {"enable": fw.option("enable") == "1", "policy_forward": fw.option("policy_forward") or "ACCEPT",
+            "our-rules": names}
+
+
+def bridge_row(bridge, nodes, answers, vnet_fw=None):
+    """One managed bridge across the cluster; vnet_fw: its parsed VNet .fw (VNets only)."""
+    row = {"bridge": bridge.name, "vnet": bridge.vnet, "nodes": {}, "problems": []}
+    if bridge.vnet:
+        row["firewall"] = fwst = vnet_firewall(vnet_fw)
+        if not (fwst["enable"] and fwst["policy_forward"] == "DROP"):
+            row["problems"].append("VNet firewall not on with policy_forward DROP "
+                                   f"('pve-microseg vnet enable {bridge.name}')")
+        elif not {r.name for r in vnetfw.base_rules(bridge.name)} <= set(fwst["our-rules"]):
+            row["problems"].append("VNet firewall lacks the gateway rules of 'vnet enable'")
+    for n in nodes:
+        a = answers.get(n, {})
+        if "error" in a:
+            row["nodes"][n] = "unknown"
+            continue
+        st = (a.get("bridges") or {}).get(bridge.name, {"present": False, "rules": False})
+        row["nodes"][n] = ("protected" if st["rules"] else "NO RULES") if st["present"] else \
+            ("rules waiting" if st["rules"] else "not present")
+        if st["present"] and not st["rules"]:
+            row["problems"].append(f"present on {n} without L2 rules (run 'pve-microseg apply' there)")
+    return row
+
+
+def guest_row(guest, gc, cfg, fw, ipam_state, hookscript_name):
+    """One guest with a NIC on a managed bridge, with its problems; None when
+    it has no such NIC.  gc: its GuestConfig; fw: its parsed .fw file."""
+    on = nics_on(gc, cfg.names)
+    if not on:
+        return None
+    problems = []
+    if not hookscripts.is_ours(gc.hookscript, hookscript_name):
+        problems.append(f"hookscript not attached ({gc.hookscript or 'none'})")
+    for n in on:
+        if not n.firewall:
+            problems.append(f"{n.key} on {n.bridge} has firewall=0")
+    if not antispoof.firewall_on(fw):
+        problems.append("guest firewall off")
+    if fw.option("ipfilter") != "1":
+        problems.append("ipfilter not on")
+    plan = antispoof.plan(gc, cfg, ipam_state)
+    sets = fw.ipfilter_sets()
+    for p in plan.nics:
+        s = sets.get(p.nic.index)
+        have = [l.strip() for l in s.lines if l.strip() and not l.strip().startswith("#")] if s else None
+        if have is None:
+            problems.append(f"{p.set_name} missing")
+        elif s.managed and sorted(have) != sorted(p.addresses):
+            problems.append(f"{p.set_name} differs from the known addresses "
+                            f"({', '.join(have)} vs {', '.join(p.addresses)}): start the guest "
+                            f"again or run 'pve-microseg guest sync {guest.vmid}'")
+    settings = cfg.guests.get(guest.vmid)
+    return {"vmid": guest.vmid, "node": guest.node, "type": guest.type,
+            "nics": [f"{n.key}@{n.bridge}" for n in on],
+            "chain": settings.chain if settings else None, "problems": problems}
+
+
+def unreadable_guest_row(guest, error):
+    return {"vmid": guest.vmid, "node": guest.node, "type": guest.type, "problems": [str(error)]}
+
+
+def node_problems(answers, cfg, cluster_fw, host_fws):
+    """Problems of the nodes: unanswered, datacenter firewall off, no nftables
+    backend where a VNet is managed.  host_fws: {node: parsed host.fw}."""
+    problems = [f"{n}: {a['error']}" for n, a in sorted(answers.items()) if "error" in a]
+    if cfg.bridges and not antispoof.firewall_on(cluster_fw):
+        problems.append("the datacenter firewall is off: no guest firewall, ipfilter set or VNet "
+                        "firewall applies")
+    if any(b.vnet for b in cfg.bridges):
+        for n, host in host_fws.items():
+            if host.option("nftables") != "1":
+                problems.append(f"{n}: nftables: 1 is not set in its host.fw, so VNet firewalls do "
+                                "nothing there")
+    return problems
+
+
+def report(here, nodes, answers, bridge_rows, unmanaged_vnets, guest_rows, node_problems):
+    """The whole of `status`, with every problem in one list."""
+    problems = (node_problems + [f"{r['bridge']}: {p}" for r in bridge_rows for p in r["problems"]]
+                + [f"guest {r['vmid']}: {p}" for r in guest_rows for p in r["problems"]])
+    return {"node": here,
+            "nodes": {n: ("error: " + answers[n]["error"]) if "error" in answers.get(n, {}) else "ok"
+                      for n in nodes},
+            "bridges": bridge_rows, "unmanaged-vnets": unmanaged_vnets, "guests": guest_rows,
+            "problems": problems}

@@ -1,0 +1,271 @@
+"""The desired nftables state for managed bridges, as libnftables JSON (pure).
+
+One table, `bridge pve_microseg`.  Two base chains, one per hook, each with a
+single rule that dispatches on the bridge name through a verdict map, so the
+cost for a packet does not grow with the number of managed bridges, and a
+frame on a bridge we do not manage costs one hash lookup per hook:
+
+    prerouting (before FDB learning)     forward (per output port)
+      meta ibrname vmap @prerouting        meta ibrname vmap @forward
+        -> chain pre-<bridge>                -> chain fwd-<bridge>
+
+On a managed bridge, guest ports (tap*, veth*, fwpr*) are isolated ports and
+every other port (the uplink, the host) is promiscuous, as in a private VLAN
+(RFC 5517), enforced on every node so it holds across nodes:
+
+* pre-<bridge>: a guest may not send with a gateway's MAC (that would poison
+  the bridge FDB even if the frame were dropped later), claim a gateway's IP
+  (ARP, NA, IP source), send RAs/redirects or answer as a DHCP server.
+* fwd-<bridge>: a guest port receives only what a gateway MAC sends (so
+  guest -> guest is dropped, on this node and, at the receiving node, across
+  nodes); guest -> uplink passes only to a gateway MAC, or as the
+  broadcasts/multicasts needed to find the gateway (ARP/NS for its address,
+  RS, MLD/IGMP reports, DHCP client messages).
+
+Three transaction builders: replace the whole table, (re)load one bridge,
+remove one bridge.  Each is one atomic libnftables transaction.
+"""
+
+from ..parse import addresses
+
+FAMILY = "bridge"
+TABLE = "pve_microseg"
+GUEST_PORTS = ("fwpr*", "tap*", "veth*")
+PREROUTING_MAP = "prerouting"
+FORWARD_MAP = "forward"
+GUEST_PRE_CHAIN = "guest-pre"          # bridge-independent guards on guest frames
+GUEST_UPLINK_CHAIN = "guest-to-uplink"  # multicasts a guest may send towards the gateway
+PRIORITY = -200
+
+
+def pre_chain(bridge):
+    return f"pre-{bridge}"
+
+
+def fwd_chain(bridge):
+    return f"fwd-{bridge}"
+
+
+# ------------------------------------------------------------- expressions
+
+def _t(**kw):
+    d = {"family": FAMILY, "table": TABLE}
+    d.update(kw)
+    return d
+
+
+def _payload(protocol, field):
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
+def _meta(key):
+    return {"meta": {"key": key}}
+
+
+def _match(left, right, op="=="):
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _values(values):
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else {"set": values}
+
+
+def _not_guest_port(key):
+    """Expressions matching a port that is none of tap*, veth*, fwpr*."""
+    return [_match(_meta(key), prefix, "!=") for prefix in GUEST_PORTS]
+
+
+def _rule(chain, exprs, comment=None):
+    rule = _t(chain=chain, expr=exprs)
+    if comment:
+        rule["comment"] = comment
+    return {"add": {"rule": rule}}
+
+
+_DROP = [{"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]
+_ACCEPT = [{"accept": None}]
+
+
+def _icmpv6_type(types):
+    return _match(_payload("icmpv6", "type"), _values(types))
+
+
+def _ipv6_as_int(ip):
+    return f"0x{int(ip):032x}"
+
+
+# ---------------------------------------------------------------- skeleton
+
+def skeleton():
+    """Commands that create (idempotently) and refill the shared objects."""
+    base = [
+        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
+        {"add": {"map": _t(name=PREROUTING_MAP, type="ifname", map="verdict")}},
+        {"add": {"map": _t(name=FORWARD_MAP, type="ifname", map="verdict")}},
+    ]
+    for name, hook in (("prerouting", "prerouting"), ("forward", "forward")):
+        base.append({"add": {"chain": _t(name=name, type="filter", hook=hook,
+                                         prio=PRIORITY, policy="accept")}})
+    for name in (GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN):
+        base.append({"add": {"chain": _t(name=name)}})
+    for name in ("prerouting", "forward", GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN):
+        base.append({"flush": {"chain": _t(name=name)}})
+
+    base += [
+        _rule("prerouting", [{"vmap": {"key": _meta("ibrname"), "data": f"@{PREROUTING_MAP}"}}],
+              "managed bridges: one lookup by bridge name"),
+        _rule("forward", [{"vmap": {"key": _meta("ibrname"), "data": f"@{FORWARD_MAP}"}}],
+              "managed bridges: one lookup by bridge name"),
+        # guards on every frame a guest sends into a managed bridge
+        _rule(GUEST_PRE_CHAIN, [_icmpv6_type(["nd-router-advert", "nd-redirect"])] + _DROP,
+              "guest acts as IPv6 router"),
+        _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 67)] + _DROP,
+              "guest acts as DHCP server"),
+        _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 547)] + _DROP,
+              "guest acts as DHCPv6 server"),
+        # what a guest may multicast/broadcast towards the uplink (the gateway)
+        _rule(GUEST_UPLINK_CHAIN, [_icmpv6_type(["nd-router-solicit"])] + _ACCEPT,
+              "router solicitation"),
+        _rule(GUEST_UPLINK_CHAIN, [_icmpv6_type(["mld-listener-report", "mld2-listener-report"])] + _ACCEPT,
+              "MLD reports (multicast snooping)"),
+        _rule(GUEST_UPLINK_CHAIN, [_match(_payload("ip", "protocol"), "igmp")] + _ACCEPT,
+              "IGMP reports (multicast snooping)"),
+        _rule(GUEST_UPLINK_CHAIN, [_match(_payload("udp", "sport"), 68),
+                                   _match(_payload("udp", "dport"), 67)] + _ACCEPT,
+              "DHCP client"),
+        _rule(GUEST_UPLINK_CHAIN, [_match(_payload("udp", "sport"), 546),
+                                   _match(_payload("udp", "dport"), 547)] + _ACCEPT,
+              "DHCPv6 client"),
+        _rule(GUEST_UPLINK_CHAIN, _DROP, "guest frame not addressed to the gateway"),
+    ]
+    return base
+
+
+# -------------------------------------------------------------- per bridge
+
+def _each(chain, left, values, verdict, comment, before=()):
+    """One rule per value, never an anonymous set.
+
+    The kernel names each anonymous set by scanning every set of the table,
+    so thousands of bridges with a set or two each load in quadratic time;
+    a few more rules per bridge keep the load linear (bench/README.md).
+    """
+    return [_rule(chain, list(before) + [_match(left, str(v))] + verdict, comment) for v in values]
+
+
+def bridge_rules(bridge):
+    """The rules of one managed bridge's two chains (list of commands)."""
+    gw = bridge.gateway
+    pre, fwd = pre_chain(bridge.name), fwd_chain(bridge.name)
+    cmds = [_rule(pre, _not_guest_port("iifname") + [{"return": None}],
+                  "only frames from guest ports are checked here")]
+    cmds += _each(pre, _payload("ether", "saddr"), gw.macs, _DROP,
+                  "guest sends with a gateway MAC (FDB poisoning)")
+    cmds += _each(pre, _payload("arp", "saddr ether"), gw.macs, _DROP,
+                  "guest claims a gateway MAC in ARP")
+    cmds += _each(pre, _payload("arp", "saddr ip"), gw.ipv4, _DROP,
+                  "guest claims a gateway IPv4 address in ARP")
+    cmds += _each(pre, _payload("ip", "saddr"), gw.ipv4, _DROP,
+                  "guest sends from a gateway IPv4 address")
+    cmds += _each(pre, _payload("ip6", "saddr"), gw.ipv6, _DROP,
+                  "guest sends from a gateway IPv6 address")
+    cmds += _each(pre, {"payload": {"base": "th", "offset": 64, "len": 128}},
+                  [_ipv6_as_int(ip) for ip in gw.ipv6], _DROP,
+                  "guest claims a gateway IPv6 address in a neighbour advertisement",
+                  before=[_icmpv6_type(["nd-neighbor-advert"])])
+    cmds.append({"add": {"rule": _t(chain=pre, expr=[{"goto": {"target": GUEST_PRE_CHAIN}}])}})
+
+    # Hot paths first: gateway -> guest is one compare, guest -> gateway five;
+    # port classes are matched with prefix compares (cheaper than a lookup in
+    # a set of wildcard names).
+    cmds += _each(fwd, _payload("ether", "saddr"), gw.macs, _ACCEPT,
+                  f"from a gateway (guests cannot send with its MAC, see {pre})")
+    for prefix in GUEST_PORTS:
+        cmds.append(_rule(fwd, [_match(_meta("oifname"), prefix)] + _DROP,
+                          "nothing but a gateway reaches a guest"))
+    cmds += _each(fwd, _payload("ether", "daddr"), gw.macs, _ACCEPT, "to a gateway")
+    cmds.append(_rule(fwd, _not_guest_port("iifname") + _ACCEPT, "uplink/host traffic"))
+    cmds += _each(fwd, _payload("arp", "daddr ip"), gw.ipv4, _ACCEPT,
+                  "guest resolves a gateway IPv4 address",
+                  before=[_match(_payload("arp", "operation"), "request")])
+    targets = sorted({str(ip) for ip in gw.ipv6} |
+                     {str(addresses.solicited_node(ip)) for ip in gw.ipv6})
+    cmds += _each(fwd, _payload("ip6", "daddr"), targets, _ACCEPT,
+                  "guest resolves a gateway IPv6 address",
+                  before=[_icmpv6_type(["nd-neighbor-solicit"])])
+    cmds.append({"add": {"rule": _t(chain=fwd, expr=[{"goto": {"target": GUEST_UPLINK_CHAIN}}])}})
+    return cmds
+
+
+def _bridge_objects(bridge):
+    """Create/empty the bridge's chains, refill them, point the maps at them."""
+    name = bridge.name
+    cmds = []
+    for chain in (pre_chain(name), fwd_chain(name)):
+        cmds.append({"add": {"chain": _t(name=chain)}})
+        cmds.append({"flush": {"chain": _t(name=chain)}})
+    cmds += bridge_rules(bridge)
+    cmds += [
+        {"add": {"element": _t(name=PREROUTING_MAP, elem=[[name, {"jump": {"target": pre_chain(name)}}]])}},
+        {"add": {"element": _t(name=FORWARD_MAP, elem=[[name, {"jump": {"target": fwd_chain(name)}}]])}},
+    ]
+    return cmds
+
+
+# ----------------------------------------------------------- transactions
+
+def full(bridges):
+    """Replace the whole table with exactly these bridges (one transaction)."""
+    cmds = [
+        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
+        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
+    ]
+    cmds += skeleton()
+    for bridge in sorted(bridges, key=lambda b: b.name):
+        cmds += _bridge_objects(bridge)
+    return {"nftables": cmds}
+
+
+def _removal(name):
+    """Remove one bridge's objects; never fails when they do not exist
+    (everything deleted is added first in the same transaction)."""
+    cmds = []
+    for chain, mapname in ((pre_chain(name), PREROUTING_MAP), (fwd_chain(name), FORWARD_MAP)):
+        cmds += [
+            {"add": {"chain": _t(name=chain)}},
+            {"add": {"element": _t(name=mapname, elem=[[name, {"jump": {"target": chain}}]])}},
+            {"delete": {"element": _t(name=mapname, elem=[name])}},
+            {"flush": {"chain": _t(name=chain)}},
+            {"delete": {"chain": _t(name=chain)}},
+        ]
+    return cmds
+
+
+def update(load=(), remove=()):
+    """(Re)load some bridges and remove others, in one transaction, leaving
+    the other bridges' rules alone.  Creates the shared objects if needed."""
+    cmds = skeleton()
+    for bridge in sorted(load, key=lambda b: b.name):
+        cmds += _bridge_objects(bridge)
+    for name in sorted(remove):
+        cmds += _removal(name)
+    return {"nftables": cmds}
+
+
+def load_bridge(bridge):
+    """(Re)load one bridge's rules."""
+    return update(load=[bridge])
+
+
+def remove_bridge(name):
+    """Remove one bridge's rules; a no-op if it has none."""
+    return update(remove=[name])
+
+
+def delete_table():
+    """Remove everything of ours (never fails on absence)."""
+    return {"nftables": [
+        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
+        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
+    ]}
