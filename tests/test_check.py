@@ -24,6 +24,15 @@ def test_classic_shadowed_drop():
     assert "line 3" in f[0].message and "ACCEPTs everything" in f[0].message and "DROP never applies" in f[0].message
 
 
+def test_long_option_names_are_linted_too():
+    """-proto, -iface and --dport are the same options as -p, -i and -dport:
+    the linter reads rules with the strict checker's grammar (parse/fwrule.py)."""
+    text = ("[RULES]\n\nIN ACCEPT -proto tcp --dport 80 -iface net0\n"
+            "IN DROP -p tcp -dport 80 -source 10.0.0.0/8 -i net0\n")
+    f = [x for x in lint(text) if x.severity == "warning"]
+    assert len(f) == 1 and f[0].line == 4 and "never matches" in f[0].message
+
+
 @pytest.mark.parametrize("earlier,later,shadowed", [
     ("IN ACCEPT", "IN DROP -p udp", True),
     ("IN ACCEPT -source 10.0.0.0/8", "IN DROP -source 10.1.2.3", True),

@@ -26,14 +26,10 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ..parse import fwfile
+from ..parse import fwfile, fwrule
+from ..parse.fwrule import FwRule
 from . import fwstrict
 
-_OPT_ALIASES = {"-i": "iface", "-source": "source", "-dest": "dest", "-p": "proto", "--proto": "proto",
-                "-dport": "dport", "--dport": "dport", "-sport": "sport", "--sport": "sport",
-                "-icmp-type": "icmp-type", "--icmp-type": "icmp-type", "-log": "log", "--log": "log",
-                "--source": "source", "--dest": "dest", "--i": "iface"}
-_MACRO = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\((ACCEPT|DROP|REJECT)\)$", re.I)
 _NAME_REF = re.compile(r"^(?:(dc|guest)/)?([A-Za-z][A-Za-z0-9_-]*)$")
 
 
@@ -50,42 +46,39 @@ class Finding:
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule line of a file, read with the one rule grammar (parse/fwrule.py)."""
+
     line: int
     text: str
-    enabled: bool
-    direction: str         # IN, OUT, FORWARD, GROUP
-    action: str            # ACCEPT, DROP, REJECT, or the group name
-    macro: str = None
-    options: tuple = ()    # ((name, value), ...)
+    rule: FwRule
+
+    @property
+    def enabled(self):
+        return self.rule.enabled
+
+    @property
+    def direction(self):
+        return self.rule.direction
+
+    @property
+    def action(self):
+        return self.rule.action
+
+    @property
+    def macro(self):
+        return self.rule.macro
 
     def get(self, name):
-        return dict(self.options).get(name)
+        return self.rule.get(name)
 
 
 def parse_rule(line_no, line):
-    """One [RULES] line -> Rule, or None if it is not a rule we understand."""
-    body = line.split("#", 1)[0].strip()
-    enabled = not body.startswith("|")
-    tokens = body.lstrip("|").split()
-    if len(tokens) < 2:
+    """One [RULES] line -> Rule, or None if proxmox-firewall cannot read it
+    (the strict checker reports those)."""
+    try:
+        return Rule(line_no, line.rstrip("\n"), fwrule.parse_rule(fwrule.trim(line)))
+    except fwrule.RuleSyntaxError:
         return None
-    direction, action = tokens[0].upper(), tokens[1]
-    macro = None
-    m = _MACRO.match(action)
-    if m:
-        macro, action = m.group(1), m.group(2).upper()
-    elif direction != "GROUP":
-        action = action.upper()
-    opts, rest = [], tokens[2:]
-    while len(rest) >= 2:
-        name = _OPT_ALIASES.get(rest[0])
-        if name is None:
-            return None
-        opts.append((name, rest[1]))
-        rest = rest[2:]
-    if rest:
-        return None
-    return Rule(line_no, line.rstrip("\n"), enabled, direction, action, macro, tuple(opts))
 
 
 # ------------------------------------------------------------ coverage

@@ -60,6 +60,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from ..parse.fwrule import (ASCII_WS, DIGITS, RuleSyntaxError, ascii_upper, is_name, ltrim, name_at_start,
+                            parse_rule, quote, token, trim)
+
 KINDS = ("guest", "cluster", "host", "vnet")
 
 
@@ -94,59 +97,6 @@ class _Caution(_Invalid):
         super().__init__(message, caution=True)
 
 
-# --- lexical helpers (Rust semantics) -------------------------------------------------
-
-# Rust's str::trim/trim_start remove Unicode White_Space; Python's strip() also
-# removes U+001C..U+001F, so the set is spelled out.
-_RUST_WS = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-            "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-# ...while tokens end at ASCII whitespace (u8::is_ascii_whitespace: no \x0b).
-_ASCII_WS = " \t\n\x0c\r"
-
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")          # parse::match_name
-_DIGITS = re.compile(r"[0-9]+")
-
-
-def _trim(s):
-    return s.strip(_RUST_WS)
-
-
-def _ltrim(s):
-    return s.lstrip(_RUST_WS)
-
-
-def _token(s):
-    """(first run of non-ASCII-whitespace, left-trimmed rest) of an already
-    left-trimmed string; ('', '') if there is none (match_non_whitespace)."""
-    for i, ch in enumerate(s):
-        if ch in _ASCII_WS:
-            return s[:i], _ltrim(s[i:])
-    return s, ""
-
-
-def _name_at_start(s):
-    """(name, rest) for a leading `[A-Za-z][A-Za-z0-9_-]*`, or None."""
-    m = _NAME.match(s)
-    return (m.group(), s[m.end():]) if m else None
-
-
-def _is_name(s):
-    return _NAME.fullmatch(s) is not None
-
-
-_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _ascii_upper(s):
-    """Upper-case ASCII letters only (Rust's eq_ignore_ascii_case): Python's upper()
-    would also turn e.g. a dotless 'ı' into 'I'."""
-    return s.translate(_UPPER)
-
-
-def _quote(s, limit=60):
-    return repr(s if len(s) <= limit else s[:limit] + "...")
-
-
 # --- value types ------------------------------------------------------------------------
 
 _BOOL_WORDS = {"TRUE", "FALSE", "YES", "NO", "ON", "OFF"}        # any case; plus exact 0 and 1
@@ -155,8 +105,8 @@ _LOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "de
 
 
 def _check_bool(value):
-    if value not in ("0", "1") and _ascii_upper(value) not in _BOOL_WORDS:
-        raise _Invalid(f"{_quote(value)} is not a boolean (write 0 or 1)")
+    if value not in ("0", "1") and ascii_upper(value) not in _BOOL_WORDS:
+        raise _Invalid(f"{quote(value)} is not a boolean (write 0 or 1)")
 
 
 def _check_log_level(value):
@@ -167,18 +117,18 @@ def _check_log_level(value):
         raise _Caution("log level 'warn' is not understood by every firewall version "
                        "(write 'warning')")
     if value not in _LOG_LEVELS:
-        raise _Invalid(f"{_quote(value)} is not a log level (one of {', '.join(_LOG_LEVELS)}; "
+        raise _Invalid(f"{quote(value)} is not a log level (one of {', '.join(_LOG_LEVELS)}; "
                        "lowercase)")
 
 
 def _check_policy(value):
-    if _ascii_upper(value) not in ("ACCEPT", "DROP", "REJECT"):
-        raise _Invalid(f"{_quote(value)} is not a policy (ACCEPT, DROP or REJECT)")
+    if ascii_upper(value) not in ("ACCEPT", "DROP", "REJECT"):
+        raise _Invalid(f"{quote(value)} is not a policy (ACCEPT, DROP or REJECT)")
 
 
 def _check_forward_policy(value):
     _check_policy(value)
-    if _ascii_upper(value) == "REJECT":
+    if ascii_upper(value) == "REJECT":
         # Conservative: Rust's Verdict type would take REJECT, but the PVE API only
         # allows ACCEPT or DROP for forwarded traffic.
         raise _Invalid("a forward policy must be ACCEPT or DROP (REJECT is not allowed "
@@ -187,7 +137,7 @@ def _check_forward_policy(value):
 
 def _check_i64(value):
     if not re.fullmatch(r"[+-]?[0-9]+", value) or not -2**63 <= int(value) < 2**63:
-        raise _Invalid(f"{_quote(value)} is not an integer")
+        raise _Invalid(f"{quote(value)} is not an integer")
 
 
 _CT_HELPERS = {"amanda", "ftp", "irc", "netbios-ns", "pptp", "sane", "sip", "snmp", "tftp"}
@@ -200,7 +150,7 @@ def _check_ct_helpers(value):
         return
     for name in value.split(","):
         if name not in _CT_HELPERS:
-            raise _Caution(f"unknown conntrack helper {_quote(name)} "
+            raise _Caution(f"unknown conntrack helper {quote(name)} "
                            f"(known: {', '.join(sorted(_CT_HELPERS))})")
 
 
@@ -212,7 +162,7 @@ def _check_ratelimit(value):
             _check_bool(element)
             continue
         if not key or not val:
-            raise _Invalid(f"{_quote(element)} is not a key=value setting")
+            raise _Invalid(f"{quote(element)} is not a key=value setting")
         if key == "enable":
             _check_bool(val)
         elif key == "burst":
@@ -221,9 +171,9 @@ def _check_ratelimit(value):
             rate, slash, unit = val.partition("/")
             _check_i64(rate)
             if slash and unit not in ("second", "minute", "hour", "day"):
-                raise _Invalid(f"{_quote(unit)} is not a rate unit (second, minute, hour, day)")
+                raise _Invalid(f"{quote(unit)} is not a rate unit (second, minute, hour, day)")
         else:
-            raise _Invalid(f"unknown log_ratelimit setting {_quote(key)} "
+            raise _Invalid(f"unknown log_ratelimit setting {quote(key)} "
                            "(enable, burst or rate)")
 
 
@@ -286,7 +236,7 @@ def _cidr_family(text):
         return None
     if slash:
         # Conservative: u8::from_str would also take a leading '+'.
-        if not _DIGITS.fullmatch(mask) or int(mask) > (32 if family == 4 else 128):
+        if not DIGITS.fullmatch(mask) or int(mask) > (32 if family == 4 else 128):
             return None
     return family
 
@@ -294,7 +244,7 @@ def _cidr_family(text):
 def _cidr(text, what):
     family = _cidr_family(text)
     if family is None:
-        raise _Invalid(f"{_quote(text)} is not an IP address or CIDR{what}")
+        raise _Invalid(f"{quote(text)} is not an IP address or CIDR{what}")
     return family
 
 
@@ -308,9 +258,9 @@ def _ip_entry_family(text):
         f1, f2 = _ip_family(start), _ip_family(last)
         if f1 is not None and f1 == f2:
             if ipaddress.ip_address(start) > ipaddress.ip_address(last):
-                raise _Invalid(f"address range {_quote(text)} runs backwards")
+                raise _Invalid(f"address range {quote(text)} runs backwards")
             return f1
-    raise _Invalid(f"{_quote(text)} is not an IP address, CIDR or range")
+    raise _Invalid(f"{quote(text)} is not an IP address, CIDR or range")
 
 
 _SCOPED = re.compile(r"(?P<scope>[^/]*)/(?P<name>.+)", re.S)
@@ -322,8 +272,8 @@ def _scoped_name(text, scopes, what):
     m = _SCOPED.fullmatch(text)
     if not m or m.group("scope") not in scopes:
         return False
-    if not _is_name(m.group("name")):
-        raise _Caution(f"{_quote(text)}: {m.group('name')!r} is not a valid {what} name")
+    if not is_name(m.group("name")):
+        raise _Caution(f"{quote(text)}: {m.group('name')!r} is not a valid {what} name")
     return True
 
 
@@ -333,19 +283,19 @@ def _check_address_match(value):
     if value[:1] == "+":
         if _scoped_name(value, ("+dc", "+guest", "+sdn"), "ipset"):
             return None
-        if _is_name(value[1:]):
+        if is_name(value[1:]):
             # Unscoped `+name`: only proxmox-firewall >= 1.2.0 (the version the reference
             # describes) reads it; older builds reject the file.
             return None
-        raise _Invalid(f"{_quote(value)} is not an ipset reference "
+        raise _Invalid(f"{quote(value)} is not an ipset reference "
                        "(+dc/<name>, +guest/<name>, +sdn/<name> or +<name>)")
-    if _scoped_name(value, ("dc", "guest"), "alias") or _is_name(value):
+    if _scoped_name(value, ("dc", "guest"), "alias") or is_name(value):
         return None                         # bare names: legacy aliases, as for +name
     families = set()
     for element in value.split(","):
         families.add(_ip_entry_family(element))
     if len(families) > 1:
-        raise _Invalid(f"{_quote(value)} mixes IPv4 and IPv6")
+        raise _Invalid(f"{quote(value)} mixes IPv4 and IPv6")
     return families.pop()
 
 
@@ -407,13 +357,13 @@ _ICMPV6_TYPES = set(
 
 
 def _check_port(text):
-    if _DIGITS.fullmatch(text):
+    if DIGITS.fullmatch(text):
         if int(text) > 65535:
             raise _Invalid(f"port {text} is out of range (0-65535)")
         return int(text)
     if text in _SERVICES:
         return _SERVICES[text]
-    raise _Caution(f"{_quote(text)} is not a port number or a well-known service name "
+    raise _Caution(f"{quote(text)} is not a port number or a well-known service name "
                    "(write the number)")
 
 
@@ -424,18 +374,18 @@ def _check_port_list(value):
         if not colon:
             _check_port(entry)
         elif _check_port(first) > _check_port(second):
-            raise _Invalid(f"port range {_quote(entry)} runs backwards")
+            raise _Invalid(f"port range {quote(entry)} runs backwards")
 
 
 def _check_icmp_type(value, proto):
     v6 = proto in _ICMPV6_PROTOCOLS
-    if _ascii_upper(value) == "ANY" or _DIGITS.fullmatch(value) and int(value) <= 255:
+    if ascii_upper(value) == "ANY" or DIGITS.fullmatch(value) and int(value) <= 255:
         return
     if value == "reject-route" and v6:
         raise _Caution("icmp-type 'reject-route' is misspelled in proxmox-firewall's table "
                        "and rejects the file (use the number)")
     if value not in (_ICMPV6_TYPES if v6 else _ICMP_TYPES):
-        raise _Caution(f"{_quote(value)} is not an {'ICMPv6' if v6 else 'ICMP'} type name "
+        raise _Caution(f"{quote(value)} is not an {'ICMPv6' if v6 else 'ICMP'} type name "
                        "(or a number 0-255)")
 
 
@@ -453,20 +403,16 @@ def _check_protocol(options):
     elif proto in _ICMP_PROTOCOLS or proto in _ICMPV6_PROTOCOLS:
         if "icmp-type" in options:
             _check_icmp_type(options["icmp-type"], proto)
-    elif _DIGITS.fullmatch(proto):
+    elif DIGITS.fullmatch(proto):
         if int(proto) > 255:
             raise _Invalid(f"protocol number {proto} is out of range (0-255)")
     elif proto not in _PROTOCOLS:
         # Rust hands unknown names to nft, which then fails to load the whole ruleset.
-        raise _Caution(f"{_quote(proto)} is not a protocol name from /etc/protocols "
+        raise _Caution(f"{quote(proto)} is not a protocol name from /etc/protocols "
                        "(names are lowercase, or use the number)")
 
 
 # --- rules ------------------------------------------------------------------------------
-
-_RULE_OPTIONS = {"p": "proto", "proto": "proto", "dport": "dport", "sport": "sport",
-                 "dest": "dest", "source": "source", "i": "iface", "iface": "iface",
-                 "log": "log", "icmp-type": "icmp-type"}
 
 # Macro names of proxmox-ve-config's macros.json; Rust looks them up
 # case-sensitively when it builds the ruleset and fails on an unknown one.
@@ -483,55 +429,6 @@ _DIRECTIONS = {"guest": ("IN", "OUT"), "host": ("IN", "OUT", "FORWARD"),
                "cluster": ("IN", "OUT", "FORWARD"), "vnet": ("FORWARD",)}
 
 
-def _split_rule_comment(line):
-    """The rule text without its comment.  Everything after the first `#` is the
-    comment; parsers before proxmox-ve-config 0.10 cut at the *last* `#` and keep
-    a trailing lone `#`, so both shapes are rejected (conservative)."""
-    if "\r" in line:
-        raise _Invalid("the rule contains a carriage return")
-    if "#" not in line:
-        return line
-    if line.count("#") > 1:
-        raise _Caution("a '#' inside the rule comment makes older proxmox-firewall "
-                       "versions reject the file")
-    body, _, comment = line.partition("#")
-    if comment == "":
-        raise _Caution("a rule ending in an empty '#' comment is rejected by older "
-                       "proxmox-firewall versions")
-    return _trim(body)
-
-
-def _parse_rule_options(text):
-    """`-name value` pairs (one or two dashes); returns {canonical name: value}."""
-    options, seen = {}, set()
-    text = _ltrim(text)
-    while text:
-        if not text.startswith("-"):
-            raise _Invalid(f"expected an option starting with '-' at {_quote(text)}")
-        text = text[1:]
-        if text.startswith("-"):
-            text = text[1:]
-        found = _name_at_start(text)
-        if not found:
-            raise _Invalid(f"expected an option name after '-' at {_quote(text)}")
-        name, text = found
-        if text[:1] not in tuple(_ASCII_WS):
-            # Rust would take `-p=tcp` as proto '=tcp' (conservative: refuse).
-            raise _Caution(f"option -{name} must be followed by whitespace and a value")
-        value, text = _token(_ltrim(text))
-        if not value:
-            raise _Invalid(f"option -{name} has no value")
-        if name not in _RULE_OPTIONS:
-            raise _Invalid(f"unknown rule option -{name} (known: -i, -source, -dest, -p, "
-                           "-dport, -sport, -log, -icmp-type)")
-        key = _RULE_OPTIONS[name]
-        if name in seen or key in options:
-            raise _Invalid(f"option -{name} is given twice")
-        seen.add(name)
-        options[key] = value
-    return options
-
-
 def _check_iface(iface, kind, direction):
     if kind == "guest" and not re.fullmatch(r"net(0|[1-9][0-9]{0,4})", iface or ""):
         raise _Invalid(f"-i {iface}: a guest rule's interface must be net<N>")
@@ -544,53 +441,21 @@ def _check_iface(iface, kind, direction):
         raise _Invalid("-i cannot be used on a FORWARD rule")
 
 
-def _check_group_rule(text, kind, in_rules):
-    found = _name_at_start(text)
-    if not found or _ascii_upper(found[0]) != "GROUP":
-        raise _Invalid("expected the keyword GROUP")
-    found = _name_at_start(_trim(found[1]))
-    if not found:
-        raise _Invalid("expected a security group name after GROUP")
-    options = _parse_rule_options(found[1])
-    if set(options) - {"iface"}:
+def _check_group_rule(rule, kind, in_rules):
+    if set(rule.options) - {"iface"}:
         raise _Invalid("a GROUP rule takes no option but -i")
-    if "iface" in options and in_rules and kind == "guest":
-        _check_iface(options["iface"], kind, None)
+    if "iface" in rule.options and in_rules and kind == "guest":
+        _check_iface(rule.options["iface"], kind, None)
 
 
-def _check_action(text):
-    """`VERDICT` or `Macro(VERDICT)`; returns (macro or None, rest)."""
-    found = _name_at_start(text)
-    if not found:
-        raise _Invalid(f"expected ACCEPT, DROP, REJECT or Macro(VERDICT) at {_quote(text)}")
-    word, rest = found
-    macro = None
-    if rest.startswith("("):
-        macro, found = word, _name_at_start(rest[1:])
-        if not found:
-            raise _Invalid(f"expected a verdict inside {macro}(...)")
-        word, rest = found
-        if not rest.startswith(")"):
-            raise _Invalid(f"expected ')' after {macro}({word}")
-        rest = rest[1:]
-    if _ascii_upper(word) not in ("ACCEPT", "DROP", "REJECT"):
-        raise _Invalid(f"{_quote(word)} is not a verdict (ACCEPT, DROP or REJECT)")
-    if macro is not None and macro not in _MACROS:
-        raise _Invalid(f"unknown macro {_quote(macro)} (macro names are case-sensitive, "
-                       "e.g. SSH, HTTP, Ping)")
-    return macro, _ltrim(rest)
-
-
-def _check_match_rule(text, kind, in_rules):
-    found = _name_at_start(text)
-    if not found or _ascii_upper(found[0]) not in ("IN", "OUT", "FORWARD"):
-        raise _Invalid(f"expected a rule type IN, OUT, FORWARD or GROUP at {_quote(text)}")
-    direction, rest = _ascii_upper(found[0]), _ltrim(found[1])
+def _check_match_rule(rule, kind, in_rules):
+    direction, options = rule.direction, rule.options
     if in_rules and direction not in _DIRECTIONS[kind]:
         raise _Invalid(f"{direction} rules are not allowed in a {kind} firewall file "
                        f"(allowed: {', '.join(_DIRECTIONS[kind])}, GROUP)")
-    _, rest = _check_action(rest)
-    options = _parse_rule_options(rest)
+    if rule.macro is not None and rule.macro not in _MACROS:
+        raise _Invalid(f"unknown macro {quote(rule.macro)} (macro names are case-sensitive, "
+                       "e.g. SSH, HTTP, Ping)")
     if "dport" in options and "icmp-type" in options:
         raise _Invalid("-dport and -icmp-type cannot be used together")
     families = []
@@ -611,13 +476,14 @@ def _check_match_rule(text, kind, in_rules):
 
 def _check_rule(line, kind, in_rules):
     """One rule line of [RULES] (in_rules) or of a [group] section."""
-    text = _split_rule_comment(line)
-    if text.startswith("|"):
-        text = _ltrim(text[1:])
-    if text.startswith("GROUP"):            # case-sensitive, as in Rust
-        _check_group_rule(text, kind, in_rules)
+    try:
+        rule = parse_rule(line)
+    except RuleSyntaxError as e:
+        raise _Invalid(str(e), caution=e.caution) from None
+    if rule.direction == "GROUP":
+        _check_group_rule(rule, kind, in_rules)
     else:
-        _check_match_rule(text, kind, in_rules)
+        _check_match_rule(rule, kind, in_rules)
 
 
 # --- the file ---------------------------------------------------------------------------
@@ -645,13 +511,13 @@ class _Checker:
 
     def run(self, text):
         for line_no, raw in enumerate(text.split("\n"), start=1):
-            line = _trim(raw)
+            line = trim(raw)
             if not line or line.startswith("#"):
                 continue
             if line.startswith("["):
                 self.header(line_no, line)
             elif self.section is None:
-                self.problem(line_no, f"{_quote(line)} comes before any section header "
+                self.problem(line_no, f"{quote(line)} comes before any section header "
                                       "such as [OPTIONS] or [RULES]")
                 self.section = "skip"
             elif self.section != "skip":
@@ -664,7 +530,7 @@ class _Checker:
     # -- headers
 
     def header(self, line_no, line):
-        upper = _ascii_upper(line)
+        upper = ascii_upper(line)
         if upper in ("[OPTIONS]", "[ALIASES]", "[RULES]"):
             self.section = upper[1:-1].lower()
             return
@@ -681,19 +547,19 @@ class _Checker:
                 hint = " (the strict parser needs lowercase '[group')"
             elif upper.rstrip().startswith(("[OPTIONS]", "[ALIASES]", "[RULES]")):
                 hint = " (nothing may follow the header, not even a comment)"
-            self.problem(line_no, f"invalid section {_quote(line)}{hint}")
+            self.problem(line_no, f"invalid section {quote(line)}{hint}")
 
     def named_header(self, line_no, line, prefix, what, seen):
         try:
             name = self.section_name(line[len(prefix) + 1:], what)
         except _Invalid as e:
-            self.problem(line_no, f"{_quote(line)}: {e}")
+            self.problem(line_no, f"{quote(line)}: {e}")
             return
         if what == "ipset" and self.kind in ("host", "vnet"):
-            self.problem(line_no, f"{_quote(line)}: a {self.kind} firewall file cannot declare ipsets")
+            self.problem(line_no, f"{quote(line)}: a {self.kind} firewall file cannot declare ipsets")
             return
         if what == "group" and self.kind in ("guest", "host"):
-            self.problem(line_no, f"{_quote(line)}: a {self.kind} firewall file cannot declare "
+            self.problem(line_no, f"{quote(line)}: a {self.kind} firewall file cannot declare "
                                   "security groups (they belong in cluster.fw)")
             return
         if name in seen:
@@ -712,17 +578,17 @@ class _Checker:
     @staticmethod
     def section_name(tail, what):
         """`<ws>NAME] [# comment]` after the `[IPSET`/`[group` prefix."""
-        if not tail or tail[0] not in _ASCII_WS:
+        if not tail or tail[0] not in ASCII_WS:
             raise _Invalid(f"incomplete {what} section header (expected a space and a name)")
-        found = _name_at_start(_ltrim(tail))
+        found = name_at_start(ltrim(tail))
         if not found:
             raise _Invalid(f"expected a {what} name ([A-Za-z][A-Za-z0-9_-]*)")
         name, rest = found
         if not rest.startswith("]"):
             raise _Invalid(f"expected ']' right after the {what} name {name!r}")
-        rest = _ltrim(rest[1:])
+        rest = ltrim(rest[1:])
         if rest and not rest.startswith("#"):
-            raise _Invalid(f"unexpected text after the {what} section header: {_quote(rest)} "
+            raise _Invalid(f"unexpected text after the {what} section header: {quote(rest)} "
                            "(only a '# comment' may follow)")
         return name
 
@@ -731,8 +597,8 @@ class _Checker:
     def line_options(self, line_no, line):
         key, colon, value = line.partition(":")
         if not colon:
-            raise _Invalid(f"{_quote(line)} is not a 'key: value' option")
-        key, value = _trim(key), _trim(value)
+            raise _Invalid(f"{quote(line)} is not a 'key: value' option")
+        key, value = trim(key), trim(value)
         if key in self.option_keys:
             raise _Invalid(f"option {key!r} is set twice (first on line {self.option_keys[key]})")
         self.option_keys[key] = line_no
@@ -741,7 +607,7 @@ class _Checker:
             return
         if "#" in value:
             raise _Invalid(f"option {key!r}: a comment is not allowed after an option value "
-                           f"({_quote(value)})")
+                           f"({quote(value)})")
         try:
             checker(value)
         except _Invalid as e:
@@ -750,19 +616,19 @@ class _Checker:
     def line_aliases(self, line_no, line):
         if self.kind == "host":
             raise _Invalid("a host firewall file cannot declare aliases")
-        found = _name_at_start(line)
+        found = name_at_start(line)
         if not found:
-            raise _Invalid(f"expected an alias name ([A-Za-z][A-Za-z0-9_-]*) at {_quote(line)}")
+            raise _Invalid(f"expected an alias name ([A-Za-z][A-Za-z0-9_-]*) at {quote(line)}")
         name, rest = found
-        if rest[:1] not in tuple(_ASCII_WS):
+        if rest[:1] not in tuple(ASCII_WS):
             # Rust would read `foo::1` as alias foo = ::1 (conservative: refuse).
             raise _Caution(f"alias name {name!r} must be followed by whitespace and an address")
-        address, rest = _token(_ltrim(rest))
+        address, rest = token(ltrim(rest))
         if not address:
             raise _Invalid(f"alias {name!r} has no address")
         _cidr(address, f" (alias {name!r})")
         if rest and not rest.startswith("#"):
-            raise _Invalid(f"unexpected text after the address of alias {name!r}: {_quote(rest)}")
+            raise _Invalid(f"unexpected text after the address of alias {name!r}: {quote(rest)}")
         key = name.lower()          # Rust lowercases alias names
         if key in self.aliases:
             raise _Invalid(f"alias {name!r} is declared twice (first on line {self.aliases[key]}; "
@@ -771,25 +637,25 @@ class _Checker:
 
     def line_ipset(self, line_no, line):
         rest = line[1:] if line.startswith("!") else line
-        token, rest = _token(_ltrim(rest))
-        if not token:
+        entry, rest = token(ltrim(rest))
+        if not entry:
             raise _Invalid("ipset entry without an address")
-        if _cidr_family(token) is None:
+        if _cidr_family(entry) is None:
             try:
-                known = _scoped_name(token, ("dc", "guest"), "alias")
+                known = _scoped_name(entry, ("dc", "guest"), "alias")
             except _Invalid as e:
                 raise _Invalid(f"ipset entry {e}") from None
-            if not known and not _is_name(token):
+            if not known and not is_name(entry):
                 why = ""
-                if "#" in token:
+                if "#" in entry:
                     why = " (a comment needs whitespace before the '#')"
-                elif "-" in token and _ip_family(token.partition("-")[0]):
+                elif "-" in entry and _ip_family(entry.partition("-")[0]):
                     why = " (ranges are not allowed in ipsets)"
-                raise _Invalid(f"ipset entry {_quote(token)} is not an IP address, CIDR or "
+                raise _Invalid(f"ipset entry {quote(entry)} is not an IP address, CIDR or "
                                f"alias (dc/<name>, guest/<name>){why}")
         if rest and not rest.startswith("#"):
-            raise _Invalid(f"unexpected text after the ipset entry {_quote(token)}: "
-                           f"{_quote(rest)} (a comment needs '# ' after a space)")
+            raise _Invalid(f"unexpected text after the ipset entry {quote(entry)}: "
+                           f"{quote(rest)} (a comment needs '# ' after a space)")
 
     def line_rules(self, line_no, line):
         _check_rule(line, self.kind, in_rules=True)
