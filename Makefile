@@ -19,7 +19,7 @@ TEST_DEPS := nftables python3-nftables python3-yaml python3-pytest python3-hypot
              python3-debian qemu-system-x86 busybox-static kmod cpio iproute2 \
              iputils-ping debhelper dh-python dpkg-dev fakeroot lintian
 
-.PHONY: all deps check unit dataplane demo deb install clean bench
+.PHONY: all deps check unit dataplane demo deb install clean bench golden
 
 all: deb
 
@@ -63,6 +63,10 @@ check: deps deb
 
 demo: deps deb
 	$(PYTHON) -m tests.dataplane.demo
+
+# after a deliberate change to the rules: rewrite tests/golden/*.nft, then review `git diff tests/golden`
+golden:
+	cd tests && PYTHONPATH=../lib $(PYTHON) -m golden
 
 bench: deps deb
 	$(PYTHON) bench/run.py

@@ -12,6 +12,8 @@ kinds:
   hookscript the guest hookscript on the real kernel: sets written, plain-
              bridge ports isolated at post-start, strict refusal; "pass"
              (microseg mode only; see hookscript.py)
+  golden     the kernel's listing of each tests/golden/ scenario equals its
+             reviewed .nft file; "pass" (microseg mode only; see rulesets.py)
 
 The matrix is static (pytest parametrizes on it on the host); the run
 functions below execute it inside the QEMU guest.
@@ -116,6 +118,8 @@ def matrix(mode):
         from .hookscript import PROPS as HOOKSCRIPT_PROPS
         checks += [Check(f"ifupdown2/{p}", "lifecycle", p, d) for p, d in LIFECYCLE_PROPS.items()]
         checks += [Check(f"hookscript/{p}", "hookscript", p, d) for p, d in HOOKSCRIPT_PROPS.items()]
+        from .rulesets import PROPS as GOLDEN_PROPS
+        checks += [Check(f"golden/{p}", "golden", p, d) for p, d in GOLDEN_PROPS.items()]
         from .package import PROPS as PACKAGE_PROPS
         checks += [Check(f"package/{p}", "package", p, d) for p, d in PACKAGE_PROPS.items()]
     return checks

@@ -31,6 +31,7 @@ def matrix_lines(run):
         out.append(f"{p:<{width}}" + "".join(f"{cell(rows.get(f'{p}/{ATTACKER.ns}->{v.ns}')):<20}"
                                              for v in VICTIMS))
     for kind, title in (("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)"),
+                        ("golden", "golden rulesets (kernel listing = tests/golden/*.nft)"),
                         ("package", "package lifecycle on node1 (dpkg in the node)")):
         rows_of_kind = [r for r in run.data.get("results", []) if r["kind"] == kind]
         if rows_of_kind:

@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, hookscript, package, topology
+from . import checks, cluster, hookscript, package, rulesets, topology
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -312,6 +312,8 @@ def run(modes, out_dir, how):
             clock.lap(f"{mode}: ifupdown2 lifecycle")
             observed.update(hookscript.run())
             clock.lap(f"{mode}: hookscript")
+            observed.update(rulesets.run())
+            clock.lap(f"{mode}: golden rulesets")
             observed.update(package.run(wire))          # last: it removes the package from node1
             clock.lap(f"{mode}: package lifecycle")
         data.update(ifupdown2=log, results=report(mode, observed), timings=dict(clock.laps, total=clock.total()))

@@ -83,7 +83,11 @@ def build_parser():
         "show", formatter_class=_formatter,
         help="show the desired state of this node (bridges, gateways, nftables ruleset)",
         description="Show which bridges are managed, their gateways, whether each exists on "
-                    "this node, and (json) the exact nftables transaction 'apply' would load.")
+                    "this node, and (json) the exact nftables transaction 'apply' would load. "
+                    "Changes nothing.")
+    s.add_argument("--nft", action="store_true",
+                   help="print the table 'apply' would load in nft syntax, as 'nft list table bridge "
+                        "pve_microseg' shows it once loaded (counters at zero)")
     _output_format(s)
 
     h = sub.add_parser(
@@ -219,7 +223,7 @@ def cmd_apply(args, paths, environ):
 
 
 def cmd_show(args, paths, environ):
-    return reconcile.show(paths), render.show
+    return reconcile.show(paths), (render.show_nft if args.nft else render.show)
 
 
 def cmd_hookscript(args, paths, environ):

@@ -6,6 +6,8 @@ text and the JSON always say the same thing.
 
 import json
 
+from ..policy import nftsyntax, ruleset
+
 FORMATS = ("text", "json", "json-pretty", "yaml")
 
 
@@ -73,6 +75,10 @@ def show(data):
     lines.append("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
                  "use --output-format json for the nftables ruleset")
     return lines
+
+
+def show_nft(data):
+    return nftsyntax.table([data["nftables"]], ruleset.FAMILY, ruleset.TABLE).splitlines()
 
 
 def teardown(data):

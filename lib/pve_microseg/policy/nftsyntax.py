@@ -1,0 +1,157 @@
+"""Our nftables table in nft's own syntax, as `nft list table` prints it (pure).
+
+The ruleset is built and loaded as libnftables JSON (policy/ruleset.py); this
+renders the table such a transaction leaves behind, without a kernel, the way
+nftables 1.0.6 (Debian 12) lists it: maps first, then the chains in the
+order they were created, rules in order, `==` left out, map elements sorted
+as nft sorts them, one per line, the bridge family's priority -200 as `filter`.
+`pve-microseg show --nft` prints it; tests/golden/ holds it for a few
+scenarios, checked against the kernel's own listing in the QEMU tier.
+
+Only the expressions ruleset.py generates are known; anything else raises
+ValueError, so a new rule shape cannot slip past the golden files unseen.
+"""
+
+# meta keys nft prints without the `meta` keyword
+_BARE_META = ("iifname", "oifname", "iif", "oif")
+# string-typed keys: their values are printed quoted
+_QUOTED = ("iifname", "oifname", "ibrname", "obrname")
+# the bridge family's standard priorities (nft's names)
+_PRIORITIES = {-300: "dstnat", -200: "filter", 100: "out", 300: "srcnat"}
+_MAP_NEWLINE = ",\n\t\t\t     "
+
+
+def _key_order(item):
+    """nft lists a map's elements sorted by key, an interface name compared as
+    the little-endian number its 16 bytes make (the last byte weighs most)."""
+    return item[0].encode().ljust(16, b"\0")[::-1]
+
+
+def _left(expr):
+    """(text, key) of the left-hand side of a match or the key of a vmap."""
+    if "meta" in expr:
+        key = expr["meta"]["key"]
+        return (key if key in _BARE_META else f"meta {key}"), key
+    if "payload" in expr:
+        p = expr["payload"]
+        if "base" in p:
+            return f"@{p['base']},{p['offset']},{p['len']}", None
+        return f"{p['protocol']} {p['field']}", p["field"]
+    raise ValueError(f"nftsyntax: unknown expression {expr!r}")
+
+
+def _value(value, key):
+    if isinstance(value, dict) and "set" in value:        # anonymous: in the order generated
+        return "{ " + ", ".join(_value(v, key) for v in value["set"]) + " }"
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"nftsyntax: unknown value {value!r}")
+    if key in _QUOTED:
+        return f'"{value}"'
+    return str(value)
+
+
+def _statement(stmt):
+    if "match" in stmt:
+        m = stmt["match"]
+        left, key = _left(m["left"])
+        op = "" if m["op"] == "==" else f"{m['op']} "
+        return f"{left} {op}{_value(m['right'], key)}"
+    if "counter" in stmt:
+        c = stmt["counter"] or {}
+        return f"counter packets {c.get('packets', 0)} bytes {c.get('bytes', 0)}"
+    if "vmap" in stmt:
+        left, _ = _left(stmt["vmap"]["key"])
+        return f"{left} vmap {stmt['vmap']['data']}"
+    for verdict in ("accept", "drop", "return"):
+        if verdict in stmt:
+            return verdict
+    for verdict in ("goto", "jump"):
+        if verdict in stmt:
+            return f"{verdict} {stmt[verdict]['target']}"
+    raise ValueError(f"nftsyntax: unknown statement {stmt!r}")
+
+
+def _rule(rule):
+    text = " ".join(_statement(s) for s in rule["expr"])
+    if rule.get("comment"):
+        text += f' comment "{rule["comment"]}"'
+    return text
+
+
+class _Table:
+    """The objects of one table, built up by the commands of transactions."""
+
+    def __init__(self):
+        self.maps, self.chains = {}, {}          # dicts keep creation order
+
+    def add(self, kind, obj):
+        if kind == "map":
+            self.maps.setdefault(obj["name"], {"type": obj["type"], "map": obj["map"], "elements": {}})
+        elif kind == "chain":
+            self.chains.setdefault(obj["name"], {"hook": obj.get("hook"), "prio": obj.get("prio"),
+                                                 "type": obj.get("type"), "policy": obj.get("policy"),
+                                                 "rules": []})
+        elif kind == "rule":
+            self.chains[obj["chain"]]["rules"].append(_rule(obj))
+        elif kind == "element":
+            for key, data in obj["elem"]:
+                self.maps[obj["name"]]["elements"][key] = _statement(data)
+        elif kind != "table":
+            raise ValueError(f"nftsyntax: cannot add a {kind}")
+
+    def flush(self, kind, obj):
+        if kind != "chain":
+            raise ValueError(f"nftsyntax: cannot flush a {kind}")
+        self.chains[obj["name"]]["rules"] = []
+
+    def delete(self, kind, obj):
+        if kind == "chain":
+            del self.chains[obj["name"]]
+        elif kind == "element":
+            for key in obj["elem"]:
+                del self.maps[obj["name"]]["elements"][key]
+        else:
+            raise ValueError(f"nftsyntax: cannot delete a {kind}")
+
+    def render(self, family, name):
+        blocks = []
+        for map_name, m in self.maps.items():
+            lines = [f"\tmap {map_name} {{", f"\t\ttype {m['type']} : {m['map']}"]
+            if m["elements"]:
+                elems = [f'"{k}" : {v}' for k, v in sorted(m["elements"].items(), key=_key_order)]
+                lines.append("\t\telements = { " + _MAP_NEWLINE.join(elems) + " }")
+            blocks.append(lines + ["\t}"])
+        for chain_name, c in self.chains.items():
+            lines = [f"\tchain {chain_name} {{"]
+            if c["hook"]:
+                prio = _PRIORITIES.get(c["prio"], c["prio"])
+                lines.append(f"\t\ttype {c['type']} hook {c['hook']} priority {prio}; policy {c['policy']};")
+            lines += [f"\t\t{r}" for r in c["rules"]]
+            blocks.append(lines + ["\t}"])
+        body = "\n\n".join("\n".join(b) for b in blocks)
+        return f"table {family} {name} {{\n" + (body + "\n" if body else "") + "}\n"
+
+
+def table(transactions, family, name):
+    """The table `family name` after these transactions ({"nftables": [...]}),
+    applied in order to an empty ruleset, in `nft list table` syntax; None
+    when the table does not exist at the end."""
+    current = None
+    for transaction in transactions:
+        for command in transaction["nftables"]:
+            (verb, body), = command.items()
+            (kind, obj), = body.items()
+            if kind == "table":
+                if (obj["family"], obj["name"]) != (family, name):
+                    continue
+                if verb == "add" and current is None:
+                    current = _Table()
+                elif verb == "delete":
+                    current = None
+                continue
+            if (obj.get("family"), obj.get("table")) != (family, name):
+                continue
+            if current is None:
+                raise ValueError(f"nftsyntax: {verb} {kind} before table {family} {name} exists")
+            getattr(current, verb)(kind, obj)
+    return None if current is None else current.render(family, name)
