@@ -42,7 +42,7 @@ deb: $(DEB)
 
 # The list of packaged files is a prerequisite too: a file added to git
 # since the last build (older than the .deb) must not be left out.
-PKG_FILES := $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/')
+PKG_FILES := $(wildcard $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/'))
 FILE_LIST := $(shell mkdir -p build && echo $(PKG_FILES) > build/files.new && \
                { cmp -s build/files.new build/files || mv build/files.new build/files; } && echo build/files)
 

@@ -164,8 +164,8 @@ def load(ns, design, n):
             rec["build_s"] = time.perf_counter() - t0
             rec["commands"] = len(tr["nftables"])
             rec["anon_sets"] = designs.count_anonymous_sets(tr)
-            from pve_microseg.errors import NftablesError
-            from pve_microseg.nft import Nft
+            from pve_microseg.model.errors import NftablesError
+            from pve_microseg.edges.nft import Nft
             t1 = time.perf_counter()
             try:
                 Nft().run(tr)       # what `pve-microseg apply` does: one transaction

@@ -23,8 +23,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
-from pve_microseg import addresses, ruleset  # noqa: E402
-from pve_microseg.model import Gateway, ManagedBridge  # noqa: E402
+from pve_microseg.parse import addresses  # noqa: E402
+from pve_microseg.policy import ruleset  # noqa: E402
+from pve_microseg.model.bridge import Gateway, ManagedBridge  # noqa: E402
 
 GW_MAC = "02:00:00:00:01:01"
 GW_IPV4 = "10.100.0.1"

@@ -116,8 +116,8 @@ def ifupdown_env(iface, bridge_ports):
 def nft_works():
     try:
         sys.path.insert(0, LIB)
-        from pve_microseg import ruleset
-        from pve_microseg.nft import Nft
+        from pve_microseg.policy import ruleset
+        from pve_microseg.edges.nft import Nft
         Nft().run(designs.microseg(1))
         Nft().run(ruleset.delete_table())
         return True
@@ -127,7 +127,7 @@ def nft_works():
 
 
 def _paths(env):
-    from pve_microseg.paths import Paths
+    from pve_microseg.edges.paths import Paths
     return Paths.from_env(env)
 
 
@@ -141,8 +141,8 @@ def _touch_config(env):
 
 def _reset_node(env):
     """Freshly booted node: no markers, no rules."""
-    from pve_microseg import ruleset
-    from pve_microseg.nft import Nft
+    from pve_microseg.policy import ruleset
+    from pve_microseg.edges.nft import Nft
     shutil.rmtree(env["PVE_MICROSEG_RUN_DIR"], ignore_errors=True)
     Nft().run(ruleset.delete_table())
 
@@ -150,7 +150,8 @@ def _reset_node(env):
 def _mark_without_nft(env):
     """Where nft cannot load bridge rules (the host), record the decision a
     previous run would have left, so the decided / changed paths can be timed."""
-    from pve_microseg import reconcile, state
+    from pve_microseg.flows import reconcile
+    from pve_microseg.edges import state
     paths = _paths(env)
     source = reconcile.read(paths)
     state.record(paths, source.bridges, source.stamp)
@@ -158,7 +159,8 @@ def _mark_without_nft(env):
 
 def _markers_present(env):
     """Whether the down hook has anything to do: re-create vnet0's marker."""
-    from pve_microseg import reconcile, state
+    from pve_microseg.flows import reconcile
+    from pve_microseg.edges import state
     paths = _paths(env)
     source = reconcile.read(paths)
     if "vnet0" not in state.applied(paths):
@@ -286,8 +288,8 @@ def bridges_up(n):
 
 
 def table_bridges():
-    from pve_microseg import ruleset
-    from pve_microseg.nft import Nft
+    from pve_microseg.policy import ruleset
+    from pve_microseg.edges.nft import Nft
     objs = Nft().list_table(ruleset.FAMILY, ruleset.TABLE) or []
     return sum(1 for o in objs if "chain" in o and o["chain"]["name"].startswith(ruleset.fwd_chain("")))
 
@@ -302,8 +304,8 @@ def cmd_ifupdown(args):
         log("installing pve-microseg (make install DESTDIR=/)")
         sh(f"make -C {REPO} install DESTDIR=/")
     sys.path.insert(0, LIB)
-    from pve_microseg import ruleset
-    from pve_microseg.nft import Nft
+    from pve_microseg.policy import ruleset
+    from pve_microseg.edges.nft import Nft
     os.makedirs("/etc/pve/sdn", exist_ok=True)
     open("/etc/pve/.version", "w").write("1\n")
     os.makedirs("/run/network", exist_ok=True)

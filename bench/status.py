@@ -27,8 +27,11 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "lib"))
 
 from pvesim import HOOKSCRIPT, Cluster  # noqa: E402
-from pve_microseg import addresses, antispoof, config, guestconf, ipam  # noqa: E402
-from pve_microseg.paths import Paths  # noqa: E402
+from pve_microseg.edges import pveconf  # noqa: E402
+from pve_microseg.edges.paths import Paths  # noqa: E402
+from pve_microseg.model.ipam import EMPTY as NO_IPAM  # noqa: E402
+from pve_microseg.parse import addresses, guestconf  # noqa: E402
+from pve_microseg.policy import antispoof  # noqa: E402
 
 PY = "/usr/bin/python3"
 
@@ -48,9 +51,8 @@ def build(root, n_guests, n_vnets, n_nodes):
     paths.applied_dir.mkdir(parents=True)
     for v in vnets:
         (paths.applied_dir / v).write_text("{}")
-    cfg = config.load(paths, __import__("pve_microseg.sdn", fromlist=["sdn"]).load(paths))
+    cfg = pveconf.config(paths)
     ips, hs = {}, f"local:snippets/{HOOKSCRIPT.name}"
-    no_ipam = ipam.IpamState(path=None, by_guest={}, owners={})
     for n in range(n_guests):
         vmid, vi = 100 + n, n % n_vnets
         mac = f"BC:24:11:{vmid >> 16 & 255:02X}:{vmid >> 8 & 255:02X}:{vmid & 255:02X}"
@@ -65,7 +67,7 @@ def build(root, n_guests, n_vnets, n_nodes):
             path = c.add_vm(vmid, {0: f"virtio={mac},bridge=v{vi},firewall=1"}, {0: f"ip={ip}/24"}, node=node)
             gtype = "qemu"
         gc = guestconf.parse(path.read_text(), vmid, gtype, path)
-        fw, _ = antispoof.edit_fw("", antispoof.plan(gc, cfg, no_ipam), cfg.hookscript)
+        fw, _ = antispoof.edit_fw("", antispoof.plan(gc, cfg, NO_IPAM), cfg.hookscript)
         (c.pve / "firewall" / f"{vmid}.fw").write_text(fw)
     c.write("sdn/pve-ipam-state.json", json.dumps({"zones": {"z": {"subnets": {"10.0.0.0/8": {"ips": ips}}}}}))
     answers = os.path.join(root, "answers")

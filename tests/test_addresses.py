@@ -44,7 +44,7 @@ def test_parse_ip_rejects(text, why):
 
 
 def test_eui64_link_local_matches_proxmox_example():
-    # reference (c.2): BC:24:11:4D:B0:FE -> fe80::be24:11ff:fe4d:b0fe
+    # RFC 4291 appendix A: BC:24:11:4D:B0:FE -> fe80::be24:11ff:fe4d:b0fe
     assert str(addresses.eui64_link_local("bc:24:11:4d:b0:fe")) == "fe80::be24:11ff:fe4d:b0fe"
 
 

@@ -188,7 +188,7 @@ def test_teardown_removes_the_table_and_every_decision(fake_node, fake_nft):
     for d in (paths.applied_dir, paths.ignored_dir):
         d.mkdir(parents=True)
         (d / "vnet1").write_text("{}")
-    reconcile.teardown(paths, fake_nft, "pve1")
+    reconcile.teardown(paths, fake_nft)
     assert fake_nft.transactions == [ruleset.delete_table()]
     assert not paths.applied_dir.exists() and not paths.ignored_dir.exists()
 

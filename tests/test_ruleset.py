@@ -62,7 +62,7 @@ def _text(rules):
 def test_prerouting_guards_gateway_identity():
     b = bridge(macs=("02:00:00:00:01:01", "00:00:5e:00:01:01"),
                v6=("2001:db8:100::1", str(eui64_link_local("02:00:00:00:01:01"))))
-    rules = rules_of(ruleset.load_bridge(b), "pre-vnet1")
+    rules = rules_of(ruleset.update(load=[b]), "pre-vnet1")
     comments = [r.get("comment", "") for r in rules]
     assert comments[0] == "only frames from guest ports are checked here"
     assert [e["match"] for e in rules[0]["expr"][:3]] == [
@@ -84,7 +84,7 @@ def test_prerouting_guards_gateway_identity():
 
 
 def test_forward_rules_order():
-    rules = rules_of(ruleset.load_bridge(bridge()), "fwd-vnet1")
+    rules = rules_of(ruleset.update(load=[bridge()]), "fwd-vnet1")
     comments = [r.get("comment") for r in rules]
     assert comments[:6] == ["from a gateway (guests cannot send with its MAC, see pre-vnet1)"] + \
         ["nothing but a gateway reaches a guest"] * 3 + ["to a gateway", "uplink/host traffic"]
@@ -98,10 +98,10 @@ def test_forward_rules_order():
 
 
 def test_families_without_gateway_address_get_no_rules():
-    rules = rules_of(ruleset.load_bridge(bridge(v6=())), "pre-vnet1") + \
-        rules_of(ruleset.load_bridge(bridge(v6=())), "fwd-vnet1")
+    rules = rules_of(ruleset.update(load=[bridge(v6=())]), "pre-vnet1") + \
+        rules_of(ruleset.update(load=[bridge(v6=())]), "fwd-vnet1")
     assert "ip6" not in _text(rules) and "nd-neighbor" not in _text(rules)
-    rules = rules_of(ruleset.load_bridge(bridge(v4=())), "fwd-vnet1")
+    rules = rules_of(ruleset.update(load=[bridge(v4=())]), "fwd-vnet1")
     assert '"arp"' not in _text(rules)
 
 
@@ -120,8 +120,8 @@ def test_guest_to_uplink_ends_in_drop():
         "DHCP client", "DHCPv6 client"]
 
 
-def test_load_bridge_refills_its_chains():
-    cmds = ruleset.load_bridge(bridge())["nftables"]
+def test_update_refills_the_chains_of_a_bridge_it_loads():
+    cmds = ruleset.update(load=[bridge()])["nftables"]
     flushed = [c["flush"]["chain"]["name"] for c in cmds if "flush" in c]
     assert {"pre-vnet1", "fwd-vnet1", "prerouting", "forward"} <= set(flushed)
     # every flush of a bridge chain comes after the chain is (idempotently) added

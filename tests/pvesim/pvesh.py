@@ -7,10 +7,21 @@ Every call is matched against the endpoint templates of the real API schema
 (tests/fixtures/pve-api-subset.json, extracted from pve-docs api-viewer/apidata.js)
 and its parameters are checked the way PVE::JSONSchema checks them; the
 implemented endpoints then read and write the simulator's fake /etc/pve tree
-(tests/pvesim).  References in brackets are to /work/shared/reference/proxmox.md.
+(tests/pvesim).  The short names in brackets cite the Proxmox sources the
+behaviour was taken from:
+  [pvesh]     proxmox/pve-manager PVE/CLI/pvesh.pm@14a22df35955d97dfc1af21e117dc894a29df0c9;
+              proxmox/pve-common src/PVE/CLIHandler.pm, src/PVE/CLIFormatter.pm,
+              src/PVE/RESTEnvironment.pm (fork_worker) @f665029eac78022e81810ab2e44eace57ade13fb
+  [fw-api]    proxmox/pve-firewall src/PVE/Firewall.pm@6f1311f349daee920c7eedcc6e53d7fc5e2cfdbf
+              (parse_*/save_* of the .fw files, the option parsers)
+  [pmxcfs]    proxmox/pve-cluster src/PVE/Cluster.pm, src/pmxcfs/@7091d92e594952dba65c1e57568b3d7cc244e960
+  [sectioncfg] proxmox/pve-common src/PVE/SectionConfig.pm@f665029eac78022e81810ab2e44eace57ade13fb
+  [sdn]       proxmox/pve-network src/PVE/API2/Network/SDN.pm, src/PVE/Network/SDN.pm
+              @ecf98c5d8f12fac9d61f3da27376aaab0ab598dc
+  [schema]    tests/fixtures/pve-api-subset.json (pve-docs api-viewer/apidata.js, see SOURCES.txt)
 
 Simulated:
-* the command line [h.1]: verbs, Getopt::Long-style options (`--k v`, `--k=v`,
+* the command line [pvesh]: verbs, Getopt::Long-style options (`--k v`, `--k=v`,
   `-k`, unique prefixes, case-insensitive names, booleans without a value,
   repeated flags for array and `*-list` parameters), `--output-format`
   (json: one line, sorted keys; json-pretty; yaml; text: a plain rendering),
@@ -30,7 +41,7 @@ Simulated:
   (as that node) and is recorded in run/sim/pvesh-proxied.log; with
   `--noproxy` it fails `proxy loop detected - aborting`; an unknown node
   fails the host name lookup;
-* firewall files [a.6, d]: read leniently like pve-firewall (lowercased ipset
+* firewall files [fw-api, pmxcfs]: read leniently like pve-firewall (lowercased ipset
   names and option keys, unparsable lines dropped), written back whole in the
   API's canonical form under the cfs lock (firewall-cluster, firewall-vm-<vmid>,
   firewall-vnet-<vnet>) with tmp + rename (pve_microseg.pmxcfs); an empty result
@@ -210,7 +221,7 @@ def type_text(p):
 
 def usage_line(verb, props):
     """`pvesh <verb> <api_path> --required <type> [OPTIONS] [FORMAT_OPTIONS]`
-    (the short usage of PVE::RESTHandler; the exact text is unverified [h.1])."""
+    (the short usage of PVE::RESTHandler; the exact text is unverified [pvesh])."""
     required = [f"--{n} {type_text(p)}" for n, p in sorted(props.items())
                 if p.get("required") and n not in STD_OPTIONS]
     return " ".join([f"pvesh {verb} <api_path>"] + required + ["[OPTIONS]", "[FORMAT_OPTIONS]"])
@@ -677,7 +688,7 @@ def render_text(data):
 
 # =============================================================== firewall files
 
-OPTION_SYNTAX = {   # what pve-firewall's option parsers accept, per kind of file [b]
+OPTION_SYNTAX = {   # what pve-firewall's option parsers accept, per kind of file [fw-api]
     "guest": [(r"(enable|dhcp|ndp|radv|macfilter|ipfilter|ips):\s*(0|1)", int),
               (rf"(log_level_in|log_level_out):\s*((?:{LOG_LEVELS})?)", str),
               (r"(policy_(?:in|out)):\s*(ACCEPT|DROP|REJECT)", str.upper),
@@ -893,7 +904,7 @@ def format_ipsets(conf):
 
 
 def render_fw(conf):
-    """The whole file in the API's canonical form [a.6] ('' = delete the file).
+    """The whole file in the API's canonical form [fw-api] ('' = delete the file).
     Option and alias order is random in Perl; here it is sorted."""
     out = ""
     if conf.options:
@@ -1171,7 +1182,7 @@ def delete_ipset(call):
 
 
 def normalise_cidr(cidr):
-    """The API's canonical form of an address [h.2]: host bits zeroed,
+    """The API's canonical form of an address [fw-api, schema]: host bits zeroed,
     `/32` and `/128` dropped, IPv6 compressed in lower case."""
     ip, plen = cidr_parts(cidr)
     if plen is None or plen == ip.max_prefixlen:
@@ -1559,7 +1570,7 @@ SDN_FILES = {"zones": "/cluster/sdn/zones", "vnets": "/cluster/sdn/vnets",
 
 
 def parse_section_config(text):
-    """SectionConfig [f.1]: `type: id`, TAB-indented `key value`, a blank line
+    """SectionConfig [sectioncfg]: `type: id`, TAB-indented `key value`, a blank line
     ends a section.  -> [{"type", "id", key: [values in file order]}]"""
     out, current = [], None
     for line in text.split("\n"):
@@ -1621,7 +1632,7 @@ def task_file(sim, upid):
 
 
 def run_task(call, wtype, work):
-    """A worker task run synchronously, as in the CLI [h.1]: its log goes to
+    """A worker task run synchronously, as in the CLI [pvesh]: its log goes to
     stdout and into the task log, then the UPID is returned (exit 0 even when
     the task fails)."""
     upid = new_upid(call.sim.node, wtype)
@@ -1640,7 +1651,7 @@ def run_task(call, wtype, work):
 
 
 def check_sdn_lock(call):
-    """The global SDN lock [f.7]: a matching --lock-token is needed."""
+    """The global SDN lock [sdn]: a matching --lock-token is needed."""
     lock = call.sim.pve / "sdn/.lock"
     token = call.params.get("lock-token")
     if lock.exists():

@@ -10,7 +10,6 @@ write_atomic  write a temporary file beside the target and rename it over
 Failures come back as the caller's exception class, naming the file.
 """
 
-import errno
 import os
 import stat
 
@@ -107,12 +106,3 @@ def remove(path):
         return True
     except FileNotFoundError:
         return False
-
-
-def describe(e):
-    """An OSError in words an administrator can act on."""
-    if e.errno == errno.ENOSPC:
-        return "no space left on the device"
-    if e.errno == errno.EROFS:
-        return "read-only file system"
-    return e.strerror or str(e)

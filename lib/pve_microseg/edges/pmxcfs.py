@@ -1,17 +1,24 @@
-"""Writing to /etc/pve the way Proxmox itself does (reference section d).
+"""Writing to /etc/pve the way Proxmox itself does.
 
 * `cfs_lock(paths, lockid)`: the cluster-wide lock of `PVE::Cluster`: create
   the directory `/etc/pve/priv/lock/<lockid>`; while someone else holds it,
   send an unlock request (`utime(dir, 0, 0)`; pmxcfs honours it once the
   holder's lock is 120 s old) and retry, up to a timeout (10 s, as the API
   uses for firewall files).  Always removed when the work is done.
+  ($cfs_lock, cfs_lock_file: proxmox/pve-cluster
+  src/PVE/Cluster.pm@7091d92e594952dba65c1e57568b3d7cc244e960; the unlock
+  request: cfs_plug_memdb_utimens and CFS_LOCK_TIMEOUT in src/pmxcfs/; the
+  firewall lock ids: lock_vmfw_conf in proxmox/pve-firewall
+  src/PVE/Firewall/Helpers.pm@6f1311f349daee920c7eedcc6e53d7fc5e2cfdbf.)
 * `write_file(path, text)`: what `file_set_contents` does: write
   `<file>.tmp.<pid>` next to the target and rename it over the target, so
-  readers on every node see the old file or the new one, never a part.
+  readers on every node see the old file or the new one, never a part
+  (proxmox/pve-common src/PVE/File.pm@f665029eac78022e81810ab2e44eace57ade13fb).
 
-pmxcfs answers EACCES to every write and mkdir when the node has no quorum;
-files are limited to 1 MiB.  Both come back as ClusterFsError with a message
-an administrator can act on.
+pmxcfs answers EACCES to every write and mkdir when the node has no quorum
+(dcdb_send_fuse_message) and EFBIG above 1 MiB (MEMDB_MAX_FILE_SIZE, both in
+proxmox/pve-cluster src/pmxcfs/@7091d92e).  Both come back as ClusterFsError
+with a message an administrator can act on.
 """
 
 import errno

@@ -1,4 +1,6 @@
-"""The cluster's configuration as pmxcfs holds it on this node, read and parsed.
+"""The configuration pve-microseg decides on, as pmxcfs holds it on this node:
+microseg.yaml and the legacy file, SDN, guest configs, the IPAM, firewall
+files; read and parsed.  (Who is in the cluster and where: cluster.py.)
 
 Every node has the whole of /etc/pve locally, so thousands of guests cost
 file reads, not pvesh calls (a pvesh call costs about a second).  Each
@@ -6,14 +8,11 @@ function reads with edges/files.py (size cap, errors naming the file) and
 parses with parse/; none of them writes anything.
 """
 
-from pathlib import Path
-
 from ..model.config import Document
-from ..model.errors import ClusterFsError, ConfigError, GuestConfigError, SdnConfigError
+from ..model.errors import ClusterFsError, GuestConfigError, SdnConfigError
 from ..model.ipam import EMPTY as NO_IPAM
 from ..model.sdn import EMPTY as NO_SDN
 from ..parse import fwfile, guestconf, ipam as ipam_parse, legacy as legacy_parse, sdn as sdn_parse
-from ..parse import storage as storage_parse, vmlist as vmlist_parse
 from ..parse.sectionconfig import parse_section_config
 from ..policy import resolve
 from . import files, pmxcfs, state
@@ -77,29 +76,6 @@ def sdn(paths):
 
 # ---------------------------------------------------------------- guests
 
-def vmlist(paths):
-    """{vmid: Guest} from /etc/pve/.vmlist."""
-    text = files.read_text(paths.vmlist)
-    return {} if text is None else vmlist_parse.parse_vmlist(text, paths.vmlist)
-
-
-def members(paths):
-    """{node: ip} from /etc/pve/.members; {} when it cannot be read."""
-    try:
-        text = files.read_text(paths.members, missing="")
-    except ConfigError:
-        return {}
-    return vmlist_parse.parse_members(text)
-
-
-def cluster_nodes(paths):
-    """The nodes /etc/pve/nodes knows, sorted."""
-    try:
-        return sorted(e.name for e in paths.nodes_dir.iterdir() if e.is_dir())
-    except OSError:
-        return []
-
-
 def guest_config(paths, guest, node=None):
     """The GuestConfig of a Guest, from its node's directory (or `node`'s)."""
     path = paths.guest_config(node or guest.node, guest.type, guest.vmid)
@@ -127,20 +103,6 @@ def ipam(paths, vmid=None):
         if text is not None:
             return ipam_parse.parse(text, path, vmid)
     return NO_IPAM
-
-
-# ---------------------------------------------------------------- storage
-
-def storages(paths):
-    """{storage id: Storage}, `local` included."""
-    return storage_parse.parse(files.read_text(paths.storage_cfg, missing=""), paths.storage_cfg)
-
-
-def snippet_path(paths, volume):
-    """`local:snippets/x.sh` -> its file (Path) on this node; an absolute path as is."""
-    if volume.startswith("/"):
-        return Path(volume)
-    return Path(storage_parse.snippet_path(storages(paths), volume, paths.storage_cfg))
 
 
 # ---------------------------------------------------------------- firewall files

@@ -7,10 +7,13 @@ into PveshError with pvesh's own message.  With `dry_run`, changing calls
 (set/create/delete) are only recorded: `calls` then lists exactly what would
 run, ready to print.
 
-pvesh facts this relies on (reference section h.1): JSON output is one line;
-a method returning null prints nothing; errors go to stderr with a non-zero
-exit (usually 255); worker tasks print their log, then the UPID, and exit 0
-even when the task failed -- `task_result` asks for the real outcome.
+pvesh facts this relies on: JSON output is one line, and a method returning
+null prints nothing (print_api_result in proxmox/pve-common
+src/PVE/CLIFormatter.pm@f665029eac78022e81810ab2e44eace57ade13fb); errors go
+to stderr with a non-zero exit (usually 255); worker tasks run in the
+foreground, print their log, then the UPID, and exit 0 even when the task
+failed (fork_worker in src/PVE/RESTEnvironment.pm@f665029e...) --
+`task_result` asks for the real outcome.
 """
 
 import json

@@ -9,7 +9,6 @@ import os
 import sys
 
 from .. import __version__
-from ..edges import node
 from ..edges.log import Log
 from ..edges.nft import Nft
 from ..edges.paths import Paths
@@ -265,8 +264,7 @@ def cmd_check(args, paths, environ):
 
 
 def cmd_teardown(args, paths, environ):
-    here = node.local_node(paths, environ)
-    return reconcile.teardown(paths, Nft, here, dry_run=args.dry_run), render.teardown
+    return reconcile.teardown(paths, Nft, environ, dry_run=args.dry_run), render.teardown
 
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,

@@ -1,6 +1,6 @@
 """`pve-microseg check`: lint every firewall file of the cluster (policy/fwlint.py)."""
 
-from ..edges import pmxcfs, pveconf
+from ..edges import cluster, pmxcfs
 from ..model.errors import ExitCode
 from ..parse import fwfile
 from ..policy import fwlint
@@ -19,7 +19,7 @@ def collect(paths):
     files, nft_nodes = [], []
     if paths.cluster_fw.exists():
         files.append(("cluster.fw", pmxcfs.read_file(paths.cluster_fw), "cluster"))
-    nodes = pveconf.cluster_nodes(paths)
+    nodes = cluster.nodes(paths)
     for n in nodes:
         text = pmxcfs.read_file(paths.host_fw(n))
         if text:

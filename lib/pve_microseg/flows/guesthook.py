@@ -151,7 +151,8 @@ class Hook:
             cfg.hookscript.chain if cfg else None)
 
     def run_chained(self, volume):
-        path = pveconf.snippet_path(self.paths, volume)
+        from ..edges import cluster     # storage.cfg: only when chaining
+        path = cluster.snippet_path(self.paths, volume)
         if os.path.realpath(path) == os.path.realpath(sys.argv[0] or ""):
             self.warn(f"chain: {volume} is this hookscript itself; not run twice")
             return 0

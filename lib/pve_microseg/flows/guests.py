@@ -10,11 +10,11 @@ stop the others, and the exit status says that one failed.
 
 import io
 
-from ..edges import node, pveconf
+from ..edges import cluster, node, pveconf
 from ..model.errors import ExitCode, MicrosegError, RolledBack
 from ..policy import hookscripts, yamledit
 from ..policy.hookscripts import Step
-from . import configedit, inventory
+from . import configedit
 from .guesthook import PREFIX, Hook
 from .result import Result
 
@@ -23,11 +23,11 @@ def select(paths, vmids=(), vnet=None, all_guests=False):
     """The guests named by VMID, by VNet (a NIC on it) or all of them."""
     if (all_guests or vnet) and vmids:
         raise MicrosegError("give VMIDs, or --vnet, or --all, not several")
-    everyone = inventory.guests(paths)
+    everyone = cluster.guests(paths)
     if all_guests:
         return everyone
     if vnet:
-        return [g for g, gc, _ in inventory.guest_configs(paths, everyone)
+        return [g for g, gc, _ in cluster.guest_configs(paths, everyone)
                 if gc is not None and any(n.bridge == vnet for n in gc.nics)]
     by_vmid = {g.vmid: g for g in everyone}
     missing = [v for v in vmids if v not in by_vmid]
@@ -98,7 +98,7 @@ def attach_or_detach(paths, pvesh, action, guests, storage="local", dry_run=Fals
         except MicrosegError as e:
             result, failed = f"FAILED: {e}", True
         rows.append({"vmid": g.vmid, "node": g.node, "type": g.type, "result": result})
-    st = pveconf.storages(paths).get(storage)
+    st = cluster.storages(paths).get(storage)
     install_on = []
     if action == "attach" and st is not None and not st.shared:
         install_on = sorted({r["node"] for r in rows if r["result"].startswith("attached")})
@@ -109,7 +109,7 @@ def attach_or_detach(paths, pvesh, action, guests, storage="local", dry_run=Fals
 
 def sync(paths, environ, vmids):
     """Write each guest's ipfilter sets now, as its pre-start does."""
-    by_vmid = {g.vmid: g for g in inventory.guests(paths)}
+    by_vmid = {g.vmid: g for g in cluster.guests(paths)}
     synced, warnings = [], []
     for vmid in vmids:
         if vmid not in by_vmid:

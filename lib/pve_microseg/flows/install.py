@@ -1,18 +1,18 @@
 """`pve-microseg hookscript install`: the packaged hookscript into a storage's
 snippets directory on this node, where `qm set --hookscript` finds it."""
 
-from ..edges import files, node, pveconf
+from ..edges import cluster, files, node
 from ..model.errors import ConfigError, MicrosegError
 from .result import Result
 
 
 def hookscript(paths, storage="local", dry_run=False, environ=None):
     """Copy (or refresh) the hookscript; say on which other nodes it is needed too."""
-    st = pveconf.storages(paths).get(storage)
+    st = cluster.storages(paths).get(storage)
     if st is None:
         raise ConfigError(paths.storage_cfg, None, storage, f"no storage {storage!r}")
     volume = f"{st.id}:snippets/{paths.hookscript.name}"
-    target = pveconf.snippet_path(paths, volume)
+    target = cluster.snippet_path(paths, volume)
     script = files.read_text(paths.hookscript, error=MicrosegError)
     if script is None:
         raise MicrosegError(f"{paths.hookscript}: No such file or directory "
@@ -27,7 +27,7 @@ def hookscript(paths, storage="local", dry_run=False, environ=None):
         except OSError as e:
             raise MicrosegError(f"{target}: cannot write: {e.strerror}") from None
     here = node.local_node(paths, environ)
-    others = [] if st.shared else [n for n in (st.nodes or pveconf.cluster_nodes(paths)) if n != here]
+    others = [] if st.shared else [n for n in (st.nodes or cluster.nodes(paths)) if n != here]
     return Result({"volume": volume, "path": str(target), "node": here, "shared": st.shared,
                    "changed": not current, "dry-run": dry_run, "storage": st.id,
                    "lists-snippets": "snippets" in st.content, "install-also-on": others})

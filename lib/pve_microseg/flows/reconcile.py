@@ -9,11 +9,10 @@ that loads rules writes state; `show` and `apply --dry-run` change nothing.
 import shutil
 from dataclasses import dataclass, field
 
+from ..edges import cluster, node, pveconf, state
 from ..model.errors import ConfigError, ExitCode
 from ..policy import plan as planning, protection, ruleset
-from . import inventory
 from .result import Result
-from ..edges import node, pveconf, state
 
 
 @dataclass
@@ -180,9 +179,10 @@ def hook_down(paths, iface, nft_factory, log):
             log.info(f"{iface}: down, L2 isolation rules removed")
 
 
-def teardown(paths, nft_factory, here, dry_run=False):
+def teardown(paths, nft_factory, environ=None, dry_run=False):
     """Remove our table and forget every decision (package removal); name
     the guests of this node that lose their L2 isolation."""
+    here = node.local_node(paths, environ)
     warnings = []
     try:
         managed = pveconf.config(paths).names
@@ -190,7 +190,7 @@ def teardown(paths, nft_factory, here, dry_run=False):
         warnings.append(f"cannot read the configuration ({e}); guests are not named")
         managed = frozenset()
     exposed = []
-    for guest, gc, _ in inventory.guest_configs(paths, [g for g in inventory.guests(paths) if g.node == here]):
+    for guest, gc, _ in cluster.guest_configs(paths, [g for g in cluster.guests(paths) if g.node == here]):
         nics = protection.nics_on(gc, managed) if gc is not None else []
         if nics:
             exposed.append({"vmid": guest.vmid, "type": guest.type, "nics": [f"{n.key}@{n.bridge}" for n in nics]})

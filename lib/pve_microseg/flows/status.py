@@ -8,9 +8,9 @@ node-local: each other node answers `pve-microseg status --local` over ssh
 """
 
 from ..edges import node, pveconf, ssh, state
+from ..edges.cluster import guest_configs, guests, members, nodes as cluster_nodes
 from ..model.errors import ExitCode, MicrosegError
 from ..policy import protection, ruleset
-from . import inventory
 from .result import Result
 
 
@@ -45,8 +45,8 @@ def cluster(paths, nft_factory=None, timeout=5.0):
     sdn = pveconf.sdn(paths)
     cfg = pveconf.config(paths, sdn)
     here = node.local_node(paths)
-    ips = pveconf.members(paths)
-    nodes = sorted(ips) or pveconf.cluster_nodes(paths) or [here]
+    ips = members(paths)
+    nodes = sorted(ips) or cluster_nodes(paths) or [here]
     answers = ssh.ask_nodes(str(paths.ssh), [n for n in nodes if n != here], timeout, ips)
     answers[here] = local(paths, nft_factory, cfg).data
 
@@ -55,7 +55,7 @@ def cluster(paths, nft_factory=None, timeout=5.0):
                    for b in cfg.bridges]
     ipam_state = pveconf.ipam(paths)
     guest_rows = []
-    for guest, gc, error in inventory.guest_configs(paths, inventory.guests(paths)):
+    for guest, gc, error in guest_configs(paths, guests(paths)):
         if error is not None:
             guest_rows.append(protection.unreadable_guest_row(guest, error))
             continue

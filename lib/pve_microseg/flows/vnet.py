@@ -5,7 +5,7 @@ What the VNet firewall gets and what must hold first is policy/vnetfw.py's;
 this module reads the cluster, calls pvesh and edits microseg.yaml.
 """
 
-from ..edges import pmxcfs, pveconf
+from ..edges import cluster, pmxcfs, pveconf
 from ..model.errors import ConfigError, MicrosegError, PrerequisiteError, RolledBack
 from ..parse import addresses
 from ..policy import vnetfw, yamledit
@@ -19,11 +19,11 @@ def _in_running_config(paths, vnet):
 
 
 def prerequisites(paths, vnet, enable_datacenter=False, lockout_confirmed=False):
-    cluster = pveconf.firewall(paths.cluster_fw)
-    options = {"enable": cluster.option("enable") or "0"}
-    mgmt = cluster.find("ipset", "management")
+    dc = pveconf.firewall(paths.cluster_fw)
+    options = {"enable": dc.option("enable") or "0"}
+    mgmt = dc.find("ipset", "management")
     entries = [l.strip() for l in mgmt.lines if l.strip() and not l.strip().startswith("#")] if mgmt else None
-    hosts = {n: pveconf.firewall(paths.host_fw(n)).option("nftables") == "1" for n in pveconf.cluster_nodes(paths)}
+    hosts = {n: pveconf.firewall(paths.host_fw(n)).option("nftables") == "1" for n in cluster.nodes(paths)}
     return vnetfw.check(options, entries, hosts, _in_running_config(paths, vnet),
                         enable_datacenter=enable_datacenter, lockout_confirmed=lockout_confirmed)
 
@@ -52,25 +52,10 @@ def _result(vnet, action, pvesh, report, dry_run):
                    "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "notes": report})
 
 
-def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enable_datacenter=False,
-           lockout_confirmed=False, dry_run=False):
-    """Record, then rules, then DROP last: the VNet is never on DROP without
-    its ACCEPT rules.  A failure undoes what this run did and says so."""
-    if not (_in_running_config(paths, vnet) or vnet in pveconf.pending_vnets(paths)):
-        raise ConfigError(paths.sdn_vnets, None, vnet, f"no SDN VNet {vnet!r} (pending or running)")
-    report = []
-    pre = prerequisites(paths, vnet, enable_datacenter, lockout_confirmed)
-    if apply_sdn:
-        pre = pre.without(vnetfw.Need.NOT_APPLIED)
-    if pre.problems:
-        raise PrerequisiteError("nothing was changed:\n" + "\n".join(
-            f"  - {p.what}\n    fix: {p.how}" for p in pre.problems))
-    report += [n.what for n in pre.notes]
-    macs = [addresses.parse_mac(m) for m in gateway_macs]
-    current_opts = pvesh.get(f"/cluster/sdn/vnets/{vnet}/firewall/options") or {}
-    turn_on_dc = enable_datacenter and pre.notes_of(vnetfw.Need.TURN_ON_DATACENTER)
-
-    def record(text):
+def _record(paths, vnet, macs, current_opts, turn_on_dc):
+    """The microseg.yaml change of `vnet enable`: the VNet's gateway MACs and,
+    once, the VNet firewall options it found (what `vnet disable` restores)."""
+    def change(text):
         spec = configedit.parse(paths, text).bridge(vnet)
         if spec is None and not macs:
             raise MicrosegError(f"{vnet} is not in {paths.config} yet: give its router's MAC with "
@@ -88,23 +73,47 @@ def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enabl
         if not fields:
             return text
         return yamledit.set_entry(text, ("bridges", vnet), fields, merge=True, path=paths.config)
+    return change
 
-    edit = configedit.edit(paths, record, dry_run=dry_run)
+
+def _configure(pvesh, vnet, allow, current_opts, turn_on_dc, created):
+    """Our rules first, DROP last, then the datacenter firewall; the names of
+    the rules added go into `created` as they are."""
+    have = vnetfw.ours(pvesh.get(_rules_path(vnet)))
+    for rule in vnetfw.desired(vnet, allow):
+        if rule.name not in have:
+            pvesh.create(_rules_path(vnet), **rule.api_params())
+            created.append(rule.name)
+    if str(current_opts.get("enable", "")) != "1" or current_opts.get("policy_forward") != "DROP":
+        pvesh.set(f"/cluster/sdn/vnets/{vnet}/firewall/options", enable=1, policy_forward="DROP")
+    if turn_on_dc:
+        pvesh.set("/cluster/firewall/options", enable=1)
+
+
+def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enable_datacenter=False,
+           lockout_confirmed=False, dry_run=False):
+    """Record, then rules, then DROP last: the VNet is never on DROP without
+    its ACCEPT rules.  A failure undoes what this run did and says so."""
+    if not (_in_running_config(paths, vnet) or vnet in pveconf.pending_vnets(paths)):
+        raise ConfigError(paths.sdn_vnets, None, vnet, f"no SDN VNet {vnet!r} (pending or running)")
+    pre = prerequisites(paths, vnet, enable_datacenter, lockout_confirmed)
+    if apply_sdn:
+        pre = pre.without(vnetfw.Need.NOT_APPLIED)
+    if pre.problems:
+        raise PrerequisiteError("nothing was changed:\n" + "\n".join(
+            f"  - {p.what}\n    fix: {p.how}" for p in pre.problems))
+    report = [n.what for n in pre.notes]
+    macs = [addresses.parse_mac(m) for m in gateway_macs]
+    current_opts = pvesh.get(f"/cluster/sdn/vnets/{vnet}/firewall/options") or {}
+    turn_on_dc = enable_datacenter and pre.notes_of(vnetfw.Need.TURN_ON_DATACENTER)
+    edit = configedit.edit(paths, _record(paths, vnet, macs, current_opts, turn_on_dc), dry_run=dry_run)
     if edit.changed:
         report.append(("would change" if dry_run else "changed") + f" {paths.config}:\n" + edit.diff())
     created = []
     try:
         if apply_sdn:
             _apply_sdn(pvesh, report)
-        have = vnetfw.ours(pvesh.get(_rules_path(vnet)))
-        for rule in vnetfw.desired(vnet, allow):
-            if rule.name not in have:
-                pvesh.create(_rules_path(vnet), **rule.api_params())
-                created.append(rule.name)
-        if str(current_opts.get("enable", "")) != "1" or current_opts.get("policy_forward") != "DROP":
-            pvesh.set(f"/cluster/sdn/vnets/{vnet}/firewall/options", enable=1, policy_forward="DROP")
-        if turn_on_dc:
-            pvesh.set("/cluster/firewall/options", enable=1)
+        _configure(pvesh, vnet, allow, current_opts, turn_on_dc, created)
     except MicrosegError as e:
         if dry_run:
             raise

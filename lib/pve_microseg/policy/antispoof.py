@@ -38,8 +38,12 @@ from enum import Enum
 from ..model.errors import FirewallFileError
 from ..parse import addresses, fwfile
 
-# [I] reference c.6: proxmox-firewall's guest config parser knows only these
-# models and net0..net30
+# proxmox-firewall's guest config parser knows only these NIC models and
+# net0..net30 (NetworkDeviceModel and index_from_net_key in proxmox/proxmox-ve-rs
+# proxmox-ve-config/src/guest/vm.rs@840d1ede9605c8dacb7bb1329da1ee1a642c0a4e); a
+# guest it cannot read makes proxmox-firewall skip the whole update
+# (parse_guests in proxmox/proxmox-firewall proxmox-firewall/src/config.rs
+# @a75265939e3aa152a92961d06c26e611c731da67)
 NFT_KNOWN_MODELS = ("virtio", "e1000", "rtl8139", "vmxnet3", "veth")
 NFT_MAX_NIC = 30
 IPFILTER_MARK = "# ipfilter: 1 below is set by pve-microseg (removed with its last set)"

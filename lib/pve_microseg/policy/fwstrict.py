@@ -38,8 +38,10 @@ means the strict parser accepts the file.  What is checked, per line
   (lists, ranges, `+set`, aliases, one IP family), ports (numbers, ranges,
   service names), ICMP types, log levels, `-i net0`..`net30` for guests.
 
-Versions: the rules follow proxmox-firewall 1.2.x (proxmox-ve-config 0.10, the
-snapshot of the reference and of the fixtures).  Unscoped names (`+set`, a
+Versions: the rules follow proxmox-firewall 1.2.x (proxmox-ve-config 0.10:
+proxmox/proxmox-firewall@a75265939e3aa152a92961d06c26e611c731da67 and
+proxmox/proxmox-ve-rs@840d1ede9605c8dacb7bb1329da1ee1a642c0a4e, the snapshot
+of tests/fixtures/).  Unscoped names (`+set`, a
 bare alias in a rule or an ipset) are accepted as that version does, although
 builds before 1.2.0 (PVE 8) reject them; pve-microseg never writes them.
 
@@ -284,8 +286,8 @@ def _check_address_match(value):
         if _scoped_name(value, ("+dc", "+guest", "+sdn"), "ipset"):
             return None
         if is_name(value[1:]):
-            # Unscoped `+name`: only proxmox-firewall >= 1.2.0 (the version the reference
-            # describes) reads it; older builds reject the file.
+            # Unscoped `+name`: only proxmox-firewall >= 1.2.0 reads it; older
+            # builds reject the file.
             return None
         raise _Invalid(f"{quote(value)} is not an ipset reference "
                        "(+dc/<name>, +guest/<name>, +sdn/<name> or +<name>)")
@@ -332,11 +334,10 @@ _ICMPV6_PROTOCOLS = {"ipv6-icmp", "icmpv6", "58"}
 
 # ICMP type names.  The proxmox-ve-config sources we could read know only nft
 # spellings (echo-request, nd-neighbor-solicit, ...), yet proxmox-firewall's own
-# test input (and so the 1.2.x parser the reference describes) uses the
-# pve-firewall spellings (neighbor-solicitation, ttl-zero-during-transit).  We
-# accept what the PVE API accepts (pve-firewall's lists) and nothing else
-# (conservative); 'reject-route' is left out: the reference says the Rust table
-# misspells it.
+# test input (and so its 1.2.x parser) uses the pve-firewall spellings
+# (neighbor-solicitation, ttl-zero-during-transit).  We accept what the PVE API
+# accepts (pve-firewall's lists) and nothing else (conservative); 'reject-route'
+# is left out: we could not confirm that the Rust tables accept it.
 _ICMP_TYPES = set(
     "any echo-reply destination-unreachable network-unreachable host-unreachable "
     "protocol-unreachable port-unreachable fragmentation-needed source-route-failed "

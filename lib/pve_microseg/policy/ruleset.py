@@ -22,8 +22,10 @@ every other port (the uplink, the host) is promiscuous, as in a private VLAN
   broadcasts/multicasts needed to find the gateway (ARP/NS for its address,
   RS, MLD/IGMP reports, DHCP client messages).
 
-Three transaction builders: replace the whole table, (re)load one bridge,
-remove one bridge.  Each is one atomic libnftables transaction.
+Four transaction builders, each one atomic libnftables transaction: replace
+the whole table (full: apply, boot), (re)load some bridges and remove others
+(update: the if-up.d hook), remove one bridge (remove_bridge: if-down.d),
+remove the table (delete_table: package removal).
 """
 
 from ..parse import addresses
@@ -251,11 +253,6 @@ def update(load=(), remove=()):
     for name in sorted(remove):
         cmds += _removal(name)
     return {"nftables": cmds}
-
-
-def load_bridge(bridge):
-    """(Re)load one bridge's rules."""
-    return update(load=[bridge])
 
 
 def remove_bridge(name):

@@ -14,10 +14,15 @@ addresses (`--allow`): icmp, dns, dhcp, http, https, web-proxy (tcp 3128,
 8080 on the gateway).  The `+sdn/...` sets are built by Proxmox from the
 running SDN configuration (they exist only after an SDN apply).
 
-Prerequisites (reference b.1-b.5): the datacenter firewall must be on; the
-VNet firewall works only with the nftables backend (`nftables: 1` in each
-node's host.fw); turning the datacenter firewall on without a `management`
-IP set locks administrators out (policy_in DROP on every node).
+Prerequisites: the datacenter firewall must be on and the VNet firewall works
+only with the nftables backend, `nftables: 1` in each node's host.fw
+(FirewallConfig::is_enabled and bridge_firewall_config in proxmox/proxmox-firewall
+proxmox-firewall/src/config.rs@a75265939e3aa152a92961d06c26e611c731da67;
+pve-firewall never reads the file outside its API).  Turning the datacenter
+firewall on without a `management` IP set locks administrators out: the
+host's inbound policy becomes DROP and only the management set reaches SSH
+and the web interface (enable_host_firewall in proxmox/pve-firewall
+src/PVE/Firewall.pm@6f1311f349daee920c7eedcc6e53d7fc5e2cfdbf).
 """
 
 from dataclasses import dataclass
