@@ -18,7 +18,7 @@ does: IFACE and IF_* variables in the environment, no arguments.  Cases:
 each with a microseg.yaml of 1 and of --bridges (500) bridges, round-robin
 over the cases, median of --reps.  The tree (/etc/pve with its `.version`
 marker, state and run directories) is a temporary one, pointed at with the
-PVE_MICROSEG_* variables (lib/pve_microseg/paths.py).
+PVE_MICROSEG_* variables (lib/pve_microseg/edges/paths.py).
 """
 
 import argparse

@@ -5,7 +5,7 @@ to check with the dataplane attack matrix that it keeps the product's verdicts.
 Only for a throwaway tree, e.g. the guest's tmpfs overlay of this checkout:
 
     # inside tests/guest/run-in-guest.sh, cwd = the repository
-    /usr/bin/python3 bench/proto_override.py lib/pve_microseg/ruleset.py
+    /usr/bin/python3 bench/proto_override.py lib/pve_microseg/policy/ruleset.py
     /usr/bin/python3 -m tests.dataplane.scenario --modes microseg --install source --out DIR
 
 It appends an override of ruleset.skeleton() and ruleset._bridge_objects()

@@ -1,7 +1,7 @@
 """Edit /etc/pve/microseg.yaml in place, keeping the operator's comments and layout (pure).
 
 PyYAML cannot write a file back with its comments, so edits are textual:
-the file is composed (yamlfile's reader, with line marks), the entry to
+the file is composed (parse/yamlnodes.py, with line marks), the entry to
 change is located by its lines, and only those lines are replaced, removed
 or inserted.  Everything else comes back byte for byte.  Entries we write
 use two-space indentation (or the indentation of their siblings).
