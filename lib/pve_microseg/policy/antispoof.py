@@ -5,24 +5,11 @@ manages, or when microseg.yaml lists addresses for one of its NICs
 (`guests: <vmid>: net<N>: [...]`).  `ipfilter: 1` then applies to the whole
 guest -- every NIC with `firewall=1` is filtered, and one without a set would
 be left with its link-local address only -- so every `firewall=1` NIC of the
-guest gets a set.  A NIC's addresses come from, in this order:
-
-1. microseg.yaml `guests: <vmid>: net<N>` -- the operator's word; when
-   present it is the whole list (nothing is added from 2-4);
-2. otherwise the union of
-   2. the SDN IPAM (pve-ipam-state.json, or the legacy priv/ipam.db), by
-      VMID and MAC;
-   3. a VM's cloud-init `ipconfig<N>` static `ip=`/`ip6=`;
-   4. a container's static `ip=`/`ip6=` on `net<N>`;
-
-and always the NIC's EUI-64 IPv6 link-local (without it IPv6 neighbour
-discovery breaks under proxmox-firewall, which adds nothing implicitly).
-Only host addresses are written, never a prefix.
-
-2-4 can be edited by whoever may edit the guest's config, so they are
-checked: never a gateway's address, never outside the managed bridge's
-subnets, never an address IPAM gives to another guest; a NIC may not carry a
-gateway's MAC.
+guest gets a set.  A NIC's addresses are nicaddr.py's: the operator's list in
+microseg.yaml, else the IPAM, cloud-init and container addresses, checked;
+always with the EUI-64 link-local (without it IPv6 neighbour discovery
+breaks under proxmox-firewall, which adds nothing implicitly).  Only host
+addresses are written, never a prefix.  A NIC may not carry a gateway's MAC.
 
 `strict` (default) turns every problem into a refusal to start: a filtered
 NIC with `firewall=0` (Proxmox filters nothing on it), a NIC with no known
@@ -31,12 +18,12 @@ off.  Without `strict` they are warnings; a rejected address is left out,
 and a NIC without a known address passes only link-local traffic.
 """
 
-import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
 from ..model.errors import FirewallFileError
-from ..parse import addresses, fwfile
+from ..parse import fwfile
+from . import nicaddr
 
 # proxmox-firewall's guest config parser knows only these NIC models and
 # net0..net30 (NetworkDeviceModel and index_from_net_key in proxmox/proxmox-ve-rs
@@ -70,11 +57,6 @@ class GuestPlan:
     warnings: tuple
 
 
-def _sorted(addrs):
-    ips = {ipaddress.ip_address(a) for a in addrs}
-    return tuple(str(ip) for ip in sorted(ips, key=lambda ip: (ip.version, ip.is_link_local, int(ip))))
-
-
 def _reason(nic, managed, given, settings, vmid):
     if nic.bridge in managed:
         return f"on managed bridge {nic.bridge}"
@@ -83,23 +65,9 @@ def _reason(nic, managed, given, settings, vmid):
     return None
 
 
-def _check_address(ip, nic, bridge, gateways, ipam, vmid):
-    """Why a guest-supplied address may not go into the set, or None."""
-    addr = ipaddress.ip_address(ip)
-    if addr in gateways:
-        return f"{ip} is a gateway address"
-    if bridge is not None and bridge.subnets and not addr.is_link_local and not any(
-            addr.version == n.version and addr in n for n in bridge.subnets):
-        return f"{ip} is outside the subnets of {bridge.name} ({', '.join(map(str, bridge.subnets))})"
-    owner = ipam.owner(ip)
-    if owner is not None and owner != str(vmid):
-        return f"{ip} belongs to guest {owner} in the IPAM"
-    return None
-
-
 def plan(guest, cfg, ipam, cluster_firewall_on=True):
     """GuestConfig + config.Config + ipam.IpamState -> GuestPlan."""
-    bridges, gateways, gateway_macs = cfg.bridge_map, cfg.gateway_ips, cfg.gateway_macs
+    bridges, gateway_macs = cfg.bridge_map, cfg.gateway_macs
     settings = cfg.guests.get(guest.vmid)
     given_of = {n.index: (settings.addresses.get(n.index) if settings else None) for n in guest.nics}
     ours = any(_reason(n, bridges, given_of[n.index], settings, guest.vmid) for n in guest.nics)
@@ -126,30 +94,10 @@ def plan(guest, cfg, ipam, cluster_firewall_on=True):
             problems.append(f"{nic.key} has the MAC address {nic.mac} of a gateway")
         if nic.index > NFT_MAX_NIC:
             warnings.append(f"{nic.key}: proxmox-firewall knows only net0..net30")
-        bridge = bridges.get(nic.bridge)
-        if given is not None:
-            found, sources = list(given), [f"microseg.yaml guests.{guest.vmid}.{nic.key}"]
-            bad = [ip for ip in found if ipaddress.ip_address(ip) in gateways]
-            for ip in bad:
-                problems.append(f"{nic.key}: {ip} in microseg.yaml guests.{guest.vmid}.{nic.key} "
-                                "is a gateway address")
-            found = [ip for ip in found if ip not in bad]
-        else:
-            found, sources = [], []
-            for source, ips in (("IPAM", ipam.addresses(guest.vmid, nic.mac)), (nic.static_from, nic.static)):
-                kept = []
-                for ip in ips:
-                    why_not = _check_address(ip, nic, bridge, gateways, ipam, guest.vmid)
-                    if why_not:
-                        problems.append(f"{nic.key}: {why_not} (from {source}); left out")
-                    else:
-                        kept.append(ip)
-                if kept:
-                    found += kept
-                    sources.append(source)
-        link_local = str(addresses.eui64_link_local(nic.mac))
-        nics.append(NicPlan(nic=nic, why=why, addresses=_sorted(found + [link_local]),
-                            sources=tuple(sources)))
+        known = nicaddr.nic_addresses(guest, nic, cfg, ipam)
+        problems += known.problems
+        found, link_local = known.found, known.link_local
+        nics.append(NicPlan(nic=nic, why=why, addresses=known.all, sources=known.sources))
         if not nic.firewall:
             problems.append(f"{nic.key} ({why}) has firewall=0: Proxmox applies no filter to it, "
                             f"so its ipfilter set has no effect (set firewall=1 on {nic.key})")
