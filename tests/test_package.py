@@ -30,6 +30,7 @@ ALLOWED_PREFIXES = (
     "usr/share/man/man8/pve-microseg-hookscript.8.gz",
     HOOKSCRIPT,
     "lib/systemd/system/pve-microseg.service",
+    "lib/udev/rules.d/60-pve-microseg.rules",
     "usr/share/bash-completion/completions/pve-microseg",
 )
 BUILD_TOOLS = ("make", "git", "dpkg-buildpackage", "dpkg-deb", "fakeroot", "dh", "dh_python3")
@@ -260,3 +261,24 @@ def test_source_package_lintian_clean(tmp_path):
     r = run("lintian", "--display-info", "--pedantic", str(dsc))
     tags = [line for line in r.stdout.splitlines() if line[:3] in ("E: ", "W: ")]
     assert not tags, "lintian (source):\n" + r.stdout
+
+
+def test_udev_rule_binds_every_guest_port_and_nothing_else(members, extracted):
+    """The rule udev runs for guest ports: its KERNEL globs (fnmatch, as udev
+    matches them) take tap/veth/fwpr ports of any VMID and NIC, no other
+    interface, and it runs the installed CLI with the port's name."""
+    import fnmatch
+    rule = "lib/udev/rules.d/60-pve-microseg.rules"
+    assert rule in members
+    lines = [l for l in (extracted / rule).read_text().splitlines() if l and not l.startswith("#")]
+    assert len(lines) == 2
+    for line, action, verb in zip(lines, ('ACTION=="add|move"', 'ACTION=="remove"'), ("bind", "unbind")):
+        assert line.startswith(action) and 'SUBSYSTEM=="net"' in line
+        assert f'RUN+="/usr/sbin/pve-microseg port {verb} $name' in line
+        globs = line.split('KERNEL=="')[1].split('"')[0].split("|")
+        def matches(name):
+            return any(fnmatch.fnmatchcase(name, g) for g in globs)
+        for name in ("tap101i0", "tap999999999i31", "veth102i0", "fwpr103p0", "fwpr1000p7"):
+            assert matches(name), name
+        for name in ("tap", "vmbr0", "veth", "vethAbC", "fwbr103i0", "fwln103i0", "eth0", "vnet1", "tapx"):
+            assert not matches(name), name

@@ -200,3 +200,54 @@ def test_readers_write_nothing(fake_node, fake_nft):
     reconcile.show(n.paths)
     reconcile.apply(n.paths, fake_nft, dry_run=True)
     assert not n.paths.state_dir.exists() and not n.paths.run_dir.exists()
+
+
+def guests_on(n):
+    """VM 101 (pve1, this node) and VM 201 (pve2) on vnet0, in .vmlist."""
+    pve = n.paths.pve_dir
+    for node, vmid, last in (("pve1", 101, "01"), ("pve2", 201, "02")):
+        conf = pve / "nodes" / node / "qemu-server" / f"{vmid}.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(f"net0: virtio=BC:24:11:00:00:{last},bridge=vnet0\nipconfig0: ip=10.101.0.{vmid}/16\n")
+    (pve / ".vmlist").write_text(json.dumps({"ids": {"101": {"node": "pve1", "type": "qemu"},
+                                                     "201": {"node": "pve2", "type": "qemu"}}}))
+
+
+def bound_ports(transaction):
+    return sorted({e["concat"][0] for c in transaction["nftables"] if "element" in c.get("add", {})
+                   and c["add"]["element"]["name"] == "bind-mac" for e in c["add"]["element"]["elem"]})
+
+
+def test_apply_binds_the_ports_of_this_nodes_guests(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    guests_on(n)
+    result = reconcile.apply(n.paths, fake_nft, environ={"PVE_MICROSEG_NODE": "pve1"})
+    assert bound_ports(fake_nft.transactions[-1]) == ["fwpr101p0", "tap101i0"]
+    assert result.data["bound-ports"] == ["fwpr101p0", "tap101i0"]
+    assert [b["port"] for b in state.loaded_bindings(n.paths)] == ["fwpr101p0", "tap101i0"]
+
+
+def test_hook_up_rebinds_only_when_the_bindings_change(fake_node, fake_nft):
+    n = node_with_vnet0(fake_node)
+    guests_on(n)
+    env = {"PVE_MICROSEG_NODE": "pve1"}
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log(), env)
+    assert bound_ports(fake_nft.transactions[-1]) == ["fwpr101p0", "tap101i0"]
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log(), env)
+    assert len(fake_nft.transactions) == 1                     # same bindings: no transaction
+    conf = n.paths.pve_dir / "nodes/pve1/qemu-server/101.conf"
+    conf.write_text(conf.read_text().replace("BC:24:11:00:00:01", "BC:24:11:00:00:09"))
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, log(), env)
+    assert len(fake_nft.transactions) == 2
+    t = fake_nft.transactions[-1]["nftables"]
+    assert {"flush": {"set": {"family": "bridge", "table": "pve_microseg", "name": "bind-mac"}}} in t
+    assert loaded_bridges(fake_nft.transactions[-1]) == []     # the bridges' rules stay as they were
+
+
+def test_a_migrating_guests_port_on_this_node_is_bound_too(fake_node, fake_nft):
+    """Live migration: the target's tap exists while the config is still on the source node."""
+    n = node_with_vnet0(fake_node)
+    guests_on(n)
+    n.add_interface("tap201i0")
+    reconcile.apply(n.paths, fake_nft, environ={"PVE_MICROSEG_NODE": "pve1"})
+    assert bound_ports(fake_nft.transactions[-1]) == ["fwpr101p0", "fwpr201p0", "tap101i0", "tap201i0"]

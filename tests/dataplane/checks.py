@@ -12,6 +12,9 @@ kinds:
   hookscript the guest hookscript on the real kernel: sets written, plain-
              bridge ports isolated at post-start, strict refusal; "pass"
              (microseg mode only; see hookscript.py)
+  portsec    a guest created after apply, without the hookscript: closed until
+             the udev rule's command binds its port, bound after, kept on
+             re-plug, unbound on removal; "pass" (microseg mode; portsec.py)
   golden     the kernel's listing of each tests/golden/ scenario equals its
              reviewed .nft file; "pass" (microseg mode only; see rulesets.py)
 
@@ -23,9 +26,11 @@ import socket
 import time
 from dataclasses import dataclass
 
-from . import frames as F
-from .probes import GATEWAY, Wire, fdb_ports, neighbour_mac, pings, seen, set_neighbours, udp_send
-from .topology import (FABRIC_NS, GATEWAY_IP4, GATEWAY_IP6, GATEWAY_MAC, GUEST, GUESTS, SWITCH, VNET1)
+from . import frames as F, netns
+from .probes import (GATEWAY, Wire, address_state, fdb_ports, neighbour_mac, pings, seen, set_neighbours,
+                     udp_send)
+from .topology import (FABRIC_NS, GATEWAY_IF, GATEWAY_IP4, GATEWAY_IP6, GATEWAY_MAC, GATEWAY_NS, GUEST, GUESTS,
+                       SWITCH, VNET1)
 
 DELIVERED, BLOCKED, PASS, FAIL = "delivered", "blocked", "pass", "fail"
 MODES = ("none", "microseg")
@@ -43,6 +48,8 @@ GATEWAY_PROPS = {
     "ping6-from-gateway": "ping gateway -> guest (IPv6)",
     "dhcp-discover": "the guest's DHCP DISCOVER broadcast reaches the gateway",
     "dhcp-offer-from-gateway": "the gateway's DHCP OFFER reaches the guest",
+    "dad": "duplicate address detection: the guest's IPv6 address, added again without nodad, leaves "
+           "the tentative state and then reaches the gateway",
 }
 
 # property -> (what the attacker sends, what it would let a guest do)
@@ -75,6 +82,14 @@ ATTACK_PROPS = {
                    "poison other guests' IPv6 neighbour cache for the gateway (man in the middle)"),
     "gateway-mac-source": ("frame with the gateway's MAC as source",
                            "poison bridge FDBs so other guests' gateway traffic is sent to it"),
+    "mac-steal": ("frame to the gateway with <victim MAC> as source",
+                  "poison bridge FDBs so the gateway's traffic for the victim is sent to it"),
+    "arp-sender-spoof": ("ARP request for the gateway with <victim IPv4> as sender address",
+                         "poison the gateway's neighbour entry for the victim (man in the middle)"),
+    "ipv4-source-spoof": ("UDP to the gateway from <victim IPv4>",
+                          "send as the victim (reflection, forged requests, blame)"),
+    "ipv6-source-spoof": ("UDP to the gateway from <victim IPv6>",
+                          "send as the victim over IPv6"),
 }
 
 LIFECYCLE_PROPS = {
@@ -116,6 +131,8 @@ def matrix(mode):
                for p, (what, impact) in ATTACK_PROPS.items() for v in VICTIMS]
     if mode == "microseg":
         from .hookscript import PROPS as HOOKSCRIPT_PROPS
+        from .portsec import PROPS as PORTSEC_PROPS
+        checks += [Check(f"portsec/{p}", "portsec", p, d) for p, d in PORTSEC_PROPS.items()]
         checks += [Check(f"ifupdown2/{p}", "lifecycle", p, d) for p, d in LIFECYCLE_PROPS.items()]
         checks += [Check(f"hookscript/{p}", "hookscript", p, d) for p, d in HOOKSCRIPT_PROPS.items()]
         from .rulesets import PROPS as GOLDEN_PROPS
@@ -168,7 +185,30 @@ def run_gateway_path(wire):
         jobs[f"ping6-from-gateway/{g.ns}"] = ("gateway", g.ip6)
     for key, (ok, line) in pings(jobs).items():
         out[key] = (_delivered(ok), line)
+    out.update(run_dad())
     return out
+
+
+def run_dad():
+    """Each guest re-adds its IPv6 address with duplicate address detection
+    (NS from ::): it must become usable and reach the gateway."""
+    for g in GUESTS:
+        netns.sysctl(g.ns, {"ipv6/conf/eth0/accept_dad": 1, "ipv6/conf/eth0/dad_transmits": 1})
+        netns.ip_batch(g.ns, [f"addr del {g.ip6}/64 dev eth0", f"addr add {g.ip6}/64 dev eth0"])
+    deadline, states = time.monotonic() + 5, {}
+    while time.monotonic() < deadline:
+        states = {g: address_state(g.ns, g.ip6) for g in GUESTS}
+        if all("tentative" not in s for s in states.values()):
+            break
+        time.sleep(0.2)
+    for g in GUESTS:        # the default route may have gone with the address
+        netns.run(["ip", "-n", g.ns, "-6", "route", "replace", "default", "via", GATEWAY_IP6, "dev", "eth0"],
+                  check=False)
+    ping = pings({g: (g.ns, GATEWAY_IP6) for g in GUESTS})
+    return {f"dad/{g.ns}": (_delivered("tentative" not in states[g] and "dadfailed" not in states[g]
+                                       and ping[g][0]),
+                            f"address flags {sorted(states[g]) or ['none']}; ping6 gateway: {ping[g][1]}")
+            for g in GUESTS}
 
 
 def run_attacks_on_the_wire(wire, attacker=ATTACKER, victims=VICTIMS, props=None):
@@ -300,6 +340,63 @@ def run_fdb_poisoning(wire, attacker=ATTACKER, victims=VICTIMS):
     return out
 
 
+def run_source_spoofing(wire, attacker=ATTACKER, victims=VICTIMS):
+    """Sending as another guest towards the gateway: its IPv4/IPv6 address as
+    source (the gateway's sniffer is the judge), its IPv4 address as ARP sender
+    (the gateway's neighbour table is the judge)."""
+    a, out = attacker, {}
+    sends, expect = [], {}
+    for v in victims:
+        for fam, src, gw in ((4, v.ip4, GATEWAY_IP4), (6, v.ip6, GATEWAY_IP6)):
+            n = F.new_nonce()
+            frame = (F.udp4_frame(GATEWAY_MAC, a.mac, src, gw, 9999, 9999, n) if fam == 4 else
+                     F.ethernet(GATEWAY_MAC, a.mac, F.ETH_P_IPV6,
+                                F.ipv6(src, gw, F.IPPROTO_UDP, F.udp(src, gw, 9999, 9999, n))))
+            sends.append((a.ns, frame))
+            expect[f"ipv{fam}-source-spoof/{pair(a, v)}"] = n
+    cap = wire.exchange(sends, seconds=1.0, expect=[(GATEWAY, n) for n in expect.values()])
+    for name, n in expect.items():
+        out[name] = (_delivered(seen(cap, GATEWAY, n)), "sniffed on gateway gw0.100")
+    for v in victims:
+        set_neighbours(GATEWAY_NS, [(v.ip4, v.mac)], state="stale", dev=GATEWAY_IF)
+        time.sleep(0.05)
+        n = F.new_nonce()
+        cap = wire.exchange([(a.ns, F.arp(F.ARP_REQUEST, a.mac, a.mac, v.ip4, "00:00:00:00:00:00",
+                                          GATEWAY_IP4, n))], seconds=0.5, expect=[(GATEWAY, n)])
+        mac = neighbour_mac(GATEWAY_NS, v.ip4, GATEWAY_IF)
+        out[f"arp-sender-spoof/{pair(a, v)}"] = (
+            _delivered(seen(cap, GATEWAY, n) or mac == a.mac),
+            f"sniffed on gateway: {seen(cap, GATEWAY, n)}; gateway neighbour {v.ip4} -> {mac}")
+        set_neighbours(GATEWAY_NS, [(v.ip4, v.mac)], state="stale", dev=GATEWAY_IF)
+    return out
+
+
+def run_mac_steal(wire, attacker=ATTACKER, victims=VICTIMS):
+    """A frame to the gateway with the victim's MAC as source; then the gateway
+    sends the victim a datagram: a poisoned FDB delivers it to the attacker."""
+    a, out = attacker, {}
+    for v in victims:
+        set_neighbours(GATEWAY_NS, [(v.ip4, v.mac)], dev=GATEWAY_IF)      # the gateway knows the victim
+        pings({v: (v.ns, GATEWAY_IP4)})                                   # every FDB learns where it is
+        n_spoof, n_back = F.new_nonce(), F.new_nonce()
+        cap = wire.exchange([(a.ns, F.udp4_frame(GATEWAY_MAC, v.mac, a.ip4, GATEWAY_IP4, 9999, 9999, n_spoof))],
+                            seconds=0.3, expect=[(GATEWAY, n_spoof)])
+        node_fdb = fdb_ports(a.node, VNET1.name, v.mac)
+        sw_fdb = fdb_ports(FABRIC_NS, SWITCH, v.mac)
+        wire.drain()
+        udp_send(GATEWAY_NS, socket.AF_INET, v.ip4, n_back)
+        back = wire.capture(0.5, expect=[(v.ns, n_back)])
+        diverted, reached = seen(back, a.ns, n_back), seen(back, v.ns, n_back)
+        out[f"mac-steal/{pair(a, v)}"] = (
+            _delivered(seen(cap, GATEWAY, n_spoof) or diverted or not reached),
+            f"spoof at gateway: {seen(cap, GATEWAY, n_spoof)}; then the gateway's datagram for {v.ns}: "
+            f"{'captured by ' + a.ns if diverted else 'not at ' + a.ns}, {'reached' if reached else 'MISSED'} "
+            f"{v.ns}; {a.node} vnet1 FDB {v.mac} on {node_fdb}; switch FDB on {sw_fdb}")
+        netns.run(["ip", "-n", GATEWAY_NS, "neigh", "del", v.ip4, "dev", GATEWAY_IF], check=False)
+        pings({v: (v.ns, GATEWAY_IP4)})                                   # heal the FDBs
+    return out
+
+
 def run_traffic(wire=None):
     """Gateway path, then attacks; {check name: (observed, detail)}."""
     own = wire is None
@@ -309,6 +406,8 @@ def run_traffic(wire=None):
         out.update(run_attacks_on_the_wire(wire))
         out.update(run_spoofing(wire))
         out.update(run_fdb_poisoning(wire))
+        out.update(run_source_spoofing(wire))
+        out.update(run_mac_steal(wire))
         return out
     finally:
         if own:

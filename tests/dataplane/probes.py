@@ -107,6 +107,20 @@ def neighbour_mac(ns, address, dev="eth0"):
     return entries[0].get("lladdr") if entries else None
 
 
+def address_state(ns, address, dev="eth0"):
+    """The flags of `address` on `dev` in `ns` (tentative, dadfailed, ...); {"absent"} if not there."""
+    r = netns.run(["ip", "-n", ns, "-j", "addr", "show", "dev", dev], check=False)
+    try:
+        links = json.loads(r.stdout or "[]")
+    except ValueError:
+        return {"unreadable"}
+    for link in links:
+        for a in link.get("addr_info", []):
+            if a.get("local") == address:
+                return {k for k in ("tentative", "dadfailed", "deprecated") if a.get(k)}
+    return {"absent"}
+
+
 def set_neighbours(ns, entries, state="permanent", dev="eth0"):
     """entries: [(ip, mac)]; `ip neigh replace ... nud <state>` in one batch."""
     netns.ip_batch(ns, [f"neigh replace {ip} lladdr {mac} dev {dev} nud {state}" for ip, mac in entries])

@@ -30,7 +30,8 @@ def matrix_lines(run):
     for p in ATTACK_PROPS:
         out.append(f"{p:<{width}}" + "".join(f"{cell(rows.get(f'{p}/{ATTACKER.ns}->{v.ns}')):<20}"
                                              for v in VICTIMS))
-    for kind, title in (("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)"),
+    for kind, title in (("portsec", "port binding of a guest created after apply (udev rule)"),
+                        ("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)"),
                         ("golden", "golden rulesets (kernel listing = tests/golden/*.nft)"),
                         ("package", "package lifecycle on node1 (dpkg in the node)")):
         rows_of_kind = [r for r in run.data.get("results", []) if r["kind"] == kind]

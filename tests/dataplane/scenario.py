@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, hookscript, package, rulesets, topology
+from . import checks, cluster, hookscript, package, portsec, rulesets, topology
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -308,6 +308,8 @@ def run(modes, out_dir, how):
         clock.lap(f"{mode}: traffic checks")
         data = {"mode": mode, "install": install, "rulesets": {n: ruleset_text(n) for n in NODES}}
         if mode == "microseg":
+            observed.update(portsec.run(wire))
+            clock.lap(f"{mode}: port bindings")
             observed.update(run_lifecycle(wire, log))
             clock.lap(f"{mode}: ifupdown2 lifecycle")
             observed.update(hookscript.run())

@@ -165,9 +165,11 @@ def write_node_config(node, vnets, version=1):
 def node_shell(node, command):
     """A shell command line that runs `command` in the node's netns with the
     node's private interfaces files and state dirs bind-mounted over the real
-    paths (`ip netns exec` gives the command its own mount namespace)."""
+    paths (`ip netns exec` gives the command its own mount namespace), and the
+    node's name where a Proxmox node reads it from /etc/pve/local (shared
+    here by both nodes)."""
     binds = " && ".join(f"mount --bind {node_dir(node) / src} {dst}" for src, dst in NODE_BINDS.items())
-    return ["ip", "netns", "exec", node, "sh", "-c", f"{binds} && {command}"]
+    return ["ip", "netns", "exec", node, "env", f"PVE_MICROSEG_NODE={node}", "sh", "-c", f"{binds} && {command}"]
 
 
 def prepare_bind_targets():

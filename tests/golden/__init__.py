@@ -1,6 +1,8 @@
 """Golden files: the generated ruleset of a few scenarios, in nft syntax.
 
-Each `<scenario>.yaml` is a microseg.yaml; `<scenario>.nft` is what
+Each `<scenario>.yaml` is a microseg.yaml (with, in `<scenario>.pve/`, more
+files of /etc/pve: guest configs, .vmlist; this node is pve1);
+`<scenario>.nft` is what
 `nft list table bridge pve_microseg` shows once pve-microseg loaded it,
 reviewed like code.  The host tier renders the ruleset without a kernel
 (policy/nftsyntax.py) and compares; the QEMU tier loads it with the installed
@@ -12,6 +14,7 @@ the current code, and `git diff tests/golden` shows what changed.
 """
 
 import re
+import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,6 +31,9 @@ def pve_tree(root, scenario):
     (pve / ".version").write_text("1\n")                     # pmxcfs is "mounted"
     (pve / "sdn/.running-config").write_text(RUNNING_CONFIG.read_text())
     (pve / "microseg.yaml").write_text((HERE / f"{scenario}.yaml").read_text())
+    extra = HERE / f"{scenario}.pve"
+    if extra.is_dir():
+        shutil.copytree(extra, pve, dirs_exist_ok=True)
     ifupdown2 = root / "etc/network/ifupdown2/ifupdown2.conf"
     ifupdown2.parent.mkdir(parents=True, exist_ok=True)
     ifupdown2.write_text("addon_scripts_support=1\n")
@@ -35,7 +41,8 @@ def pve_tree(root, scenario):
             "PVE_MICROSEG_STATE_DIR": str(root / "var/lib/pve-microseg"),
             "PVE_MICROSEG_RUN_DIR": str(root / "run/pve-microseg"),
             "PVE_MICROSEG_NETWORK_DIR": str(root / "etc/network"),
-            "PVE_MICROSEG_SYS_CLASS_NET": str(root / "sys/class/net")}
+            "PVE_MICROSEG_SYS_CLASS_NET": str(root / "sys/class/net"),
+            "PVE_MICROSEG_NODE": "pve1"}
 
 
 def expected(scenario):

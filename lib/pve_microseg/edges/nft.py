@@ -41,6 +41,17 @@ class Nft:
             raise NftablesError(_explain(err))
         return out["nftables"] if out else []
 
+    def set_elements(self, family, table, name):
+        """The elements of a set as libnftables JSON, or None if it does not exist."""
+        rc, out, err = self._nft.json_cmd(
+            {"nftables": [{"list": {"set": {"family": family, "table": table, "name": name}}}]})
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise NftablesError(_explain(err))
+        sets = [o["set"] for o in (out or {}).get("nftables", []) if "set" in o]
+        return sets[0].get("elem", []) if sets else None
+
 
 def _explain(err):
     err = (err or "").strip()

@@ -22,6 +22,14 @@ def is_root():
     return os.geteuid() == 0
 
 
+def interfaces(paths):
+    """Names of every network interface of this node."""
+    try:
+        return sorted(e.name for e in paths.sys_class_net.iterdir())
+    except FileNotFoundError:
+        return []
+
+
 def bridges_present(paths):
     """Names of the Linux bridges that exist on this node."""
     try:
@@ -29,6 +37,14 @@ def bridges_present(paths):
     except FileNotFoundError:
         return frozenset()
     return frozenset(e.name for e in entries if (e / "bridge").is_dir())
+
+
+def bridge_ports(paths, bridge):
+    """The ports enslaved to a bridge of this node (none if it does not exist)."""
+    try:
+        return sorted(e.name for e in (paths.sys_class_net / bridge / "brif").iterdir())
+    except OSError:
+        return []
 
 
 def pmxcfs_mounted(paths):

@@ -140,6 +140,11 @@ class Paths:
         return self.run_dir / "bridges"
 
     @property
+    def bindings(self):
+        """The port bindings loaded into bind-* (tmpfs, like the rules)."""
+        return self.run_dir / "bindings.json"
+
+    @property
     def ignored_dir(self):
         """One empty file per bridge found unmanaged (see state.py)."""
         return self.run_dir / "ignored"

@@ -21,6 +21,7 @@ Only flows that act write here; readers (`show`, `apply --dry-run`,
 import fcntl
 import json
 import os
+import shutil
 import time
 from contextlib import contextmanager
 
@@ -173,6 +174,27 @@ def record(paths, bridges, stamp):
                 _stamp(marker, stamp)
     except FileNotFoundError:
         pass
+
+
+def loaded_bindings(paths):
+    """[PortBinding as JSON] last loaded, or None if unknown."""
+    try:
+        data = _read_json(paths.bindings)
+    except ValueError:
+        return None
+    return data if isinstance(data, list) else None
+
+
+def forget(paths):
+    """No rules, no bindings: forget every decision (the table is gone)."""
+    for d in (paths.applied_dir, paths.ignored_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    _unlink(paths.bindings)
+
+
+def record_bindings(paths, port_bindings):
+    """After a transaction: exactly these port bindings are loaded."""
+    _write_atomic(paths.bindings, json.dumps([b.to_json() for b in port_bindings], sort_keys=True) + "\n")
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from ..edges.log import Log
 from ..edges.nft import Nft
 from ..edges.paths import Paths
 from ..edges.pvesh import Pvesh
-from ..flows import check, guesthook, guests, import_legacy, install, reconcile, status, vnet
+from ..flows import check, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
 from ..model.errors import MicrosegError
 from ..policy.vnetfw import PRESETS
 from . import render
@@ -201,6 +201,22 @@ def build_parser():
                     "administrators out.")
     _output_format(ck)
 
+    pt = sub.add_parser(
+        "port", formatter_class=_formatter,
+        help="bind a guest port to its NIC now, or unbind it (what the udev rule runs)",
+        description="bind: give guest ports (tap<vmid>i<n>, veth<vmid>i<n>, fwpr<vmid>p<n>) of this node "
+                    "the port-security binding 'apply' would give them (the NIC's MAC and known "
+                    "addresses), replacing their elements in the kernel at once. unbind: remove them. "
+                    "The package's udev rule runs these when a guest port appears or goes, so guests "
+                    "without the hookscript are bound too; a port before its binding sends nothing.")
+    psub = pt.add_subparsers(dest="action", metavar="ACTION")
+    psub.required = True
+    for name, helptext in (("bind", "bind these ports to their NICs"), ("unbind", "remove their bindings")):
+        pp = psub.add_parser(name, formatter_class=_formatter, help=helptext, description=helptext)
+        pp.add_argument("ports", nargs="+", metavar="PORT")
+        pp.add_argument("--dry-run", action="store_true", help="check the change with the kernel, change nothing")
+        _output_format(pp)
+
     td = sub.add_parser(
         "teardown", formatter_class=_formatter,
         help="remove this node's L2 rules (what removing the package does)",
@@ -217,12 +233,12 @@ def build_parser():
 # Each returns (Result, text renderer).
 
 def cmd_apply(args, paths, environ):
-    result = reconcile.apply(paths, Nft, dry_run=args.dry_run)
+    result = reconcile.apply(paths, Nft, dry_run=args.dry_run, environ=environ)
     return result, lambda d: render.apply(d, diff=args.diff)
 
 
 def cmd_show(args, paths, environ):
-    return reconcile.show(paths), (render.show_nft if args.nft else render.show)
+    return reconcile.show(paths, environ), (render.show_nft if args.nft else render.show)
 
 
 def cmd_hookscript(args, paths, environ):
@@ -263,13 +279,17 @@ def cmd_check(args, paths, environ):
     return check.check(paths), render.check
 
 
+def cmd_port(args, paths, environ):
+    return ports.change(paths, Nft, args.action, args.ports, environ, args.dry_run), render.ports
+
+
 def cmd_teardown(args, paths, environ):
     return reconcile.teardown(paths, Nft, environ, dry_run=args.dry_run), render.teardown
 
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
-            "status": cmd_status, "check": cmd_check, "teardown": cmd_teardown}
+            "status": cmd_status, "check": cmd_check, "port": cmd_port, "teardown": cmd_teardown}
 
 
 def main(argv=None, environ=None, out=None):

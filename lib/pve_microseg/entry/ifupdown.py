@@ -27,7 +27,7 @@ def main(argv=None, environ=None):
     paths = Paths.from_env(environ)
     try:
         if argv[0] == "up":
-            hook_up(paths, iface, Nft, log)
+            hook_up(paths, iface, Nft, log, environ)
         else:
             hook_down(paths, iface, Nft, log)
     except MicrosegError as e:

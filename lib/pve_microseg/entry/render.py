@@ -51,8 +51,25 @@ def apply(data, diff=False):
     if data["not-on-this-node"]:
         lines.append(f"not on this node (yet): {', '.join(data['not-on-this-node'])}: their rules wait, inert, "
                      "until the bridge exists")
+    lines.append(f"{'would bind' if dry else 'bound'}: {len(data['bound-ports'])} guest port(s) of this node "
+                 "(port security)")
     if dry:
         lines.append("dry run: the kernel accepted the transaction; nothing was changed")
+    return lines
+
+
+def _any(values):
+    return "any" if values is None else ", ".join(values) or "none"
+
+
+def _bindings(data):
+    lines = []
+    if data["bindings"]:
+        lines.append("port security of this node's guest ports (source MAC, IPv4, IPv6 they may use):")
+    for b in data["bindings"]:
+        lines.append(f"  {b['port']:<12} guest {b['vmid']} {b['nic']} on {b['bridge']} ({b['port-security']}): "
+                     f"MAC {_any([b['mac']] if b['mac'] else None)}; IPv4 {_any(b['ipv4'])}; IPv6 {_any(b['ipv6'])}")
+    lines += [f"  problem: {w}" for w in data["binding-warnings"]]
     return lines
 
 
@@ -73,12 +90,25 @@ def show(data):
         if ipv6:
             lines.append(f"    gateway IPv6: {', '.join(ipv6)}")
     lines.append("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
-                 "use --output-format json for the nftables ruleset")
-    return lines
+                 "--nft or --output-format json for the nftables ruleset")
+    return lines + _bindings(data)
 
 
 def show_nft(data):
     return nftsyntax.table([data["nftables"]], ruleset.FAMILY, ruleset.TABLE).splitlines()
+
+
+def ports(data):
+    lines = []
+    for p in data["ports"]:
+        b = p["binding"]
+        if b is None:
+            lines.append(f"{p['port']}: {'unbound' if data['action'] == 'unbind' else 'no binding: closed'}")
+        else:
+            lines.append(f"{p['port']}: {'would bind' if data['dry-run'] else 'bound'} to guest {b['vmid']} "
+                         f"{b['nic']} ({b['port-security']}): MAC {_any([b['mac']] if b['mac'] else None)}; "
+                         f"IPv4 {_any(b['ipv4'])}; IPv6 {_any(b['ipv6'])}")
+    return lines
 
 
 def teardown(data):
@@ -141,8 +171,10 @@ def vnet(data):
 def status_local(data):
     if "error" in data:
         return [f"{data['node']}: {data['error']}"]
-    return [f"{name}: {'present' if b['present'] else 'not present'}, "
-            f"{'rules loaded' if b['rules'] else 'no rules'}" for name, b in sorted(data["bridges"].items())]
+    lines = [f"{name}: {'present' if b['present'] else 'not present'}, "
+             f"{'rules loaded' if b['rules'] else 'no rules'}" for name, b in sorted(data["bridges"].items())]
+    return lines + [f"{u['port']} on {u['bridge']}: no port-security binding, sends nothing"
+                    for u in data.get("unbound-ports", [])]
 
 
 def status(data):

@@ -6,12 +6,11 @@ one libnftables transaction -> record what is loaded (state).  Only a run
 that loads rules writes state; `show` and `apply --dry-run` change nothing.
 """
 
-import shutil
 from dataclasses import dataclass, field
 
 from ..edges import cluster, node, pveconf, state
 from ..model.errors import ConfigError, ExitCode
-from ..policy import plan as planning, protection, ruleset
+from ..policy import bindings, plan as planning, protection, ruleset
 from .result import Result
 
 
@@ -23,15 +22,49 @@ class Source:
     origin: str                     # "pmxcfs" or "cache"
     warnings: list = field(default_factory=list)
     stamp: int = 0                  # state.config_stamp() taken before reading
+    bindings: tuple = None          # PortBinding of this node's guests; None: not read (keep what is loaded)
+    binding_warnings: tuple = ()
 
     def bridge(self, name):
         return next((b for b in self.bridges if b.name == name), None)
 
 
-def read_live(paths):
-    """The configuration from /etc/pve; ConfigError if invalid."""
+def read_live(paths, here=None):
+    """The configuration from /etc/pve; ConfigError if invalid.  With `here`
+    (this node's name), also the port bindings of its guests."""
     cfg = pveconf.config(paths)
-    return Source(bridges=cfg.bridges, origin="pmxcfs", warnings=list(cfg.warnings))
+    source = Source(bridges=cfg.bridges, origin="pmxcfs", warnings=list(cfg.warnings))
+    if here is not None:
+        source.bindings, source.binding_warnings = read_bindings(paths, cfg, here)
+    return source
+
+
+def read_bindings(paths, cfg, here):
+    """(PortBinding of the guests of node `here` and of every guest whose port
+    is on this node (a live migration's target), warnings), decided with the
+    MACs and addresses every guest of the cluster claims."""
+    local = {o[0] for o in map(bindings.port_owner, node.interfaces(paths)) if o}
+    warnings, mine, everyone = [], [], []
+    for guest, gc, error in cluster.guest_configs(paths, cluster.guests(paths)):
+        ours = guest.node == here or guest.vmid in local
+        if gc is None:
+            if ours:
+                warnings.append(f"guest {guest.vmid}: {error}; its ports stay closed")
+            continue
+        everyone.append(gc)
+        if ours:
+            mine.append(gc)
+    bound, why = bindings.node_bindings(mine, everyone, cfg, pveconf.ipam(paths))
+    return bound, tuple(warnings) + why
+
+
+def binding_summary(source):
+    """One warning for the port-binding problems (details: show, status)."""
+    n = len(source.binding_warnings)
+    if not n:
+        return []
+    return [f"port security: {n} problem(s) with guest ports of this node, e.g. {source.binding_warnings[0]} "
+            "('pve-microseg show' lists them all)"]
 
 
 def read_cached(paths, why):
@@ -44,8 +77,9 @@ def read_cached(paths, why):
         f"{why}; using the cached configuration from {paths.cache} (written {written})"])
 
 
-def read(paths, fallback_on_error=False):
+def read(paths, fallback_on_error=False, here=None):
     """The managed bridges: live when pmxcfs is mounted, else the cache.
+    With `here`, the port bindings of that node's guests too (live only).
 
     With fallback_on_error (the ifupdown hooks), an invalid configuration
     falls back to the last good one instead of leaving bridges open; the
@@ -56,7 +90,7 @@ def read(paths, fallback_on_error=False):
         source = read_cached(paths, f"{paths.pve_dir} is not mounted (pmxcfs not running yet?)")
     else:
         try:
-            source = read_live(paths)
+            source = read_live(paths, here)
         except ConfigError as e:
             if not fallback_on_error:
                 raise
@@ -86,12 +120,13 @@ def environment_warnings(paths):
 
 
 def plan(paths, source):
-    return planning.plan(source.bridges, state.applied(paths), node.bridges_present(paths))
+    return planning.plan(source.bridges, state.applied(paths), node.bridges_present(paths),
+                         source.bindings or ())
 
 
-def show(paths):
+def show(paths, environ=None):
     """The desired state of this node, and what is loaded; changes nothing."""
-    source = read(paths)
+    source = read(paths, here=node.local_node(paths, environ))
     p = plan(paths, source)
     present = {b.name for b in p.desired} - set(p.absent)
     loaded = state.applied(paths)
@@ -101,23 +136,27 @@ def show(paths):
         "warnings": source.warnings,
         "bridges": [dict(b.to_json(), present=b.name in present, loaded=b.name in loaded)
                     for b in source.bridges],
+        "bindings": [b.to_json() for b in source.bindings or ()],
+        "binding-warnings": list(source.binding_warnings),
         "nftables": p.transaction,
     }
     return Result(data, warnings=source.warnings + environment_warnings(paths))
 
 
-def apply(paths, nft_factory, dry_run=False):
+def apply(paths, nft_factory, dry_run=False, environ=None):
     """Replace this node's table with the desired one in one transaction (with
-    dry_run the kernel only checks it), then record what is loaded."""
-    source = read(paths)
+    dry_run the kernel only checks it), then record what is loaded.  The
+    port bindings of this node's guests are rebuilt from their configs."""
+    source = read(paths, here=node.local_node(paths, environ))
     p = plan(paths, source)
-    warnings = source.warnings + environment_warnings(paths)
+    warnings = source.warnings + environment_warnings(paths) + binding_summary(source)
     if dry_run:
         nft_factory(dry_run=True).run(p.transaction)
     else:
         with state.locked(paths):
             nft_factory().run(p.transaction)
             state.record(paths, p.desired, source.stamp)
+            state.record_bindings(paths, source.bindings or ())
         warnings += remember(paths, source)
     data = {
         "origin": source.origin,
@@ -130,6 +169,8 @@ def apply(paths, nft_factory, dry_run=False):
         "not-on-this-node": p.absent,
         "bridges": [b.to_json() for b in p.desired],
         "changes": p.changes(),
+        "bound-ports": sorted(b.port for b in source.bindings or ()),
+        "binding-warnings": list(source.binding_warnings),
     }
     return Result(data, warnings=warnings)
 
@@ -143,20 +184,26 @@ def sync(paths, source, nft_factory):
     current = state.applied(paths)
     added, removed, changed, _ = planning.diff(current, source.bridges)
     load = [source.bridge(n) for n in added] + [new for _, new in changed]
-    if load or removed:
-        nft_factory().run(ruleset.update(load=load, remove=removed))
+    rebind = source.bindings is not None and \
+        state.loaded_bindings(paths) != [b.to_json() for b in source.bindings]
+    if load or removed or rebind:
+        nft_factory().run(ruleset.update(load=load, remove=removed,
+                                         port_bindings=source.bindings if rebind else None))
     state.record(paths, source.bridges, source.stamp)
+    if rebind:
+        state.record_bindings(paths, source.bindings)
     return sorted(b.name for b in load), removed
 
 
-def hook_up(paths, iface, nft_factory, log):
+def hook_up(paths, iface, nft_factory, log, environ=None):
     """if-up.d: bring the rules to the configuration, then note IFACE's fate.
 
     The shell wrapper only gets here when IFACE has no decision yet or a
-    configuration file changed since; one run then settles every bridge.
+    configuration file changed since; one run then settles every bridge,
+    and (from a live configuration) rebinds this node's guest ports.
     """
-    source = read(paths, fallback_on_error=True)
-    for w in source.warnings:
+    source = read(paths, fallback_on_error=True, here=node.local_node(paths, environ))
+    for w in source.warnings + binding_summary(source):
         log.warning(w)
     with state.locked(paths):
         loaded, removed = sync(paths, source, nft_factory)
@@ -197,7 +244,6 @@ def teardown(paths, nft_factory, environ=None, dry_run=False):
     if not dry_run:
         with state.locked(paths):
             nft_factory().run(ruleset.delete_table())
-            for d in (paths.applied_dir, paths.ignored_dir):
-                shutil.rmtree(d, ignore_errors=True)
+            state.forget(paths)
     return Result({"node": here, "dry-run": dry_run, "removed": not dry_run,
                    "guests-without-l2-isolation": exposed}, ExitCode.OK, warnings)

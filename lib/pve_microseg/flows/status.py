@@ -22,22 +22,34 @@ def loaded_bridges(nft_factory):
             if "chain" in o and o["chain"]["name"].startswith(prefix)}
 
 
+def bound_ports(nft_factory):
+    """The ports with a MAC binding in this node's bind-mac set."""
+    elems = nft_factory().set_elements(ruleset.FAMILY, ruleset.TABLE, ruleset.BIND_MAC) or []
+    return {ruleset.element_port(e) for e in elems}
+
+
 def local(paths, nft_factory=None, cfg=None):
-    """This node's L2 state: which managed bridges exist here and carry rules.
+    """This node's L2 state: which managed bridges exist here and carry rules,
+    and which guest ports on them have no binding (they send nothing).
     Without nft_factory (tests, tools without a kernel): what the hooks recorded."""
     cfg = cfg or pveconf.config(paths)
     here = node.local_node(paths)
     if nft_factory is not None:
         try:
-            loaded, how = loaded_bridges(nft_factory), "nftables"
+            loaded, bound, how = loaded_bridges(nft_factory), bound_ports(nft_factory), "nftables"
         except MicrosegError as e:
             data = {"node": here, "error": f"cannot read nftables: {e}"}
             return Result(data, ExitCode.UNPROTECTED)
     else:
         loaded, how = set(state.applied(paths)), f"markers in {paths.applied_dir}"
+        bound = {b["port"] for b in state.loaded_bindings(paths) or []}
     bridges = protection.local_bridges(cfg, node.bridges_present(paths), loaded)
-    data = {"node": here, "source": how, "bridges": bridges}
-    return Result(data, ExitCode.UNPROTECTED if protection.local_unprotected(bridges) else ExitCode.OK)
+    ports = {b.name: node.bridge_ports(paths, b.name) for b in cfg.bridges
+             if b.port_security != "off" and bridges[b.name]["rules"]}
+    unbound = protection.unbound_ports(ports, bound)
+    data = {"node": here, "source": how, "bridges": bridges, "unbound-ports": unbound}
+    bad = protection.local_unprotected(bridges) or unbound
+    return Result(data, ExitCode.UNPROTECTED if bad else ExitCode.OK)
 
 
 def cluster(paths, nft_factory=None, timeout=5.0):

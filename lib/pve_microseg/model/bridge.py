@@ -8,6 +8,18 @@ import ipaddress
 from dataclasses import dataclass, field
 
 
+# Port security, strictest first: a guest port's source MAC must be its NIC's
+# and its source addresses the NIC's known ones (mac+ip), only the MAC is
+# bound (mac), or nothing is checked (off).
+PORT_SECURITY = ("mac+ip", "mac", "off")
+DEFAULT_PORT_SECURITY = "mac+ip"
+
+
+def weakest(*modes):
+    """The least strict of some port-security modes (None: not set)."""
+    return max((m for m in modes if m), key=PORT_SECURITY.index, default=DEFAULT_PORT_SECURITY)
+
+
 @dataclass(frozen=True)
 class Gateway:
     """The router(s) of one bridge: every address a guest may talk to.
@@ -36,6 +48,7 @@ class ManagedBridge:
     vnet: bool = False          # an SDN VNet (gateway IPs may come from its subnets)
     subnets: tuple = field(default=())  # ip_network objects the gateway must lie in
     isolate_ports: bool = False  # plain bridge: the hookscript isolates guest ports at start
+    port_security: str = "mac+ip"   # what the bridge's guest ports are bound to (PORT_SECURITY)
 
     def to_json(self):
         return {
@@ -46,6 +59,7 @@ class ManagedBridge:
             "gateway-ip": [str(a) for a in self.gateway.ips],
             "subnets": [str(n) for n in self.subnets],
             "isolate-ports": self.isolate_ports,
+            "port-security": self.port_security,
         }
 
     @classmethod
@@ -57,6 +71,7 @@ class ManagedBridge:
             source=data.get("source", ""),
             subnets=tuple(ipaddress.ip_network(n) for n in data.get("subnets", [])),
             isolate_ports=bool(data.get("isolate-ports")),
+            port_security=data.get("port-security", DEFAULT_PORT_SECURITY),
             gateway=Gateway(
                 macs=tuple(data["gateway-mac"]),
                 ipv4=tuple(a for a in ips if a.version == 4),

@@ -39,6 +39,7 @@ class GuestSettings:
     addresses: dict = field(default_factory=dict)   # NIC index -> tuple of address strings
     chain: str = None
     policy_in: str = None
+    port_security: str = None           # lowers its bridges' port security for this guest
 
 
 @dataclass
@@ -53,6 +54,7 @@ class BridgeSpec:
     subnets: list = field(default_factory=list)     # [(network, line)]
     ips_given: bool = False
     isolate_ports: bool = False
+    port_security: str = None
     vnet_firewall_before: dict = None   # written by `vnet enable`, read by `vnet disable`
     mac_field: str = "gateway-mac"      # how the file calls the fields, for messages
     ip_field: str = "gateway-ip"
@@ -65,6 +67,7 @@ class Document:
     bridges: list = field(default_factory=list)             # BridgeSpec
     hookscript: HookscriptSettings = HookscriptSettings()
     guests: dict = field(default_factory=dict)              # vmid -> GuestSettings
+    port_security: str = None                               # the default of every bridge
 
     def bridge(self, name):
         return next((b for b in self.bridges if b.name == name), None)

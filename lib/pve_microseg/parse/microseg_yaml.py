@@ -6,29 +6,32 @@
         gateway-ip: [10.100.0.1, 2001:db8:100::1]   # VNets: default = subnet gateways
     hookscript: {on-failure: fail-closed, strict: true, chain: ..., policy-in: ...}
     guests:
-      101: {net0: [10.100.0.50], chain: ..., policy-in: ...}
+      101: {net0: [10.100.0.50], chain: ..., policy-in: ..., port-security: mac}
+    port-security: mac+ip                   # the default of every bridge (also per bridge)
 
 PyYAML costs ~15 ms to import, a quarter of the guest hookscript's budget:
 only this module and policy/yamledit.py import it, and the hookscript reads
 the parsed form from a cache keyed by the file's text (edges/state.py).
 """
 
+import dataclasses
 import ipaddress
 import re
 
 import yaml
 
+from ..model.bridge import PORT_SECURITY
 from ..model.config import BridgeSpec, Document, GuestSettings, HookscriptSettings
 from ..model.errors import ConfigError
 from . import addresses
 from .names import check_ifname
 from .yamlnodes import compose, line_of as _line
 
-TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests")
-BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "vnet-firewall-before")
+TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests", "port-security")
+BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "port-security", "vnet-firewall-before")
 VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge", "enabled-datacenter-firewall")
 HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
-GUEST_KEYS = ("net<N>", "chain", "policy-in")
+GUEST_KEYS = ("net<N>", "chain", "policy-in", "port-security")
 
 _NET_KEY = re.compile(r"^net([0-9]|[12][0-9]|3[01])$")
 _POLICIES = ("ACCEPT", "DROP", "REJECT")
@@ -101,7 +104,9 @@ def parse_document(text, path="microseg.yaml"):
         if key.value == "bridges":
             doc.bridges.extend(_bridges(value, path))
         elif key.value == "hookscript":
-            doc = Document(bridges=doc.bridges, hookscript=_hookscript(value, path), guests=doc.guests)
+            doc = dataclasses.replace(doc, hookscript=_hookscript(value, path))
+        elif key.value == "port-security":
+            doc = dataclasses.replace(doc, port_security=_choice(value, path, key.value, PORT_SECURITY))
         elif key.value == "guests":
             doc.guests.update(_guests(value, path))
         else:
@@ -120,6 +125,9 @@ def _bridges(node, path):
             fname = f"bridges.{name}.{pkey.value}"
             if pkey.value == "isolate-ports":
                 spec.isolate_ports = _flag(pvalue, path, fname)
+                continue
+            if pkey.value == "port-security":
+                spec.port_security = _choice(pvalue, path, fname, PORT_SECURITY)
                 continue
             if pkey.value == "vnet-firewall-before":
                 before = {}
@@ -209,6 +217,8 @@ def _guests(node, path):
                 kw["chain"] = _chain(value, path, fname)
             elif key.value == "policy-in":
                 kw["policy_in"] = _choice(value, path, fname, _POLICIES)
+            elif key.value == "port-security":
+                kw["port_security"] = _choice(value, path, fname, PORT_SECURITY)
             else:
                 _unknown(key, GUEST_KEYS, path, fname)
         out[vmid] = GuestSettings(vmid=vmid, source=f"{path}:{_line(gkey)}", addresses=addrs, **kw)

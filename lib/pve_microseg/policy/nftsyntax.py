@@ -29,6 +29,8 @@ def _key_order(item):
 
 def _left(expr):
     """(text, key) of the left-hand side of a match or the key of a vmap."""
+    if "concat" in expr:
+        return " . ".join(_left(e)[0] for e in expr["concat"]), None
     if "meta" in expr:
         key = expr["meta"]["key"]
         return (key if key in _BARE_META else f"meta {key}"), key
@@ -78,21 +80,43 @@ def _rule(rule):
     return text
 
 
+def _element(elem, types):
+    """One set element: a value, or a concatenation of values and ranges."""
+    parts = elem["concat"] if isinstance(elem, dict) and "concat" in elem else [elem]
+    out = []
+    for part, kind in zip(parts, types):
+        if isinstance(part, dict) and "range" in part:
+            out.append("-".join(part["range"]))
+        elif isinstance(part, dict) and "prefix" in part:
+            out.append(f"{part['prefix']['addr']}/{part['prefix']['len']}")
+        elif isinstance(part, dict):
+            raise ValueError(f"nftsyntax: unknown set element {elem!r}")
+        else:
+            out.append(f'"{part}"' if kind == "ifname" else str(part))
+    return " . ".join(out)
+
+
 class _Table:
     """The objects of one table, built up by the commands of transactions."""
 
     def __init__(self):
-        self.maps, self.chains = {}, {}          # dicts keep creation order
+        self.maps, self.chains = {}, {}          # sets and maps; chains (dicts keep creation order)
 
     def add(self, kind, obj):
         if kind == "map":
             self.maps.setdefault(obj["name"], {"type": obj["type"], "map": obj["map"], "elements": {}})
+        elif kind == "set":
+            types = obj["type"] if isinstance(obj["type"], list) else [obj["type"]]
+            self.maps.setdefault(obj["name"], {"type": types, "flags": obj.get("flags", []), "items": []})
         elif kind == "chain":
             self.chains.setdefault(obj["name"], {"hook": obj.get("hook"), "prio": obj.get("prio"),
                                                  "type": obj.get("type"), "policy": obj.get("policy"),
                                                  "rules": []})
         elif kind == "rule":
             self.chains[obj["chain"]]["rules"].append(_rule(obj))
+        elif kind == "element" and "items" in self.maps[obj["name"]]:
+            s = self.maps[obj["name"]]
+            s["items"] += [_element(e, s["type"]) for e in obj["elem"] if _element(e, s["type"]) not in s["items"]]
         elif kind == "element":
             for key, data in obj["elem"]:
                 self.maps[obj["name"]]["elements"][key] = _statement(data)
@@ -100,9 +124,12 @@ class _Table:
             raise ValueError(f"nftsyntax: cannot add a {kind}")
 
     def flush(self, kind, obj):
-        if kind != "chain":
+        if kind == "set":
+            self.maps[obj["name"]]["items"] = []
+        elif kind == "chain":
+            self.chains[obj["name"]]["rules"] = []
+        else:
             raise ValueError(f"nftsyntax: cannot flush a {kind}")
-        self.chains[obj["name"]]["rules"] = []
 
     def delete(self, kind, obj):
         if kind == "chain":
@@ -116,6 +143,14 @@ class _Table:
     def render(self, family, name):
         blocks = []
         for map_name, m in self.maps.items():
+            if "items" in m:                    # a set
+                lines = [f"\tset {map_name} {{", f"\t\ttype {' . '.join(m['type'])}"]
+                if m["flags"]:
+                    lines.append(f"\t\tflags {', '.join(m['flags'])}")
+                if m["items"]:
+                    lines.append("\t\telements = { " + _MAP_NEWLINE.join(m["items"]) + " }")
+                blocks.append(lines + ["\t}"])
+                continue
             lines = [f"\tmap {map_name} {{", f"\t\ttype {m['type']} : {m['map']}"]
             if m["elements"]:
                 elems = [f'"{k}" : {v}' for k, v in sorted(m["elements"].items(), key=_key_order)]

@@ -49,11 +49,12 @@ def diff(current, desired):
     return added, removed, changed, unchanged
 
 
-def plan(bridges, applied, present):
-    """The desired bridges, what is loaded now ({name: ManagedBridge or None})
-    and the bridges that exist on this node -> Plan."""
+def plan(bridges, applied, present, port_bindings=()):
+    """The desired bridges, what is loaded now ({name: ManagedBridge or None}),
+    the bridges that exist on this node and the port bindings of its guests
+    -> Plan."""
     desired = tuple(sorted(bridges, key=lambda b: b.name))
     added, removed, changed, unchanged = diff(applied, desired)
     return Plan(desired=desired, added=added, removed=removed, changed=changed, unchanged=unchanged,
                 absent=sorted(b.name for b in desired if b.name not in present),
-                transaction=ruleset.full(desired))
+                transaction=ruleset.full(desired, port_bindings))

@@ -9,7 +9,7 @@ drifted; the datacenter firewall off; a node without the nftables backend
 while a VNet is managed.
 """
 
-from . import antispoof, hookscripts, vnetfw
+from . import antispoof, bindings, hookscripts, vnetfw
 
 
 def nics_on(guest_config, managed):
@@ -20,6 +20,13 @@ def nics_on(guest_config, managed):
 def local_bridges(cfg, present, loaded):
     """{bridge: {present, rules}} of this node."""
     return {b.name: {"present": b.name in present, "rules": b.name in loaded} for b in cfg.bridges}
+
+
+def unbound_ports(ports, bound):
+    """[{port, bridge}] of the guest ports on managed bridges (ports: {bridge:
+    [port names]}) that have no binding: they send nothing."""
+    return [{"port": p, "bridge": b} for b, names in sorted(ports.items()) for p in sorted(names)
+            if bindings.port_owner(p) is not None and p not in bound]
 
 
 def local_unprotected(bridges):
@@ -99,6 +106,9 @@ def node_problems(answers, cfg, cluster_fw, host_fws):
     """Problems of the nodes: unanswered, datacenter firewall off, no nftables
     backend where a VNet is managed.  host_fws: {node: parsed host.fw}."""
     problems = [f"{n}: {a['error']}" for n, a in sorted(answers.items()) if "error" in a]
+    problems += [f"{n}: guest port {u['port']} on {u['bridge']} has no port-security binding, so it sends "
+                 "nothing ('pve-microseg port bind " + u["port"] + "' there; 'pve-microseg show' says why)"
+                 for n, a in sorted(answers.items()) for u in a.get("unbound-ports", [])]
     if cfg.bridges and not antispoof.firewall_on(cluster_fw):
         problems.append("the datacenter firewall is off: no guest firewall, ipfilter set or VNet "
                         "firewall applies")

@@ -8,7 +8,7 @@ lie inside the bridge's subnets, and every gateway MAC's EUI-64 link-local
 address is added.  Errors name the file, the line and the field.
 """
 
-from ..model.bridge import Gateway, ManagedBridge
+from ..model.bridge import DEFAULT_PORT_SECURITY, Gateway, ManagedBridge
 from ..model.config import Config, Document
 from ..model.errors import ConfigError
 from ..parse import addresses
@@ -22,7 +22,7 @@ def _unique(values):
     return tuple(out)
 
 
-def resolve(spec, sdn):
+def resolve(spec, sdn, default_port_security=None):
     """BridgeSpec + SDN config -> ManagedBridge, or ConfigError."""
     is_vnet = spec.name in sdn.vnets
     sdn_subnets = sdn.subnets_of(spec.name) if is_vnet else []
@@ -63,6 +63,7 @@ def resolve(spec, sdn):
         vnet=is_vnet,
         subnets=tuple(subnets),
         isolate_ports=spec.isolate_ports,
+        port_security=spec.port_security or default_port_security or DEFAULT_PORT_SECURITY,
     )
 
 
@@ -84,5 +85,5 @@ def config(doc, legacy_specs, sdn):
     """Document (microseg.yaml) + the legacy file's specs + SDN -> Config, or ConfigError."""
     doc = doc or Document()
     specs, warnings = combine(doc.bridges, legacy_specs)
-    return Config(bridges=tuple(resolve(s, sdn) for s in specs), warnings=tuple(warnings),
+    return Config(bridges=tuple(resolve(s, sdn, doc.port_security) for s in specs), warnings=tuple(warnings),
                   hookscript=doc.hookscript, guests=dict(doc.guests))

@@ -37,7 +37,12 @@ PREROUTING_MAP = "prerouting"
 FORWARD_MAP = "forward"
 GUEST_PRE_CHAIN = "guest-pre"          # bridge-independent guards on guest frames
 GUEST_UPLINK_CHAIN = "guest-to-uplink"  # multicasts a guest may send towards the gateway
+GUEST_BIND_CHAIN = "guest-bind"        # port security: a guest port sends only as its NIC
+BIND_MAC, BIND_IP4, BIND_IP6 = "bind-mac", "bind-ip4", "bind-ip6"
 PRIORITY = -200
+_ANY = {BIND_MAC: {"range": ["00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"]},
+        BIND_IP4: {"prefix": {"addr": "0.0.0.0", "len": 0}},
+        BIND_IP6: {"prefix": {"addr": "::", "len": 0}}}
 
 
 def pre_chain(bridge):
@@ -106,12 +111,16 @@ def skeleton():
         {"add": {"map": _t(name=PREROUTING_MAP, type="ifname", map="verdict")}},
         {"add": {"map": _t(name=FORWARD_MAP, type="ifname", map="verdict")}},
     ]
+    # port security: (port . source) pairs a guest port may send from; one
+    # lookup per check whatever the number of guests, ranges for "any"
+    for name, kind in ((BIND_MAC, "ether_addr"), (BIND_IP4, "ipv4_addr"), (BIND_IP6, "ipv6_addr")):
+        base.append({"add": {"set": _t(name=name, type=["ifname", kind], flags=["interval"])}})
     for name, hook in (("prerouting", "prerouting"), ("forward", "forward")):
         base.append({"add": {"chain": _t(name=name, type="filter", hook=hook,
                                          prio=PRIORITY, policy="accept")}})
-    for name in (GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN):
+    for name in (GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
         base.append({"add": {"chain": _t(name=name)}})
-    for name in ("prerouting", "forward", GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN):
+    for name in ("prerouting", "forward", GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
         base.append({"flush": {"chain": _t(name=name)}})
 
     base += [
@@ -141,7 +150,84 @@ def skeleton():
               "DHCPv6 client"),
         _rule(GUEST_UPLINK_CHAIN, _DROP, "guest frame not addressed to the gateway"),
     ]
+    base += _bind_rules()
     return base
+
+
+def _port_is_not(bound_set, field):
+    return _match({"concat": [_meta("iifname"), field]}, f"@{bound_set}", "!=")
+
+
+def _bind_rules():
+    """guest-bind: a guest port sends only with its NIC's MAC and, with
+    mac+ip, from its NIC's addresses; a port without a binding sends nothing.
+    Address-less requests (DHCP, ARP probes, IPv6 duplicate address
+    detection) pass: they claim no address."""
+    return [
+        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_MAC, _payload("ether", "saddr"))] + _DROP,
+              "guest sends with a MAC that is not its NIC's (port security)"),
+        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_MAC, _payload("arp", "saddr ether"))] + _DROP,
+              "guest claims a MAC that is not its NIC's in ARP"),
+        _rule(GUEST_BIND_CHAIN, [_match(_payload("arp", "saddr ip"), "0.0.0.0"), {"return": None}],
+              "ARP probe (duplicate address detection)"),
+        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP4, _payload("arp", "saddr ip"))] + _DROP,
+              "guest claims an IPv4 address that is not its own in ARP"),
+        _rule(GUEST_BIND_CHAIN, [_match(_payload("ip", "saddr"), "0.0.0.0"),
+                                 _match(_payload("ip", "daddr"), "255.255.255.255"),
+                                 _match(_payload("udp", "sport"), 68), _match(_payload("udp", "dport"), 67),
+                                 {"return": None}],
+              "DHCP client without an address"),
+        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP4, _payload("ip", "saddr"))] + _DROP,
+              "guest sends from an IPv4 address that is not its own"),
+        _rule(GUEST_BIND_CHAIN, [_match(_payload("ip6", "saddr"), "::"),
+                                 _icmpv6_type(["mld-listener-report", "nd-neighbor-solicit",
+                                               "mld2-listener-report"]), {"return": None}],
+              "duplicate address detection (no address yet)"),
+        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP6, _payload("ip6", "saddr"))] + _DROP,
+              "guest sends from an IPv6 address that is not its own"),
+    ]
+
+
+def _elements(binding):
+    """{set: [elements]} of one PortBinding (None: any)."""
+    port = binding.port
+    mac = [binding.mac] if binding.mac is not None else None
+    out = {}
+    for name, values in ((BIND_MAC, mac), (BIND_IP4, binding.ipv4), (BIND_IP6, binding.ipv6)):
+        out[name] = [{"concat": [port, _ANY[name]]}] if values is None else \
+            [{"concat": [port, str(v)]} for v in values]
+    return out
+
+
+def rebind(loaded, port_bindings):
+    """Replace some ports' bindings: delete the elements `loaded` ({set: [the
+    elements of those ports as the kernel lists them]}) and add these."""
+    cmds = [{"delete": {"element": _t(name=name, elem=elems)}} for name, elems in loaded.items() if elems]
+    elems = {BIND_MAC: [], BIND_IP4: [], BIND_IP6: []}
+    for b in sorted(port_bindings, key=lambda b: b.port):
+        for name, values in _elements(b).items():
+            elems[name] += values
+    return {"nftables": cmds + [{"add": {"element": _t(name=name, elem=values)}}
+                                for name, values in elems.items() if values]}
+
+
+BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6)
+
+
+def element_port(elem):
+    """The port of a bind-* set element as the kernel lists it."""
+    return elem["concat"][0] if isinstance(elem, dict) and "concat" in elem else None
+
+
+def bindings(port_bindings):
+    """Replace every port binding with these (flush and refill the sets)."""
+    cmds = [{"flush": {"set": _t(name=name)}} for name in (BIND_MAC, BIND_IP4, BIND_IP6)]
+    elems = {BIND_MAC: [], BIND_IP4: [], BIND_IP6: []}
+    for b in sorted(port_bindings, key=lambda b: b.port):
+        for name, values in _elements(b).items():
+            elems[name] += values
+    cmds += [{"add": {"element": _t(name=name, elem=values)}} for name, values in elems.items() if values]
+    return cmds
 
 
 # -------------------------------------------------------------- per bridge
@@ -162,6 +248,8 @@ def bridge_rules(bridge):
     pre, fwd = pre_chain(bridge.name), fwd_chain(bridge.name)
     cmds = [_rule(pre, _not_guest_port("iifname") + [{"return": None}],
                   "only frames from guest ports are checked here")]
+    if bridge.port_security != "off":
+        cmds.append({"add": {"rule": _t(chain=pre, expr=[{"jump": {"target": GUEST_BIND_CHAIN}}])}})
     cmds += _each(pre, _payload("ether", "saddr"), gw.macs, _DROP,
                   "guest sends with a gateway MAC (FDB poisoning)")
     cmds += _each(pre, _payload("arp", "saddr ether"), gw.macs, _DROP,
@@ -217,8 +305,9 @@ def _bridge_objects(bridge):
 
 # ----------------------------------------------------------- transactions
 
-def full(bridges):
-    """Replace the whole table with exactly these bridges (one transaction)."""
+def full(bridges, port_bindings=()):
+    """Replace the whole table with exactly these bridges and port bindings
+    (one transaction)."""
     cmds = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
@@ -226,6 +315,7 @@ def full(bridges):
     cmds += skeleton()
     for bridge in sorted(bridges, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
+    cmds += bindings(port_bindings)
     return {"nftables": cmds}
 
 
@@ -244,14 +334,18 @@ def _removal(name):
     return cmds
 
 
-def update(load=(), remove=()):
+def update(load=(), remove=(), port_bindings=None):
     """(Re)load some bridges and remove others, in one transaction, leaving
-    the other bridges' rules alone.  Creates the shared objects if needed."""
+    the other bridges' rules alone.  Creates the shared objects if needed.
+    With port_bindings, they replace every binding; without, the bindings
+    loaded stay."""
     cmds = skeleton()
     for bridge in sorted(load, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     for name in sorted(remove):
         cmds += _removal(name)
+    if port_bindings is not None:
+        cmds += bindings(port_bindings)
     return {"nftables": cmds}
 
 

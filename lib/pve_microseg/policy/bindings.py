@@ -1,0 +1,137 @@
+"""Port security: which MAC and addresses each guest port may send from (pure).
+
+Every guest NIC on a managed bridge whose port security is not `off` gets a
+binding for the port(s) Proxmox plugs into the bridge for it (tap/veth, and
+fwpr when the NIC has a firewall bridge).  The L2 rules (ruleset.py) drop,
+before the bridge learns the source, every frame of a guest port whose
+source MAC is not its binding's, and with `mac+ip` every IPv4/IPv6 packet
+and ARP message whose source address is not one of its binding's addresses.
+A port with no binding at all sends nothing: it fails closed.
+
+The addresses are nicaddr.py's (the same the ipfilter sets get).  Because a
+guest owner may put anything in the guest's configuration, a MAC or an
+address that more than one guest of the cluster claims is bound to none of
+them, and nothing of a gateway is ever bound: the claim is reported, the
+ports stay closed for it.
+
+The mode of a port is the weakest of its bridge's and its guest's setting
+(`guests: <vmid>: port-security:` can lower a bridge's, never raise it).
+"""
+
+import ipaddress
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..model.binding import PortBinding
+from ..model.bridge import weakest
+from . import nicaddr
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Who claims which MAC and which address, cluster-wide."""
+
+    macs: dict = field(default_factory=dict)        # mac -> frozenset of vmids
+    addresses: dict = field(default_factory=dict)   # canonical address -> frozenset of vmids
+
+    def shared_mac(self, mac, vmid):
+        return bool(self.macs.get(mac, frozenset()) - {vmid})
+
+    def shared_address(self, ip, vmid):
+        return bool(self.addresses.get(_canonical(ip), frozenset()) - {vmid})
+
+
+def _canonical(ip):
+    return str(ipaddress.ip_address(ip))
+
+
+def claims(guest_configs, cfg, ipam):
+    """Claims of every guest NIC (any bridge) and every IPAM entry."""
+    macs, addrs = defaultdict(set), defaultdict(set)
+    for gc in guest_configs:
+        for nic in gc.nics:
+            macs[nic.mac].add(gc.vmid)
+            for ip in nic.static:
+                addrs[_canonical(ip)].add(gc.vmid)
+        settings = cfg.guests.get(gc.vmid)
+        for ips in (settings.addresses.values() if settings else ()):
+            for ip in ips:
+                addrs[_canonical(ip)].add(gc.vmid)
+    for ip, owner in (ipam.owners or {}).items():
+        try:
+            addrs[_canonical(ip)].add(int(owner))
+        except ValueError:
+            continue
+    return Claims({m: frozenset(v) for m, v in macs.items()}, {a: frozenset(v) for a, v in addrs.items()})
+
+
+_PORT = re.compile(r"^(?:tap(?P<tap>\d+)i|veth(?P<veth>\d+)i|fwpr(?P<fwpr>\d+)p)(?P<nic>\d+)$")
+
+
+def port_owner(name):
+    """(vmid, NIC index) of a guest port name (tap<vmid>i<n>, veth<vmid>i<n>,
+    fwpr<vmid>p<n>), or None for any other interface."""
+    m = _PORT.match(name)
+    if not m:
+        return None
+    return int(m.group("tap") or m.group("veth") or m.group("fwpr")), int(m.group("nic"))
+
+
+def mode_of(bridge, cfg, vmid):
+    settings = cfg.guests.get(vmid)
+    return weakest(bridge.port_security, settings.port_security if settings else None)
+
+
+def guest_bindings(guest, cfg, ipam, claims_=None):
+    """GuestConfig -> (bindings, warnings): one PortBinding per port of each
+    NIC on a managed bridge with port security on."""
+    claims_ = claims_ or claims([guest], cfg, ipam)
+    out, warnings = [], []
+    for nic in guest.nics:
+        bridge = cfg.bridge_map.get(nic.bridge)
+        if bridge is None or bridge.port_security == "off":
+            continue
+        mode = mode_of(bridge, cfg, guest.vmid)
+        where = f"guest {guest.vmid} {nic.key} on {bridge.name}"
+        if mode == "off":
+            binding = dict(mode=mode)
+        elif nic.mac in cfg.gateway_macs:
+            warnings.append(f"{where}: its MAC {nic.mac} is a gateway's; its port stays closed")
+            continue
+        elif claims_.shared_mac(nic.mac, guest.vmid):
+            others = ", ".join(map(str, sorted(claims_.macs[nic.mac] - {guest.vmid})))
+            warnings.append(f"{where}: its MAC {nic.mac} is also configured on guest(s) {others}; "
+                            "no guest is bound to it, so its port stays closed")
+            continue
+        elif mode == "mac":
+            binding = dict(mode=mode, mac=nic.mac)
+        else:
+            known = nicaddr.nic_addresses(guest, nic, cfg, ipam)
+            warnings += [f"guest {guest.vmid} {p}" for p in known.problems]
+            shared = [ip for ip in known.found if claims_.shared_address(ip, guest.vmid)]
+            for ip in shared:
+                warnings.append(f"{where}: {ip} is claimed by another guest too; not bound")
+            ips = [ip for ip in known.all if ip not in shared]
+            if not known.found:
+                warnings.append(f"{where}: no address is known for MAC {nic.mac}; it may send IPv4 only "
+                                f"as a DHCP client and IPv6 only from {known.link_local} "
+                                f"(port-security: mac for this guest or bridge lifts that)")
+            binding = dict(mode=mode, mac=nic.mac, sources=known.sources,
+                           ipv4=tuple(ip for ip in ips if ":" not in ip),
+                           ipv6=tuple(ip for ip in ips if ":" in ip))
+        for port in dict.fromkeys((guest.port(nic), guest.port(nic, fwbr=True))):
+            out.append(PortBinding(port=port, vmid=guest.vmid, nic=nic.key, bridge=bridge.name, **binding))
+    return tuple(out), tuple(warnings)
+
+
+def node_bindings(guest_configs, all_guest_configs, cfg, ipam):
+    """The bindings of the guests of one node, decided with the claims of
+    every guest of the cluster -> (bindings by port, warnings)."""
+    claims_ = claims(all_guest_configs, cfg, ipam)
+    out, warnings = [], []
+    for gc in guest_configs:
+        b, w = guest_bindings(gc, cfg, ipam, claims_)
+        out += b
+        warnings += w
+    return tuple(sorted(out, key=lambda b: b.port)), tuple(warnings)
