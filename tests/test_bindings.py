@@ -83,7 +83,7 @@ def test_an_address_of_another_guest_is_not_bound():
     c = cfg("guests:\n  103:\n    net0: [2001:db8:100::9]\n")
     ports, warnings = by_port(attacker, c, [attacker, victim, other])
     assert ports["tap101i0"].ipv4 == () and ports["tap101i0"].ipv6 == ("fe80::be24:11ff:fe00:1",)
-    assert sum("claimed by another guest" in w for w in warnings) == 2
+    assert sum("claimed for another guest" in w for w in warnings) == 2
     ipam = IpamState(path="x", by_guest={}, owners={"10.100.0.7": "104"})
     ports, warnings = by_port(vm(101, "BC:24:11:00:00:01", "ip=10.100.0.7/24"), c, ipam=ipam)
     assert ports["tap101i0"].ipv4 == () and any("belongs to guest 104" in w for w in warnings)
@@ -108,7 +108,8 @@ def test_ruleset_binds_through_three_shared_sets_and_a_bridge_can_opt_out():
 # ---------------------------------------------------------------- property
 
 MACS = [f"bc:24:11:00:00:0{i}" for i in range(1, 6)] + [GW_MAC]
-ADDRS = [f"10.100.0.{i}" for i in range(1, 6)] + [f"2001:db8:100::{i}" for i in range(1, 4)]
+ADDRS = [f"10.100.0.{i}" for i in range(1, 6)] + [f"2001:db8:100::{i}" for i in range(1, 4)] + \
+    ["169.254.0.1", "fe80::be24:11ff:fe00:2"]      # link-locals: another guest's EUI-64
 
 
 @st.composite
@@ -135,22 +136,70 @@ def clusters(draw):
 @settings(max_examples=300, deadline=None)
 @given(clusters())
 def test_no_binding_names_another_guests_mac_or_address_or_a_gateways(cluster):
+    """A bound MAC is the guest's alone; a bound address is the guest's own
+    EUI-64 link-local, or claimed for it by the operator and by no other
+    guest's operator entry, or taken from its own config and claimed by no
+    other guest (operator entry, own config) nor given by the IPAM to another."""
+    from pve_microseg.parse.addresses import eui64_link_local
     guests, c, ipam = cluster
     bound, _ = bindings.node_bindings(guests, guests, c, ipam)
-    macs, addrs = {}, {}
+    macs, own, listed = {}, {}, {}
+    owners = {ipaddress.ip_address(ip): int(v) for ip, v in ipam.owners.items()}
     for g in guests:
         for nic in g.nics:
             macs.setdefault(nic.mac, set()).add(g.vmid)
+            if g.vmid in c.guests and nic.index in c.guests[g.vmid].addresses:
+                continue            # the operator's list is the NIC's whole list
             for ip in nic.static:
-                addrs.setdefault(ipaddress.ip_address(ip), set()).add(g.vmid)
+                if owners.get(ipaddress.ip_address(ip), g.vmid) == g.vmid:     # else the IPAM says no
+                    own.setdefault(ipaddress.ip_address(ip), set()).add(g.vmid)
         for ips in (c.guests[g.vmid].addresses.values() if g.vmid in c.guests else ()):
             for ip in ips:
-                addrs.setdefault(ipaddress.ip_address(ip), set()).add(g.vmid)
-    for ip, owner in ipam.owners.items():
-        addrs.setdefault(ipaddress.ip_address(ip), set()).add(int(owner))
+                listed.setdefault(ipaddress.ip_address(ip), set()).add(g.vmid)
     for b in bound:
         assert b.mac not in c.gateway_macs and macs[b.mac] == {b.vmid}, b
         for ip in (b.ipv4 or ()) + (b.ipv6 or ()):
             a = ipaddress.ip_address(ip)
             assert a not in c.gateway_ips, b
-            assert a.is_link_local or addrs.get(a, {b.vmid}) == {b.vmid}, (b, addrs.get(a))
+            mine = {ipaddress.ip_address(x) for ips in (c.guests[b.vmid].addresses.values()
+                                                        if b.vmid in c.guests else ()) for x in ips}
+            if a in mine:
+                assert listed[a] == {b.vmid}, (b, listed.get(a))       # the operator's word, unshared
+            elif a.is_link_local:
+                assert a == eui64_link_local(b.mac), b
+            else:
+                assert own.get(a, set()) <= {b.vmid} and listed.get(a, set()) <= {b.vmid}, (b, a)
+                assert owners.get(a, b.vmid) == b.vmid, (b, a)
+
+
+def test_the_operator_and_the_ipam_outrank_a_guests_own_config():
+    victim = vm(102, "BC:24:11:00:00:02", "ip=10.100.0.9/24")
+    attacker = vm(101, "BC:24:11:00:00:01", "ip=10.100.0.9/24")
+    listed = cfg("guests:\n  102:\n    net0: [10.100.0.9]\n")
+    both = [attacker, victim]
+    assert by_port(victim, listed, both)[0]["tap102i0"].ipv4 == ("10.100.0.9",)     # the operator's word
+    assert by_port(attacker, listed, both)[0]["tap101i0"].ipv4 == ()
+    ipam = IpamState(path="x", by_guest={("102", "bc:24:11:00:00:02"): ("10.100.0.9",)},
+                     owners={"10.100.0.9": "102"})
+    victim_dhcp = ct(102, "BC:24:11:00:00:02")
+    both = [attacker, victim_dhcp]
+    assert by_port(victim_dhcp, cfg(), both, ipam)[0]["veth102i0"].ipv4 == ("10.100.0.9",)
+    assert by_port(attacker, cfg(), both, ipam)[0]["tap101i0"].ipv4 == ()
+    assert by_port(victim, cfg(), [attacker, victim])[0]["tap102i0"].ipv4 == ()      # alike: neither
+
+
+def test_a_guests_own_link_local_claims_are_refused():
+    g = vm(101, "BC:24:11:00:00:01", "ip=169.254.0.5/16,ip6=fe80::be24:11ff:fe00:2/64")
+    ports, warnings = by_port(g, cfg())
+    assert ports["tap101i0"].ipv4 == () and ports["tap101i0"].ipv6 == ("fe80::be24:11ff:fe00:1",)
+    assert sum("is a link-local address" in w for w in warnings) == 2
+
+
+def test_when_a_guest_config_is_unreadable_no_own_config_address_is_bound():
+    g = vm(101, "BC:24:11:00:00:01", "ip=10.100.0.5/24")
+    bound, warnings = bindings.node_bindings([g], [g], cfg("guests:\n  102:\n    port-security: mac\n"),
+                                             NO_IPAM, complete=False)
+    assert {b.ipv4 for b in bound} == {()} and any("could not be read" in w for w in warnings)
+    listed = cfg("guests:\n  101:\n    net0: [10.100.0.5]\n")
+    bound, _ = bindings.node_bindings([g], [g], listed, NO_IPAM, complete=False)
+    assert {b.ipv4 for b in bound} == {("10.100.0.5",)}              # the operator's word stands

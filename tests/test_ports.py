@@ -103,3 +103,27 @@ def test_status_local_reports_a_guest_port_without_binding(node):
     reconcile.apply(node.paths, lambda dry_run=False: nft, environ=node.env)      # binds tap101i0 (VM 101)
     r = status.local(node.paths)
     assert r.data["unbound-ports"] == [{"port": "tap102i0", "bridge": "vnet0"}] and r.exit == 9
+
+
+def test_binding_takes_a_mac_or_address_away_from_a_stale_port(node):
+    """Another port still holding what this binding gives (a guest that changed
+    its config since) loses it in the same transaction."""
+    stale_mac = {"concat": ["tap102i0", "bc:24:11:00:00:01"]}
+    stale_ip = {"concat": ["tap102i0", "10.101.0.5"]}
+    keep = {"concat": ["tap102i0", "10.101.0.6"]}
+    nft = KernelSets({"bind-mac": [stale_mac], "bind-ip4": [stale_ip, keep], "bind-ip6": []})
+    ports.change(node.paths, nft, "bind", ["tap101i0"], node.env)
+    deleted = {c["delete"]["element"]["name"]: c["delete"]["element"]["elem"]
+               for c in nft.transactions[0]["nftables"] if "delete" in c}
+    assert deleted == {"bind-mac": [stale_mac], "bind-ip4": [stale_ip]}
+
+
+def test_a_binding_that_cannot_be_decided_closes_the_port(node):
+    from pve_microseg.model.errors import RolledBack
+    old = {"concat": ["tap101i0", "bc:24:11:00:00:01"]}
+    nft = KernelSets({"bind-mac": [old]})
+    (node.paths.pve_dir / ".vmlist").write_text("{not json")
+    with pytest.raises(RolledBack, match="closed: tap101i0"):
+        ports.change(node.paths, nft, "bind", ["tap101i0"], node.env)
+    assert nft.transactions == [{"nftables": [{"delete": {"element": {
+        "family": "bridge", "table": "pve_microseg", "name": "bind-mac", "elem": [old]}}}]}]

@@ -12,17 +12,17 @@ leaves it closed, never open.
 
 from ..edges import cluster, node, pveconf, state
 from ..model.binding import PortBinding
-from ..model.errors import MicrosegError
+from ..model.errors import MicrosegError, RolledBack
 from ..policy import bindings, ruleset
 from .result import Result
 
 
-def _desired(paths, names, here):
+def _desired(paths, names):
     """{port: PortBinding or None} for these port names, and warnings."""
     cfg = pveconf.config(paths)
     wanted = {n: bindings.port_owner(n) for n in names}
     vmids = {o[0] for o in wanted.values() if o}
-    everyone, mine, warnings = [], {}, []
+    everyone, mine, warnings, complete = [], {}, [], True
     # A port named after a guest is that guest's, wherever its config is: on
     # a live migration the target's tap appears while the config is still on
     # the source node.
@@ -31,9 +31,11 @@ def _desired(paths, names, here):
             everyone.append(gc)
             if guest.vmid in vmids:
                 mine[guest.vmid] = gc
-        elif guest.vmid in vmids:
+            continue
+        complete = False
+        if guest.vmid in vmids:
             warnings.append(f"guest {guest.vmid}: {error}; its ports stay closed")
-    bound, why = bindings.node_bindings(list(mine.values()), everyone, cfg, pveconf.ipam(paths))
+    bound, why = bindings.node_bindings(list(mine.values()), everyone, cfg, pveconf.ipam(paths), complete)
     by_port = {b.port: b for b in bound}
     out = {}
     for name, owner in wanted.items():
@@ -45,43 +47,64 @@ def _desired(paths, names, here):
     return out, warnings + list(why)
 
 
-def _kernel_elements(nft, names):
-    """{set: [elements of these ports]} as the kernel holds them; None without our table."""
+def _kernel_elements(nft):
+    """{set: [elements]} of the bind-* sets as the kernel holds them; None without our table."""
     loaded = {}
     for name in ruleset.BIND_SETS:
         elems = nft.set_elements(ruleset.FAMILY, ruleset.TABLE, name)
         if elems is None:
             return None
-        loaded[name] = [e for e in elems if ruleset.element_port(e) in names]
+        loaded[name] = elems
     return loaded
 
 
-def _record(paths, names, new):
-    current = [b for b in (state.loaded_bindings(paths) or []) if b["port"] not in names]
+def _to_remove(loaded, names, new):
+    """The elements to delete: every element of these ports, and any other
+    port's element naming a MAC or address that a new binding takes (a
+    stale binding never keeps what another guest was just given)."""
+    taken = set()
+    for name, elems in ruleset.bindings_elements(new).items():
+        taken |= {(name, ruleset.element_value(e)) for e in elems if ruleset.element_value(e) is not None}
+    return {name: [e for e in elems if ruleset.element_port(e) in names
+                   or (name, ruleset.element_value(e)) in taken]
+            for name, elems in loaded.items()}
+
+
+def _record(paths, names, removed, new):
+    gone = names | {ruleset.element_port(e) for elems in removed.values() for e in elems}
+    current = [b for b in (state.loaded_bindings(paths) or []) if b["port"] not in gone]
     state.record_bindings(paths, sorted([PortBinding.from_json(b) for b in current] + new,
                                         key=lambda b: b.port))
 
 
 def change(paths, nft_factory, action, names, environ=None, dry_run=False):
     """action "bind": give these ports the binding apply would; "unbind":
-    remove their elements (the port is gone)."""
+    remove their elements (the port is gone).  When the binding cannot be
+    decided (a configuration that cannot be read), the ports' elements are
+    removed all the same: a port never keeps a binding it may no longer have."""
     names = list(dict.fromkeys(names))
     here = node.local_node(paths, environ)
-    if action == "bind":
-        desired, warnings = _desired(paths, names, here)
-    else:
-        desired, warnings = {n: None for n in names}, []
-    new = [b for b in desired.values() if b is not None]
     with state.locked(paths):
         nft = nft_factory(dry_run=dry_run)
-        loaded = _kernel_elements(nft, set(names))
+        loaded = _kernel_elements(nft)
         if loaded is None:
             raise MicrosegError(f"table bridge {ruleset.TABLE} is not loaded on {here}: nothing to bind "
                                 "('pve-microseg apply' loads it, with every binding)")
-        nft.run(ruleset.rebind(loaded, new))
+        failure = None
+        desired, warnings = {n: None for n in names}, []
+        if action == "bind":
+            try:
+                desired, warnings = _desired(paths, names)
+            except MicrosegError as e:
+                failure = e
+        new = [b for b in desired.values() if b is not None]
+        remove = _to_remove(loaded, set(names), new)
+        nft.run(ruleset.rebind(remove, new))
         if not dry_run:
-            _record(paths, set(names), new)
+            _record(paths, set(names), remove, new)
+    if failure is not None:
+        raise RolledBack(failure, f"closed: {', '.join(names)} lost any binding they had")
     data = {"node": here, "action": action, "dry-run": dry_run,
             "ports": [{"port": n, "binding": b.to_json() if b else None} for n, b in desired.items()],
-            "removed-elements": sum(len(v) for v in loaded.values()), "warnings": warnings}
+            "removed-elements": sum(len(v) for v in remove.values()), "warnings": warnings}
     return Result(data, warnings=warnings)

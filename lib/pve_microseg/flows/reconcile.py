@@ -44,17 +44,18 @@ def read_bindings(paths, cfg, here):
     is on this node (a live migration's target), warnings), decided with the
     MACs and addresses every guest of the cluster claims."""
     local = {o[0] for o in map(bindings.port_owner, node.interfaces(paths)) if o}
-    warnings, mine, everyone = [], [], []
+    warnings, mine, everyone, complete = [], [], [], True
     for guest, gc, error in cluster.guest_configs(paths, cluster.guests(paths)):
         ours = guest.node == here or guest.vmid in local
         if gc is None:
+            complete = False
             if ours:
                 warnings.append(f"guest {guest.vmid}: {error}; its ports stay closed")
             continue
         everyone.append(gc)
         if ours:
             mine.append(gc)
-    bound, why = bindings.node_bindings(mine, everyone, cfg, pveconf.ipam(paths))
+    bound, why = bindings.node_bindings(mine, everyone, cfg, pveconf.ipam(paths), complete)
     return bound, tuple(warnings) + why
 
 

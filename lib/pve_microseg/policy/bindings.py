@@ -9,10 +9,13 @@ and ARP message whose source address is not one of its binding's addresses.
 A port with no binding at all sends nothing: it fails closed.
 
 The addresses are nicaddr.py's (the same the ipfilter sets get).  Because a
-guest owner may put anything in the guest's configuration, a MAC or an
-address that more than one guest of the cluster claims is bound to none of
-them, and nothing of a gateway is ever bound: the claim is reported, the
-ports stay closed for it.
+guest owner may put anything in the guest's configuration, nothing of a
+gateway is ever bound, a MAC two guests of the cluster configure is bound to
+neither, and an address claimed for two guests on one bridge goes to the
+higher-ranked claim (the operator's list, then the IPAM, then a guest's own
+config) and to neither when they rank alike.  Refused claims are reported;
+the ports stay closed for them.  When a guest's config cannot be read, what
+it claims is unknown, so no address from a guest's own config is bound.
 
 The mode of a port is the weakest of its bridge's and its guest's setting
 (`guests: <vmid>: port-security:` can lower a bridge's, never raise it).
@@ -30,40 +33,38 @@ from . import nicaddr
 
 @dataclass(frozen=True)
 class Claims:
-    """Who claims which MAC and which address, cluster-wide."""
+    """Who claims which MAC (cluster-wide) and which address on which bridge."""
 
     macs: dict = field(default_factory=dict)        # mac -> frozenset of vmids
-    addresses: dict = field(default_factory=dict)   # canonical address -> frozenset of vmids
+    addresses: dict = field(default_factory=dict)   # (bridge, address) -> {vmid: rank}
+    complete: bool = True                           # every guest config could be read
 
     def shared_mac(self, mac, vmid):
         return bool(self.macs.get(mac, frozenset()) - {vmid})
 
-    def shared_address(self, ip, vmid):
-        return bool(self.addresses.get(_canonical(ip), frozenset()) - {vmid})
+    def outranked(self, bridge, ip, vmid, rank):
+        """Another guest's claim on this address ranks as high or higher."""
+        others = self.addresses.get((bridge, _canonical(ip)), {})
+        return any(r >= rank for v, r in others.items() if v != vmid)
 
 
 def _canonical(ip):
     return str(ipaddress.ip_address(ip))
 
 
-def claims(guest_configs, cfg, ipam):
-    """Claims of every guest NIC (any bridge) and every IPAM entry."""
-    macs, addrs = defaultdict(set), defaultdict(set)
+def claims(guest_configs, cfg, ipam, complete=True):
+    """Claims of every guest NIC: its MAC (any bridge), its addresses on a
+    managed bridge (the checked ones, with their rank)."""
+    macs, addrs = defaultdict(set), defaultdict(dict)
     for gc in guest_configs:
         for nic in gc.nics:
             macs[nic.mac].add(gc.vmid)
-            for ip in nic.static:
-                addrs[_canonical(ip)].add(gc.vmid)
-        settings = cfg.guests.get(gc.vmid)
-        for ips in (settings.addresses.values() if settings else ()):
-            for ip in ips:
-                addrs[_canonical(ip)].add(gc.vmid)
-    for ip, owner in (ipam.owners or {}).items():
-        try:
-            addrs[_canonical(ip)].add(int(owner))
-        except ValueError:
-            continue
-    return Claims({m: frozenset(v) for m, v in macs.items()}, {a: frozenset(v) for a, v in addrs.items()})
+            if nic.bridge not in cfg.bridge_map:
+                continue
+            for ip, rank in nicaddr.nic_addresses(gc, nic, cfg, ipam).tiers:
+                key = (nic.bridge, _canonical(ip))
+                addrs[key][gc.vmid] = max(addrs[key].get(gc.vmid, rank), rank)
+    return Claims({m: frozenset(v) for m, v in macs.items()}, dict(addrs), complete)
 
 
 _PORT = re.compile(r"^(?:tap(?P<tap>\d+)i|veth(?P<veth>\d+)i|fwpr(?P<fwpr>\d+)p)(?P<nic>\d+)$")
@@ -109,10 +110,17 @@ def guest_bindings(guest, cfg, ipam, claims_=None):
         else:
             known = nicaddr.nic_addresses(guest, nic, cfg, ipam)
             warnings += [f"guest {guest.vmid} {p}" for p in known.problems]
-            shared = [ip for ip in known.found if claims_.shared_address(ip, guest.vmid)]
-            for ip in shared:
-                warnings.append(f"{where}: {ip} is claimed by another guest too; not bound")
-            ips = [ip for ip in known.all if ip not in shared]
+            refused = []
+            for ip, rank in known.tiers:
+                if claims_.outranked(bridge.name, ip, guest.vmid, rank):
+                    refused.append(ip)
+                    warnings.append(f"{where}: {ip} is claimed for another guest too, as firmly or more; "
+                                    "not bound")
+                elif rank == nicaddr.GUEST and not claims_.complete:
+                    refused.append(ip)
+                    warnings.append(f"{where}: {ip} comes from its own config, and a guest config of the "
+                                    "cluster could not be read (it may claim the address too); not bound")
+            ips = [ip for ip in known.all if ip not in refused]
             if not known.found:
                 warnings.append(f"{where}: no address is known for MAC {nic.mac}; it may send IPv4 only "
                                 f"as a DHCP client and IPv6 only from {known.link_local} "
@@ -125,10 +133,11 @@ def guest_bindings(guest, cfg, ipam, claims_=None):
     return tuple(out), tuple(warnings)
 
 
-def node_bindings(guest_configs, all_guest_configs, cfg, ipam):
+def node_bindings(guest_configs, all_guest_configs, cfg, ipam, complete=True):
     """The bindings of the guests of one node, decided with the claims of
-    every guest of the cluster -> (bindings by port, warnings)."""
-    claims_ = claims(all_guest_configs, cfg, ipam)
+    every guest of the cluster (complete: all their configs could be read)
+    -> (bindings by port, warnings)."""
+    claims_ = claims(all_guest_configs, cfg, ipam, complete)
     out, warnings = [], []
     for gc in guest_configs:
         b, w = guest_bindings(gc, cfg, ipam, claims_)

@@ -15,8 +15,10 @@ and always the NIC's EUI-64 IPv6 link-local.  Only host addresses.
 
 2-4 can be edited by whoever may edit the guest's config, so they are
 checked: never a gateway's address, never outside the managed bridge's
-subnets, never an address IPAM gives to another guest.  A refused address is
-left out and named in `problems`.
+subnets, never an address IPAM gives to another guest, never a link-local
+address but the NIC's own.  A refused address is left out and named in
+`problems`.  Each address keeps its source's rank (`tiers`): the operator's
+list outranks the IPAM, which outranks what the guest's config says.
 """
 
 import ipaddress
@@ -25,12 +27,16 @@ from dataclasses import dataclass
 from ..parse import addresses
 
 
+OPERATOR, IPAM, GUEST = 3, 2, 1     # who said an address is the NIC's: higher outranks lower
+
+
 @dataclass(frozen=True)
 class NicAddresses:
     found: tuple             # host addresses from the sources, checked (no link-local added)
     sources: tuple           # where they came from
     problems: tuple          # addresses refused, with the reason
     link_local: str          # the NIC's EUI-64 link-local
+    tiers: tuple = ()        # (address, OPERATOR|IPAM|GUEST) for each of `found`
 
     @property
     def all(self):
@@ -48,6 +54,8 @@ def _refusal(ip, bridge, gateways, ipam, vmid):
     addr = ipaddress.ip_address(ip)
     if addr in gateways:
         return f"{ip} is a gateway address"
+    if addr.is_link_local:
+        return f"{ip} is a link-local address (a NIC's own EUI-64 link-local is always added)"
     if bridge is not None and bridge.subnets and not addr.is_link_local and not any(
             addr.version == n.version and addr in n for n in bridge.subnets):
         return f"{ip} is outside the subnets of {bridge.name} ({', '.join(map(str, bridge.subnets))})"
@@ -65,12 +73,14 @@ def nic_addresses(guest, nic, cfg, ipam):
     if given is not None:
         where = f"microseg.yaml guests.{guest.vmid}.{nic.key}"
         bad = [ip for ip in given if ipaddress.ip_address(ip) in cfg.gateway_ips]
-        return NicAddresses(found=tuple(ip for ip in given if ip not in bad), sources=(where,),
+        found = tuple(ip for ip in given if ip not in bad)
+        return NicAddresses(found=found, sources=(where,),
                             problems=tuple(f"{nic.key}: {ip} in {where} is a gateway address" for ip in bad),
-                            link_local=link_local)
-    found, sources, problems = [], [], []
+                            link_local=link_local, tiers=tuple((ip, OPERATOR) for ip in found))
+    found, sources, problems, tiers = [], [], [], {}
     bridge = cfg.bridge_map.get(nic.bridge)
-    for source, ips in (("IPAM", ipam.addresses(guest.vmid, nic.mac)), (nic.static_from, nic.static)):
+    for source, tier, ips in (("IPAM", IPAM, ipam.addresses(guest.vmid, nic.mac)),
+                              (nic.static_from, GUEST, nic.static)):
         kept = []
         for ip in ips:
             why_not = _refusal(ip, bridge, cfg.gateway_ips, ipam, guest.vmid)
@@ -78,8 +88,9 @@ def nic_addresses(guest, nic, cfg, ipam):
                 problems.append(f"{nic.key}: {why_not} (from {source}); left out")
             else:
                 kept.append(ip)
+                tiers[ip] = max(tiers.get(ip, tier), tier)
         if kept:
             found += kept
             sources.append(source)
     return NicAddresses(found=tuple(found), sources=tuple(sources), problems=tuple(problems),
-                        link_local=link_local)
+                        link_local=link_local, tiers=tuple(tiers.items()))

@@ -166,13 +166,18 @@ def _bind_rules():
     return [
         _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_MAC, _payload("ether", "saddr"))] + _DROP,
               "guest sends with a MAC that is not its NIC's (port security)"),
+        # A VLAN tag (802.1Q/802.1ad, even VLAN 0) would hide the packet from
+        # every check below, and any other ethertype from the gateway guards.
+        _rule(GUEST_BIND_CHAIN, [_match(_payload("ether", "type"), {"set": ["ip", "arp", "ip6"]}, "!=")] + _DROP,
+              "guest sends a frame that is not plain IPv4, ARP or IPv6 (VLAN-tagged, other protocols)"),
         _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_MAC, _payload("arp", "saddr ether"))] + _DROP,
               "guest claims a MAC that is not its NIC's in ARP"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("arp", "saddr ip"), "0.0.0.0"), {"return": None}],
               "ARP probe (duplicate address detection)"),
         _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP4, _payload("arp", "saddr ip"))] + _DROP,
               "guest claims an IPv4 address that is not its own in ARP"),
-        _rule(GUEST_BIND_CHAIN, [_match(_payload("ip", "saddr"), "0.0.0.0"),
+        _rule(GUEST_BIND_CHAIN, [_match(_payload("ether", "daddr"), "ff:ff:ff:ff:ff:ff"),
+                                 _match(_payload("ip", "saddr"), "0.0.0.0"),
                                  _match(_payload("ip", "daddr"), "255.255.255.255"),
                                  _match(_payload("udp", "sport"), 68), _match(_payload("udp", "dport"), 67),
                                  {"return": None}],
@@ -199,16 +204,21 @@ def _elements(binding):
     return out
 
 
-def rebind(loaded, port_bindings):
-    """Replace some ports' bindings: delete the elements `loaded` ({set: [the
-    elements of those ports as the kernel lists them]}) and add these."""
-    cmds = [{"delete": {"element": _t(name=name, elem=elems)}} for name, elems in loaded.items() if elems]
+def bindings_elements(port_bindings):
+    """{set: [elements]} of these PortBindings."""
     elems = {BIND_MAC: [], BIND_IP4: [], BIND_IP6: []}
     for b in sorted(port_bindings, key=lambda b: b.port):
         for name, values in _elements(b).items():
             elems[name] += values
+    return elems
+
+
+def rebind(loaded, port_bindings):
+    """Replace some ports' bindings: delete the elements `loaded` ({set: [the
+    elements as the kernel lists them]}) and add these."""
+    cmds = [{"delete": {"element": _t(name=name, elem=elems)}} for name, elems in loaded.items() if elems]
     return {"nftables": cmds + [{"add": {"element": _t(name=name, elem=values)}}
-                                for name, values in elems.items() if values]}
+                                for name, values in bindings_elements(port_bindings).items() if values]}
 
 
 BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6)
@@ -219,15 +229,18 @@ def element_port(elem):
     return elem["concat"][0] if isinstance(elem, dict) and "concat" in elem else None
 
 
+def element_value(elem):
+    """The MAC or address of a bind-* set element, None for a range ("any")."""
+    if not (isinstance(elem, dict) and "concat" in elem) or not isinstance(elem["concat"][1], str):
+        return None
+    return elem["concat"][1]
+
+
 def bindings(port_bindings):
     """Replace every port binding with these (flush and refill the sets)."""
-    cmds = [{"flush": {"set": _t(name=name)}} for name in (BIND_MAC, BIND_IP4, BIND_IP6)]
-    elems = {BIND_MAC: [], BIND_IP4: [], BIND_IP6: []}
-    for b in sorted(port_bindings, key=lambda b: b.port):
-        for name, values in _elements(b).items():
-            elems[name] += values
-    cmds += [{"add": {"element": _t(name=name, elem=values)}} for name, values in elems.items() if values]
-    return cmds
+    cmds = [{"flush": {"set": _t(name=name)}} for name in BIND_SETS]
+    return cmds + [{"add": {"element": _t(name=name, elem=values)}}
+                   for name, values in bindings_elements(port_bindings).items() if values]
 
 
 # -------------------------------------------------------------- per bridge
