@@ -251,3 +251,23 @@ def test_a_migrating_guests_port_on_this_node_is_bound_too(fake_node, fake_nft):
     n.add_interface("tap201i0")
     reconcile.apply(n.paths, fake_nft, environ={"PVE_MICROSEG_NODE": "pve1"})
     assert bound_ports(fake_nft.transactions[-1]) == ["fwpr101p0", "fwpr201p0", "tap101i0", "tap201i0"]
+
+
+def test_unreadable_guests_do_not_stop_the_bridges_rules(fake_node, fake_nft):
+    """A broken .vmlist is no invalid microseg.yaml: the bridges' rules load,
+    and the ports keep the bindings last loaded."""
+    n = node_with_vnet0(fake_node)
+    guests_on(n)
+    env = {"PVE_MICROSEG_NODE": "pve1"}
+    reconcile.apply(n.paths, fake_nft, environ=env)
+    (n.paths.pve_dir / ".vmlist").write_text("{not json")
+    n.write_config(CONFIG + "  vnet1:\n    gateway-mac: 00:00:5e:00:01:65\n    gateway-ip: 10.102.0.1\n")
+    result = reconcile.apply(n.paths, fake_nft, environ=env)
+    assert loaded_bridges(fake_nft.transactions[-1]) == ["vnet0", "vnet1"]
+    assert bound_ports(fake_nft.transactions[-1]) == ["fwpr101p0", "tap101i0"]
+    assert any("port bindings not rebuilt" in w for w in result.warnings)
+    lg = log()
+    n.write_config(CONFIG)
+    reconcile.hook_up(n.paths, "vnet0", fake_nft, lg, env)
+    assert set(state.applied(n.paths)) == {"vnet0"}               # vnet1 removed: the new config applies
+    assert "invalid configuration" not in lg.stream.text and "port bindings not rebuilt" in lg.stream.text

@@ -9,7 +9,8 @@ that loads rules writes state; `show` and `apply --dry-run` change nothing.
 from dataclasses import dataclass, field
 
 from ..edges import cluster, node, pveconf, state
-from ..model.errors import ConfigError, ExitCode
+from ..model.binding import PortBinding
+from ..model.errors import ConfigError, ExitCode, MicrosegError
 from ..policy import bindings, plan as planning, protection, ruleset
 from .result import Result
 
@@ -34,8 +35,17 @@ def read_live(paths, here=None):
     (this node's name), also the port bindings of its guests."""
     cfg = pveconf.config(paths)
     source = Source(bridges=cfg.bridges, origin="pmxcfs", warnings=list(cfg.warnings))
-    if here is not None:
+    if here is None:
+        return source
+    try:
         source.bindings, source.binding_warnings = read_bindings(paths, cfg, here)
+    except MicrosegError as e:
+        # The guests cannot be read (.vmlist, the IPAM): that is no reason not
+        # to load the bridges' rules; the ports keep the bindings last loaded.
+        loaded = state.loaded_bindings(paths)
+        source.bindings = None if loaded is None else tuple(PortBinding.from_json(b) for b in loaded)
+        source.warnings.append(f"port bindings not rebuilt: {e}; the ports keep the bindings last loaded"
+                               + ("" if loaded is not None else " (none: every guest port stays closed)"))
     return source
 
 
