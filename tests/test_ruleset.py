@@ -140,3 +140,30 @@ def test_remove_bridge_never_fails_on_absence():
             assert ("add", kind) in verbs[:i]
     deleted = [c["delete"]["chain"]["name"] for c in cmds if "delete" in c and "chain" in c["delete"]]
     assert deleted == ["pre-vnet1", "fwd-vnet1"]
+
+
+def test_guest_packets_for_other_addresses_of_the_subnet_are_dropped():
+    b = ManagedBridge(name="v1", gateway=bridge().gateway,
+                      subnets=(ipaddress.ip_network("10.100.0.0/24"), ipaddress.ip_network("2001:db8:100::/64")))
+    rules = rules_of(ruleset.full([b]), "pre-v1")
+    intra = [r for r in rules if "through the gateway" in r.get("comment", "")]
+    assert len(intra) == 2
+    v4 = intra[0]["expr"]
+    assert v4[0]["match"] == {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                              "right": "10.100.0.1"}
+    assert v4[1]["match"]["right"] == {"prefix": {"addr": "10.100.0.0", "len": 24}}
+    assert v4[-1] == {"drop": None}
+    # before the shared guards (goto ends the chain)
+    assert rules.index(intra[-1]) < len(rules) - 1
+    allowed = ManagedBridge(name="v1", gateway=b.gateway, subnets=b.subnets, intra_vnet_routing="allow")
+    assert not [r for r in rules_of(ruleset.full([allowed]), "pre-v1")
+                if "through the gateway" in r.get("comment", "")]
+
+
+def test_node_as_gateway_without_mac_isolates_every_guest_port():
+    b = ManagedBridge(name="v1", gateway=Gateway(ipv4=(ipaddress.ip_address("10.9.0.1"),)),
+                      subnets=(ipaddress.ip_network("10.9.0.0/24"),), node_is_gateway=True)
+    fwd = rules_of(ruleset.full([b]), "fwd-v1")
+    assert not any("from a gateway" in r.get("comment", "") for r in fwd)
+    drops = [r for r in fwd if r.get("comment") == "nothing but a gateway reaches a guest"]
+    assert len(drops) == 3 and fwd.index(drops[0]) == 0

@@ -45,6 +45,8 @@ def _left(expr):
 def _value(value, key):
     if isinstance(value, dict) and "set" in value:        # anonymous: in the order generated
         return "{ " + ", ".join(_value(v, key) for v in value["set"]) + " }"
+    if isinstance(value, dict) and "prefix" in value:
+        return f"{value['prefix']['addr']}/{value['prefix']['len']}"
     if isinstance(value, (dict, list)):
         raise ValueError(f"nftsyntax: unknown value {value!r}")
     if key in _QUOTED:

@@ -15,7 +15,14 @@ every other port (the uplink, the host) is promiscuous, as in a private VLAN
 
 * pre-<bridge>: a guest may not send with a gateway's MAC (that would poison
   the bridge FDB even if the frame were dropped later), claim a gateway's IP
-  (ARP, NA, IP source), send RAs/redirects or answer as a DHCP server.
+  (ARP, NA, IP source), send RAs/redirects or answer as a DHCP server, nor
+  send an IP packet for another address of its own subnets: only a router
+  would take it (the node itself in a Simple/EVPN zone, or the external
+  gateway) and route it back into the bridge to another guest, as a frame
+  from the gateway's MAC (or from the node's own output path, which no
+  bridge forward chain sees).  Dropped here, at the guest's port, this
+  holds in every zone type and in a VRF too (`intra-vnet-routing: allow`
+  leaves it to the router's policy).
 * fwd-<bridge>: a guest port receives only what a gateway MAC sends (so
   guest -> guest is dropped, on this node and, at the receiving node, across
   nodes); guest -> uplink passes only to a gateway MAC, or as the
@@ -277,6 +284,7 @@ def bridge_rules(bridge):
                   [_ipv6_as_int(ip) for ip in gw.ipv6], _DROP,
                   "guest claims a gateway IPv6 address in a neighbour advertisement",
                   before=[_icmpv6_type(["nd-neighbor-advert"])])
+    cmds += _intra_subnet_rules(pre, bridge)
     cmds.append({"add": {"rule": _t(chain=pre, expr=[{"goto": {"target": GUEST_PRE_CHAIN}}])}})
 
     # Hot paths first: gateway -> guest is one compare, guest -> gateway five;
@@ -298,6 +306,22 @@ def bridge_rules(bridge):
                   "guest resolves a gateway IPv6 address",
                   before=[_icmpv6_type(["nd-neighbor-solicit"])])
     cmds.append({"add": {"rule": _t(chain=fwd, expr=[{"goto": {"target": GUEST_UPLINK_CHAIN}}])}})
+    return cmds
+
+
+def _intra_subnet_rules(chain, bridge):
+    """One rule per subnet: a guest's packet for an address of the subnet
+    that is not a gateway's is dropped (it could only be routed back)."""
+    cmds = []
+    for net in bridge.routed_subnets:
+        proto = "ip" if net.version == 4 else "ip6"
+        gateways = [ip for ip in bridge.gateway.ips if ip.version == net.version and ip in net]
+        exprs = [_match(_payload(proto, "daddr"), str(ip), "!=") for ip in gateways]
+        exprs.append(_match(_payload(proto, "daddr"),
+                            {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}))
+        cmds.append(_rule(chain, exprs + _DROP,
+                          "guest sends to another address of its subnet through the gateway "
+                          "(routed back to another guest)"))
     return cmds
 
 
