@@ -19,7 +19,7 @@ def test_ruleset_equals_the_golden_file(scenario, tmp_path):
 
 def test_every_scenario_named_by_the_issue_is_there():
     assert set(golden.SCENARIOS) == {"vnet-dual-stack", "vrrp-several-macs", "ipv4-only", "plain-bridge",
-                                     "port-security"}
+                                     "port-security", "routed-zones"}
 
 
 def test_an_unknown_rule_shape_is_refused():
