@@ -117,6 +117,13 @@ def test_warns_when_ifupdown2_skips_scripts(node, capsys):
     assert node.paths.ifupdown2_conf.read_text() == "addon_scripts_support=0\n"
 
 
+def test_ifupdown2_without_the_setting_runs_no_scripts(node, capsys):
+    """ifupdown2's built-in default is 0 (Debian's shipped file sets 1)."""
+    node.paths.ifupdown2_conf.write_text("# ifupdown2.conf\ntemplate_lookuppath=/etc/network/ifupdown2/templates\n")
+    run(node, "show")
+    assert "addon_scripts_support not set (ifupdown2's default: 0)" in capsys.readouterr().err
+
+
 def test_help_answers_real_questions():
     out = subprocess.run([sys.executable, str(ROOT / "bin/pve-microseg"), "apply", "--help"],
                          env=dict(os.environ, PYTHONPATH=str(ROOT / "lib")),

@@ -73,7 +73,10 @@ def ifupdown2_runs_scripts(paths):
     """Whether ifupdown2 runs /etc/network/if-up.d scripts.
 
     Returns (True|False|None, explanation); None when ifupdown2's config is
-    absent (ifupdown2 not installed) or unreadable.  Debian's default is 1.
+    absent (ifupdown2 not installed) or unreadable.  The file Debian ships
+    sets 1; a file without the line means 0, ifupdown2's own default
+    (ifupdown2 3.0.0, ifupdown/ifupdownmain.py and scheduler.py:
+    `config.get('addon_scripts_support', '0') == '1'`).
     """
     try:
         text = files.read_text(paths.ifupdown2_conf)
@@ -82,12 +85,12 @@ def ifupdown2_runs_scripts(paths):
     if text is None:
         return None, f"{paths.ifupdown2_conf} not found: is ifupdown2 installed?"
     matches = _SCRIPTS.findall(text)
-    if not matches:
-        return True, f"{paths.ifupdown2_conf}: addon_scripts_support not set (default 1)"
-    value = matches[-1]
+    value = matches[-1] if matches else None
     if value == "1":
         return True, f"{paths.ifupdown2_conf}: addon_scripts_support=1"
-    return False, (f"{paths.ifupdown2_conf}: addon_scripts_support={value}: ifupdown2 does not "
+    setting = f"addon_scripts_support={value}" if value is not None else \
+        "addon_scripts_support not set (ifupdown2's default: 0)"
+    return False, (f"{paths.ifupdown2_conf}: {setting}: ifupdown2 does not "
                    "run /etc/network/if-up.d hooks, so managed bridges are NOT protected on "
                    "ifup/ifreload/SDN apply. Set addon_scripts_support=1 there (pve-microseg "
                    "never edits it), or run 'pve-microseg apply' after every network change.")
