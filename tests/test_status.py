@@ -120,6 +120,12 @@ def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
     assert "web: VNet firewall not on with policy_forward DROP" in problems
     assert "-e none -o BatchMode=yes -o HostKeyAlias=pve2" in log.read_text()
     assert "root@192.0.2.2" in log.read_text()                   # the address pmxcfs knows, like pvesh
+    assert "UserKnownHostsFile" not in log.read_text()           # before PVE 8.1: the global file
+    # PVE 8.1+: each node's own known_hosts on pmxcfs, and no other (pve-cluster SSHInfo.pm)
+    cluster.write("nodes/pve2/ssh_known_hosts", "pve2 ssh-ed25519 AAAA...\n")
+    status.cluster(Paths.from_env(cluster.env), timeout=2)
+    known = cluster.pve / "nodes/pve2/ssh_known_hosts"
+    assert f"-o UserKnownHostsFile={known} -o GlobalKnownHostsFile=none" in log.read_text().splitlines()[-1]
     assert data["unmanaged-vnets"] == ["db"]
 
 

@@ -61,7 +61,7 @@ def cluster(paths, nft_factory=None, timeout=5.0):
     here = node.local_node(paths)
     ips = members(paths)
     nodes = sorted(ips) or cluster_nodes(paths) or [here]
-    answers = ssh.ask_nodes(str(paths.ssh), [n for n in nodes if n != here], timeout, ips)
+    answers = ssh.ask_nodes(str(paths.ssh), [n for n in nodes if n != here], timeout, ips, paths.nodes_dir)
     answers[here] = local(paths, nft_factory, cfg).data
 
     bridge_rows = [protection.bridge_row(b, nodes, answers,
