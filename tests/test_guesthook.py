@@ -312,3 +312,17 @@ def test_real_fixtures_in_the_simulator(cluster):
     r = cluster.qm("start", 120)
     assert r.returncode == 0, r.stderr
     assert "10.0.0.120\nfe80::be24:11ff:fe2c:69ec" in cluster.fw(120)
+
+
+def test_the_simulator_holds_the_guest_config_lock_through_post_start(cluster, tmp_path):
+    """qemu-server and pve-container run vm_start, which calls pre-start and
+    post-start, under lock_config: a hookscript sees the lock taken in both."""
+    log = tmp_path / "lock.log"
+    lock = cluster.lock_dir / "lock-101.conf"
+    theirs = cluster.snippets / "probe.sh"
+    theirs.write_text(f"#!/bin/sh\nflock -n {lock} true && echo \"$2 free\" >> {log} || echo \"$2 held\" >> {log}\n")
+    theirs.chmod(0o755)
+    cluster.write("microseg.yaml", YAML + "guests:\n  101:\n    chain: local:snippets/probe.sh\n")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    assert cluster.qm("start", 101).returncode == 0
+    assert log.read_text().splitlines() == ["pre-start held", "post-start held"]

@@ -9,7 +9,7 @@ proxmox/pve-guest-common src/PVE/GuestHelpers.pm@4a8f6cbf78e1b6992ef77facb4ff2ab
 vm_start_nolock in proxmox/qemu-server src/PVE/QemuServer.pm
 @e6352be67f70042a7433a3a3c712b36d02f9f7cb): argv
 `<script> <vmid> <phase>` without a shell, PVE_MIGRATED_FROM set (empty on a
-normal start), the guest config flock held during pre-start, a non-zero
+normal start), the guest config flock held during pre-start and post-start, a non-zero
 pre-start aborts the start with `hookscript error for <vmid> on pre-start`.
 """
 

@@ -97,16 +97,19 @@ def main(tool, argv):
     state = pve.parent.parent / "run/sim"
     state.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PVE_MIGRATED_FROM=migrated_from)
-    fd = flock(lock)                                   # held during pre-start, as qemu-server does
+    # The guest config lock is held through pre-start and post-start: the API
+    # runs vm_start under lock_config, and vm_start calls both hooks
+    # (qemu-server QemuServer.pm vm_start_nolock; pve-container LXC.pm vm_start).
+    fd = flock(lock)
     cfg = main_section(conf.read_text())
     hook = hookscript_path(pve, cfg["hookscript"]) if cfg.get("hookscript") else None
     if verb == "start":
         if hook:
             call_hook(hook, vmid, "pre-start", env)
         (state / f"{vmid}.running").write_text("running\n")
-        os.close(fd)
         if hook:
             call_hook(hook, vmid, "post-start", env)
+        os.close(fd)
     else:
         if hook:
             call_hook(hook, vmid, "pre-stop", env)
