@@ -216,3 +216,24 @@ def test_vlan_maps_come_after_every_chain_of_the_transaction():
         created = [i for i in chains if not any("delete" in d and d["delete"].get("chain", {}).get("name")
                                                 == cmds[i]["add"]["chain"]["name"] for d in cmds[i:])]
         assert min(vlan_maps) > max(created)
+
+
+def test_bind_sets_are_hash_sets_and_any_is_a_set_of_ports():
+    """An interval set's lookup costs in proportion to its size (bench/README.md):
+    every port-security set is a hash set, "any" a set of port names."""
+    from pve_microseg.model.binding import PortBinding
+    t = ruleset.full([bridge()], [PortBinding(port="tap101i0", mac="bc:24:11:00:00:01", ipv4=None,
+                                               ipv6=("fe80::1",), vmid=101, nic="net0", bridge="vnet1",
+                                               mode="mac")])
+    sets = {c["name"]: c for c in commands(t, "add", "set")}
+    assert all("flags" not in s for s in sets.values())
+    elems = {c["name"]: c["elem"] for c in commands(t, "add", "element") if c["name"].startswith("bind-")}
+    assert elems["bind-any-ip4"] == ["tap101i0"] and "bind-ip4" not in elems
+    assert elems["bind-ip6"] == [{"concat": ["tap101i0", "fe80::1"]}]
+
+
+def test_only_plain_bridges_cost_a_vlan_lookup():
+    vnet = ManagedBridge(name="vnet1", gateway=bridge().gateway, vnet=True)
+    t = ruleset.full([vnet])
+    assert len(rules_of(t, "prerouting")) == 1 and len(rules_of(t, "forward")) == 1
+    assert not [c for c in commands(t, "add", "element") if c["name"].endswith("-vlan")]

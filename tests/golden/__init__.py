@@ -52,10 +52,17 @@ def expected(scenario):
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 
 
+_SET_ELEMENTS = re.compile(r"(\tset [^{]*\{[^}]*?elements = \{ )(.*?)( \})", re.S)
+
+
 def normalise(listing):
     """A kernel listing with every counter at zero (a fresh load has zero
-    anyway; a frame in flight must not fail the comparison)."""
-    return _COUNTER.sub("counter packets 0 bytes 0", listing)
+    anyway; a frame in flight must not fail the comparison) and each set's
+    elements sorted, one per line (a hash set lists them in hash order)."""
+    def sort(m):
+        items = sorted(e.strip() for e in m.group(2).split(","))
+        return m.group(1) + ",\n\t\t\t     ".join(items) + m.group(3)
+    return _SET_ELEMENTS.sub(sort, _COUNTER.sub("counter packets 0 bytes 0", listing))
 
 
 def rendered(scenario, root):

@@ -23,8 +23,11 @@ def loaded_bridges(nft_factory):
 
 
 def bound_ports(nft_factory):
-    """The ports with a MAC binding in this node's bind-mac set."""
-    elems = nft_factory().set_elements(ruleset.FAMILY, ruleset.TABLE, ruleset.BIND_MAC) or []
+    """The ports with a MAC binding in this node's bind-mac set, or whose MAC
+    goes unchecked (bind-any-mac)."""
+    nft = nft_factory()
+    elems = [e for name in (ruleset.BIND_MAC, ruleset.ANY_MAC)
+             for e in nft.set_elements(ruleset.FAMILY, ruleset.TABLE, name) or []]
     return {ruleset.element_port(e) for e in elems}
 
 

@@ -54,11 +54,16 @@ FORWARD_VLAN_MAP = "forward-vlan"
 GUEST_PRE_CHAIN = "guest-pre"          # bridge-independent guards on guest frames
 GUEST_UPLINK_CHAIN = "guest-to-uplink"  # multicasts a guest may send towards the gateway
 GUEST_BIND_CHAIN = "guest-bind"        # port security: a guest port sends only as its NIC
+# Port security: (port . source) pairs a guest port may send from, and the
+# ports whose source of that kind is not checked ("any").  Hash sets: one
+# O(1) lookup per check whatever the number of bound ports (an interval set
+# here, able to hold "any" as a range, cost per lookup in proportion to its
+# size: bench/README.md).
 BIND_MAC, BIND_IP4, BIND_IP6 = "bind-mac", "bind-ip4", "bind-ip6"
+ANY_MAC, ANY_IP4, ANY_IP6 = "bind-any-mac", "bind-any-ip4", "bind-any-ip6"
+_ANY_SET = {BIND_MAC: ANY_MAC, BIND_IP4: ANY_IP4, BIND_IP6: ANY_IP6}
+BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6, ANY_MAC, ANY_IP4, ANY_IP6)
 PRIORITY = -200
-_ANY = {BIND_MAC: {"range": ["00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"]},
-        BIND_IP4: {"prefix": {"addr": "0.0.0.0", "len": 0}},
-        BIND_IP6: {"prefix": {"addr": "::", "len": 0}}}
 
 
 def pre_chain(bridge):
@@ -130,7 +135,9 @@ def skeleton():
     # port security: (port . source) pairs a guest port may send from; one
     # lookup per check whatever the number of guests, ranges for "any"
     for name, kind in ((BIND_MAC, "ether_addr"), (BIND_IP4, "ipv4_addr"), (BIND_IP6, "ipv6_addr")):
-        base.append({"add": {"set": _t(name=name, type=["ifname", kind], flags=["interval"])}})
+        base.append({"add": {"set": _t(name=name, type=["ifname", kind])}})
+    for name in (ANY_MAC, ANY_IP4, ANY_IP6):
+        base.append({"add": {"set": _t(name=name, type="ifname")}})
     for name, hook in (("prerouting", "prerouting"), ("forward", "forward")):
         base.append({"add": {"chain": _t(name=name, type="filter", hook=hook,
                                          prio=PRIORITY, policy="accept")}})
@@ -172,7 +179,11 @@ def skeleton():
 
 
 def _port_is_not(bound_set, field):
-    return _match({"concat": [_meta("iifname"), field]}, f"@{bound_set}", "!=")
+    """The port's binding does not name this source, and the port is not one
+    whose sources of this kind go unchecked: on the usual path (a bound
+    source) one hash lookup, the first match already fails."""
+    return [_match({"concat": [_meta("iifname"), field]}, f"@{bound_set}", "!="),
+            _match(_meta("iifname"), f"@{_ANY_SET[bound_set]}", "!=")]
 
 
 def _bind_rules():
@@ -181,17 +192,17 @@ def _bind_rules():
     Address-less requests (DHCP, ARP probes, IPv6 duplicate address
     detection) pass: they claim no address."""
     return [
-        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_MAC, _payload("ether", "saddr"))] + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("ether", "saddr")) + _DROP,
               "guest sends with a MAC that is not its NIC's (port security)"),
         # A VLAN tag (802.1Q/802.1ad, even VLAN 0) would hide the packet from
         # every check below, and any other ethertype from the gateway guards.
         _rule(GUEST_BIND_CHAIN, [_match(_payload("ether", "type"), {"set": ["ip", "arp", "ip6"]}, "!=")] + _DROP,
               "guest sends a frame that is not plain IPv4, ARP or IPv6 (VLAN-tagged, other protocols)"),
-        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_MAC, _payload("arp", "saddr ether"))] + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("arp", "saddr ether")) + _DROP,
               "guest claims a MAC that is not its NIC's in ARP"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("arp", "saddr ip"), "0.0.0.0"), {"return": None}],
               "ARP probe (duplicate address detection)"),
-        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP4, _payload("arp", "saddr ip"))] + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP4, _payload("arp", "saddr ip")) + _DROP,
               "guest claims an IPv4 address that is not its own in ARP"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("ether", "daddr"), "ff:ff:ff:ff:ff:ff"),
                                  _match(_payload("ip", "saddr"), "0.0.0.0"),
@@ -199,31 +210,32 @@ def _bind_rules():
                                  _match(_payload("udp", "sport"), 68), _match(_payload("udp", "dport"), 67),
                                  {"return": None}],
               "DHCP client without an address"),
-        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP4, _payload("ip", "saddr"))] + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP4, _payload("ip", "saddr")) + _DROP,
               "guest sends from an IPv4 address that is not its own"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("ip6", "saddr"), "::"),
                                  _icmpv6_type(["mld-listener-report", "nd-neighbor-solicit",
                                                "mld2-listener-report"]), {"return": None}],
               "duplicate address detection (no address yet)"),
-        _rule(GUEST_BIND_CHAIN, [_port_is_not(BIND_IP6, _payload("ip6", "saddr"))] + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP6, _payload("ip6", "saddr")) + _DROP,
               "guest sends from an IPv6 address that is not its own"),
     ]
 
 
 def _elements(binding):
-    """{set: [elements]} of one PortBinding (None: any)."""
+    """{set: [elements]} of one PortBinding (None: any, the port in the
+    bind-any-* set)."""
     port = binding.port
     mac = [binding.mac] if binding.mac is not None else None
     out = {}
     for name, values in ((BIND_MAC, mac), (BIND_IP4, binding.ipv4), (BIND_IP6, binding.ipv6)):
-        out[name] = [{"concat": [port, _ANY[name]]}] if values is None else \
-            [{"concat": [port, str(v)]} for v in values]
+        out[name] = [] if values is None else [{"concat": [port, str(v)]} for v in values]
+        out[_ANY_SET[name]] = [port] if values is None else []
     return out
 
 
 def bindings_elements(port_bindings):
     """{set: [elements]} of these PortBindings."""
-    elems = {BIND_MAC: [], BIND_IP4: [], BIND_IP6: []}
+    elems = {name: [] for name in BIND_SETS}
     for b in sorted(port_bindings, key=lambda b: b.port):
         for name, values in _elements(b).items():
             elems[name] += values
@@ -238,16 +250,15 @@ def rebind(loaded, port_bindings):
                                 for name, values in bindings_elements(port_bindings).items() if values]}
 
 
-BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6)
-
-
 def element_port(elem):
     """The port of a bind-* set element as the kernel lists it."""
+    if isinstance(elem, str):                       # bind-any-*: the port alone
+        return elem
     return elem["concat"][0] if isinstance(elem, dict) and "concat" in elem else None
 
 
 def element_value(elem):
-    """The MAC or address of a bind-* set element, None for a range ("any")."""
+    """The MAC or address of a bind-* set element, None for a bind-any-* one."""
     if not (isinstance(elem, dict) and "concat" in elem) or not isinstance(elem["concat"][1], str):
         return None
     return elem["concat"][1]
@@ -350,6 +361,14 @@ def _bridge_objects(bridge):
     return cmds
 
 
+def vlan_parents(bridges):
+    """The managed bridges whose `<name>v<tag>` bridges need their rules:
+    plain ones.  An SDN VNet has none: Proxmox refuses a tag on a NIC of a
+    VNet that is not VLAN-aware, and plugs tagged NICs of a VLAN-aware one
+    into the VNet itself."""
+    return [b.name for b in bridges if not b.vnet]
+
+
 def vlan_elements(names):
     """{map: [elements]} sending `<name>v*` to the chains of each of these
     bridges; a name inside another's pattern (vmbr0v5 under vmbr0v*) gets
@@ -374,7 +393,10 @@ def _vlan_maps(names):
     for name, base in ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward")):
         cmds += [{"add": {"map": _t(name=name, type="ifname", map="verdict", flags=["interval"])}},
                  {"flush": {"map": _t(name=name)}}]
-    cmds += [{"add": {"element": _t(name=m, elem=elems)}} for m, elems in vlan_elements(names).items() if elems]
+    elements = vlan_elements(names)
+    cmds += [{"add": {"element": _t(name=m, elem=elems)}} for m, elems in elements.items() if elems]
+    if not elements[PREROUTING_VLAN_MAP]:
+        return cmds                 # no plain bridge: frames of unmanaged bridges cost one lookup
     for name, base in ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward")):
         cmds.append(_rule(base, [{"vmap": {"key": _meta("ibrname"), "data": f"@{name}"}}],
                           "the <bridge>v<tag> bridges of tagged NICs on managed bridges"))
@@ -393,7 +415,7 @@ def full(bridges, port_bindings=()):
     cmds += skeleton()
     for bridge in sorted(bridges, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
-    cmds += _vlan_maps(b.name for b in bridges)
+    cmds += _vlan_maps(vlan_parents(bridges))
     cmds += bindings(port_bindings)
     return {"nftables": cmds}
 
@@ -415,8 +437,9 @@ def _removal(name):
 
 def update(managed, load=(), remove=(), port_bindings=None):
     """(Re)load some bridges and remove others, in one transaction, leaving
-    the other bridges' rules alone.  `managed`: the names of every bridge
-    with rules once it is done (the VLAN maps are refilled for them).
+    the other bridges' rules alone.  `managed`: the names of the plain
+    bridges (vlan_parents) with rules once it is done (the VLAN maps are
+    refilled for them).
     Creates the shared objects if needed.  With port_bindings, they replace
     every binding; without, the bindings loaded stay."""
     cmds = skeleton()
@@ -432,7 +455,7 @@ def update(managed, load=(), remove=(), port_bindings=None):
 
 def remove_bridge(name, managed):
     """Remove one bridge's rules; a no-op if it has none.  `managed`: the
-    bridges that keep theirs."""
+    plain bridges that keep theirs (vlan_parents)."""
     return update(managed, remove=[name])
 
 
