@@ -85,8 +85,11 @@ def gateway():
 
 
 def managed_bridges(n):
+    """VNets with their subnets, as SDN gives them: the product then also
+    drops a guest's packets routed back into the subnet (intra-vnet-routing)."""
     gw = gateway()
-    return [ManagedBridge(name=name, gateway=gw, vnet=True) for name in bridge_names(n)]
+    subnets = (ipaddress.ip_network("10.100.0.0/24"), ipaddress.ip_network("fd00:100::/64"))
+    return [ManagedBridge(name=name, gateway=gw, vnet=True, subnets=subnets) for name in bridge_names(n)]
 
 
 # ------------------------------------------------------------------ article

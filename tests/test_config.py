@@ -48,8 +48,8 @@ def test_plain_bridge_with_subnets_checks_gateway():
      r"microseg.yaml:3: bridges.vnet0.gateway-mac\[1\]: 'zz' is not a MAC address"),
     ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n    gateway-ip: 10.200.0.1\n",
      r"microseg.yaml:4: bridges.vnet0.gateway-ip: 10.200.0.1 is outside every subnet of vnet0 \(10.101.0.0/16, fd80::/64\)"),
-    ("bridges:\n  vnet0:\n    gateway-ip: 10.101.0.1\n",
-     r"microseg.yaml:2: bridges.vnet0.gateway-mac: missing"),
+    ("bridges:\n  vmbr1:\n    gateway-ip: 10.101.0.1\n",
+     r"microseg.yaml:2: bridges.vmbr1.gateway-mac: missing"),
     ("bridges:\n  bad/name:\n    gateway-mac: 00:00:5e:00:01:64\n",
      r"microseg.yaml:2: bridges.bad/name: 'bad/name' is not a valid interface name"),
     ("bridges:\n  averyveryverylongname:\n    gateway-mac: 00:00:5e:00:01:64\n",
@@ -149,3 +149,46 @@ def test_parsed_file_is_cached_by_its_exact_text(fake_node):
     changed = text.replace("fail-open", "fail-closed")
     fake_node.write_config(changed)
     assert pveconf.document(paths)[1].hookscript.on_failure == "fail-closed"
+
+
+def _sdn(zone_type, mac=None):
+    import json
+    zone = {"type": zone_type, **({"mac": mac} if mac else {})}
+    return sdn.parse_running_config(json.dumps({
+        "zones": {"ids": {"z1": zone}},
+        "vnets": {"ids": {"v1": {"type": "vnet", "zone": "z1", "tag": 100}}},
+        "subnets": {"ids": {"z1-10.9.0.0-24": {"type": "subnet", "vnet": "v1", "gateway": "10.9.0.1"},
+                            "z1-fd09::-64": {"type": "subnet", "vnet": "v1", "gateway": "fd09::1"}}}}))
+
+
+def test_simple_zone_needs_no_gateway_mac():
+    (b,) = resolve_yaml("bridges:\n  v1:\n", _sdn("simple"))
+    assert b.node_is_gateway and b.zone_type == "simple" and b.gateway.macs == ()
+    assert [str(ip) for ip in b.gateway.ips] == ["10.9.0.1", "fd09::1"]
+    assert b.intra_vnet_routing == "drop"
+    assert [str(n) for n in b.routed_subnets] == ["10.9.0.0/24", "fd09::/64"]
+
+
+def test_evpn_zone_gateway_mac_is_the_zone_mac():
+    (b,) = resolve_yaml("bridges:\n  v1:\n", _sdn("evpn", "BC:24:11:00:00:0A"))
+    assert b.node_is_gateway and b.gateway.macs == ("bc:24:11:00:00:0a",)
+    assert "fe80::be24:11ff:fe00:a" in [str(ip) for ip in b.gateway.ipv6]
+    # microseg.yaml may still name it
+    (b,) = resolve_yaml("bridges:\n  v1:\n    gateway-mac: 02:00:00:00:00:01\n", _sdn("evpn", "bc:24:11:00:00:0a"))
+    assert b.gateway.macs == ("02:00:00:00:00:01",)
+
+
+def test_vlan_zone_still_needs_the_routers_mac():
+    with pytest.raises(ConfigError, match=r"microseg.yaml:2: bridges.v1.gateway-mac: missing"):
+        resolve_yaml("bridges:\n  v1:\n", _sdn("vlan"))
+
+
+def test_intra_vnet_routing_setting():
+    doc = microseg_yaml.parse_document("intra-vnet-routing: allow\nbridges:\n  v1:\n", "microseg.yaml")
+    cfg = resolve.config(doc, [], _sdn("simple"))
+    assert cfg.bridge("v1").intra_vnet_routing == "allow" and cfg.bridge("v1").routed_subnets == ()
+    doc = microseg_yaml.parse_document("intra-vnet-routing: allow\nbridges:\n  v1:\n"
+                                       "    intra-vnet-routing: drop\n", "microseg.yaml")
+    assert resolve.config(doc, [], _sdn("simple")).bridge("v1").intra_vnet_routing == "drop"
+    with pytest.raises(ConfigError, match=r"microseg.yaml:1: intra-vnet-routing: 'maybe' is not one of: drop, allow"):
+        microseg_yaml.parse_document("intra-vnet-routing: maybe\n", "microseg.yaml")

@@ -19,7 +19,7 @@ def test_ruleset_equals_the_golden_file(scenario, tmp_path):
 
 def test_every_scenario_named_by_the_issue_is_there():
     assert set(golden.SCENARIOS) == {"vnet-dual-stack", "vrrp-several-macs", "ipv4-only", "plain-bridge",
-                                     "port-security"}
+                                     "port-security", "routed-zones"}
 
 
 def test_an_unknown_rule_shape_is_refused():
@@ -37,9 +37,9 @@ def test_later_transactions_change_the_table():
     a = ManagedBridge("vmbr9", Gateway(macs=("02:00:00:00:02:01",)))
     b = ManagedBridge("vmbr10", Gateway(macs=("02:00:00:00:02:02",)))
     both = nftsyntax.table([ruleset.full([a, b])], ruleset.FAMILY, ruleset.TABLE)
-    stepwise = nftsyntax.table([ruleset.full([a]), ruleset.update(load=[b])], ruleset.FAMILY, ruleset.TABLE)
+    stepwise = nftsyntax.table([ruleset.full([a]), ruleset.update([a.name, b.name], load=[b])], ruleset.FAMILY, ruleset.TABLE)
     assert stepwise.count("chain pre-vmbr10 {") == 1 and '"vmbr10" : jump pre-vmbr10' in stepwise
-    assert "chain fwd-vmbr9" not in nftsyntax.table([ruleset.full([a, b]), ruleset.remove_bridge("vmbr9")],
+    assert "chain fwd-vmbr9" not in nftsyntax.table([ruleset.full([a, b]), ruleset.remove_bridge("vmbr9", [b.name])],
                                                      ruleset.FAMILY, ruleset.TABLE)
     assert nftsyntax.table([ruleset.full([a]), ruleset.delete_table()], ruleset.FAMILY, ruleset.TABLE) is None
     assert both.count("chain ") == stepwise.count("chain ")

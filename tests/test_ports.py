@@ -103,6 +103,11 @@ def test_status_local_reports_a_guest_port_without_binding(node):
     reconcile.apply(node.paths, lambda dry_run=False: nft, environ=node.env)      # binds tap101i0 (VM 101)
     r = status.local(node.paths)
     assert r.data["unbound-ports"] == [{"port": "tap102i0", "bridge": "vnet0"}] and r.exit == 9
+    # a NIC with tag=5 on vnet0 (not VLAN-aware) is on vnet0v5, which carries vnet0's rules
+    node.add_bridge("vnet0v5")
+    (node.paths.sys_class_net / "vnet0v5" / "brif").mkdir()
+    (node.paths.sys_class_net / "vnet0v5" / "brif" / "tap103i1").mkdir()
+    assert {"port": "tap103i1", "bridge": "vnet0v5"} in status.local(node.paths).data["unbound-ports"]
 
 
 def test_binding_takes_a_mac_or_address_away_from_a_stale_port(node):

@@ -66,3 +66,43 @@ def test_load_falls_back_to_pending(fake_node):
     assert pveconf.sdn(fake_node.paths).vnets == {"other"}
     (fake_node.paths.pve_dir / "sdn/vnets.cfg").unlink()
     assert pveconf.sdn(fake_node.paths) == EMPTY
+
+
+def test_zone_types_and_the_evpn_anycast_mac():
+    running = {"version": 3,
+               "zones": {"ids": {"zone0": {"type": "simple", "ipam": "pve"},
+                                 "ev": {"type": "evpn", "controller": "c", "vrf-vxlan": 10000,
+                                        "mac": "BC:24:11:AA:BB:CC"},
+                                 "dmz": {"type": "vlan", "bridge": "vmbr0"}}},
+               "vnets": {"ids": {"vnet0": {"type": "vnet", "zone": "zone0"},
+                                 "evnet": {"type": "vnet", "zone": "ev", "tag": 11000},
+                                 "web": {"type": "vnet", "zone": "dmz", "tag": 100},
+                                 "lost": {"type": "vnet", "zone": "nozone"}}},
+               "subnets": {"ids": {}}}
+    import json
+    cfg = sdn.parse_running_config(json.dumps(running))
+    assert cfg.zone_of("vnet0").type == "simple" and cfg.zone_of("vnet0").routed
+    assert cfg.zone_of("evnet").routed and cfg.zone_of("evnet").mac == "bc:24:11:aa:bb:cc"
+    assert not cfg.zone_of("web").routed
+    assert cfg.zone_of("lost") is None and cfg.zone_of("vmbr0") is None
+
+
+def test_the_proxmox_fixtures_are_simple_zones():
+    assert sdn.parse_running_config(RUNNING_CONFIG_RS.read_text()).zone_of("vnet0").type == "simple"
+    assert sdn.parse_running_config(RUNNING_CONFIG_FW.read_text()).zone_of("public").type == "simple"
+
+
+def test_pending_zones_cfg():
+    cfg = sdn.parse_pending_config("vnet: ev1\n\tzone ev\n\ttag 11000\n", "", "vnets.cfg", "subnets.cfg",
+                                   "evpn: ev\n\tcontroller c\n\tvrf-vxlan 10000\n\tmac bc:24:11:00:00:01\n",
+                                   "zones.cfg")
+    assert cfg.zone_of("ev1").type == "evpn" and cfg.zone_of("ev1").mac == "bc:24:11:00:00:01"
+    with pytest.raises(SdnConfigError, match=r"zones.cfg:3: zone ev.mac"):
+        sdn.parse_pending_config("", "", "vnets.cfg", "subnets.cfg",
+                                 "evpn: ev\n\tcontroller c\n\tmac nonsense\n", "zones.cfg")
+
+
+def test_pending_config_reads_zones_cfg(fake_node):
+    (fake_node.paths.pve_dir / "sdn/vnets.cfg").write_text("vnet: other\n\tzone z\n")
+    (fake_node.paths.pve_dir / "sdn/zones.cfg").write_text("simple: z\n\tipam pve\n")
+    assert pveconf.sdn(fake_node.paths).zone_of("other").routed

@@ -15,6 +15,11 @@ kinds:
   portsec    a guest created after apply, without the hookscript: closed until
              the udev rule's command binds its port, bound after, kept on
              re-plug, unbound on removal; "pass" (microseg mode; portsec.py)
+  routed     (kinds gateway and attack) the zone where the node is the
+             gateway: guests reach it and what it routes to, not each other
+             through it (routed.py)
+  vlantag    (kinds gateway and attack) NICs with tag= on a managed plain
+             bridge, plugged into <bridge>v<tag> (vlantag.py)
   golden     the kernel's listing of each tests/golden/ scenario equals its
              reviewed .nft file; "pass" (microseg mode only; see rulesets.py)
 
@@ -129,6 +134,9 @@ def matrix(mode):
     checks += [Check(f"{p}/{pair(ATTACKER, v)}", "attack", p,
                      f"{what} from {ATTACKER.label} to {v.label}", impact)
                for p, (what, impact) in ATTACK_PROPS.items() for v in VICTIMS]
+    from .routed import matrix_rows as routed_rows
+    from .vlantag import matrix_rows as vlantag_rows
+    checks += [Check(*row) for row in routed_rows() + vlantag_rows()]
     if mode == "microseg":
         from .hookscript import PROPS as HOOKSCRIPT_PROPS
         from .portsec import PROPS as PORTSEC_PROPS

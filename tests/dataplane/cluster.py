@@ -10,7 +10,8 @@ pmxcfs would be.
 import json
 from pathlib import Path
 
-from .topology import GATEWAY_MAC, GUESTS, UPLINK_BRIDGE, VNET1, ZONE
+from .topology import (ANYCAST_MAC, GATEWAY_MAC, GUESTS, ROUTED_GW4, ROUTED_GW6, ROUTED_VNET, ROUTED_VNI,
+                       ROUTED_ZONE, UPLINK_BRIDGE, VNET1, ZONE)
 
 PVE = Path("/etc/pve")
 
@@ -21,7 +22,9 @@ def microseg_yaml(vnets):
         out += (f"  {v.name}:\n"
                 f"    gateway-mac: {GATEWAY_MAC}\n"
                 f"    gateway-ip: [{', '.join(v.gateway_ips)}]\n")
-    return out
+    # the node is the gateway: MAC and addresses come from SDN
+    from .vlantag import microseg_yaml as vlantag_yaml
+    return out + f"  {ROUTED_VNET}:\n" + vlantag_yaml()
 
 
 def _subnets(v):
@@ -31,15 +34,22 @@ def _subnets(v):
 
 def sdn_files(vnets, version):
     """{relative path: content} of /etc/pve/sdn for these VNets."""
-    zones = f"vlan: {ZONE}\n\tbridge {UPLINK_BRIDGE}\n\tipam pve\n"
+    zones = (f"vlan: {ZONE}\n\tbridge {UPLINK_BRIDGE}\n\tipam pve\n\n"
+             f"evpn: {ROUTED_ZONE}\n\tcontroller evpnctl\n\tvrf-vxlan 10000\n\tmac {ANYCAST_MAC}\n\tipam pve\n")
     vnets_cfg = "\n".join(f"vnet: {v.name}\n\tzone {ZONE}\n\ttag {v.tag}\n" for v in vnets)
+    vnets_cfg += f"\nvnet: {ROUTED_VNET}\n\tzone {ROUTED_ZONE}\n\ttag {ROUTED_VNI}\n"
     subnets = {k: s for v in vnets for k, s in _subnets(v).items()}
+    subnets.update({f"{ROUTED_ZONE}-10.200.0.0-24": {"vnet": ROUTED_VNET, "gateway": ROUTED_GW4},
+                    f"{ROUTED_ZONE}-2001:db8:200::-64": {"vnet": ROUTED_VNET, "gateway": ROUTED_GW6}})
     subnets_cfg = "\n".join(f"subnet: {k}\n\tvnet {s['vnet']}\n\tgateway {s['gateway']}\n"
                             for k, s in subnets.items())
     running = {
         "version": version,
-        "zones": {"ids": {ZONE: {"type": "vlan", "bridge": UPLINK_BRIDGE, "ipam": "pve"}}},
-        "vnets": {"ids": {v.name: {"type": "vnet", "zone": ZONE, "tag": v.tag} for v in vnets}},
+        "zones": {"ids": {ZONE: {"type": "vlan", "bridge": UPLINK_BRIDGE, "ipam": "pve"},
+                          ROUTED_ZONE: {"type": "evpn", "controller": "evpnctl", "vrf-vxlan": 10000,
+                                        "mac": ANYCAST_MAC, "ipam": "pve"}}},
+        "vnets": {"ids": {**{v.name: {"type": "vnet", "zone": ZONE, "tag": v.tag} for v in vnets},
+                          ROUTED_VNET: {"type": "vnet", "zone": ROUTED_ZONE, "tag": ROUTED_VNI}}},
         "subnets": {"ids": {k: {"type": "subnet", **s} for k, s in subnets.items()}},
         "controllers": {"ids": {}},
     }
@@ -50,18 +60,21 @@ def sdn_files(vnets, version):
 def guest_files():
     """{relative path: content}: each guest's config on its node, and .vmlist.
     VMs (tap, fwpr) carry cloud-init addresses, containers ip=/ip6=."""
+    from .routed import ROUTED_GUESTS
+    from .vlantag import TAGGED_GUESTS
     files, ids = {}, {}
-    for g in GUESTS:
+    for g in GUESTS + ROUTED_GUESTS + TAGGED_GUESTS:
+        bridge = g.bridge + (f",tag={g.tag}" if getattr(g, "tag", None) else "")
         if g.kind == "veth":
-            net = (f"name=eth0,bridge={VNET1.name},firewall=1,hwaddr={g.mac.upper()},"
+            net = (f"name=eth0,bridge={bridge},firewall=1,hwaddr={g.mac.upper()},"
                    f"ip={g.ip4}/24,ip6={g.ip6}/64,type=veth")
             files[f"nodes/{g.node}/lxc/{g.vmid}.conf"] = f"arch: amd64\nhostname: g{g.vmid}\nnet0: {net}\n"
             ids[str(g.vmid)] = {"node": g.node, "type": "lxc", "version": g.vmid}
         else:
             firewall = 1 if g.kind == "fwpr" else 0
             files[f"nodes/{g.node}/qemu-server/{g.vmid}.conf"] = (
-                f"ipconfig0: ip={g.ip4}/24,gw={VNET1.subnet4}.1,ip6={g.ip6}/64\n"
-                f"net0: virtio={g.mac.upper()},bridge={VNET1.name},firewall={firewall}\n")
+                f"ipconfig0: ip={g.ip4}/24,gw={g.gateway4},ip6={g.ip6}/64\n"
+                f"net0: virtio={g.mac.upper()},bridge={bridge},firewall={firewall}\n")
             ids[str(g.vmid)] = {"node": g.node, "type": "qemu", "version": g.vmid}
     files[".vmlist"] = json.dumps({"version": 1, "ids": ids})
     return files

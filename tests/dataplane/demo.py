@@ -4,7 +4,8 @@
 
 Boots Debian 12's kernel under QEMU (tests/guest/run-in-guest.sh), builds a
 simulated two-node Proxmox cluster (network namespaces, the real ifupdown2,
-an SDN VLAN zone), runs every check without rules, then installs
+an SDN VLAN zone, an EVPN-like zone where each node is the gateway, tagged
+NICs on a plain bridge), runs every check without rules, then installs
 pve-microseg, writes /etc/pve/microseg.yaml and runs `ifreload -a` on each
 node (what an SDN apply does), and runs every check again.
 """
@@ -80,6 +81,27 @@ def explanations(before, after):
             print(f"  {p:<20} NOT BLOCKED: {what} -- {impact}")
 
 
+def other_shapes(before, after):
+    """The zone where the node is the gateway, and tagged NICs on a plain bridge."""
+    for prefix, title in (("routed/", "an EVPN VNet (evnet), where each node is the gateway"),
+                          ("vlantag/", "NICs with tag=100 on vmbr0 (not VLAN-aware): plugged into vmbr0v100")):
+        print(f"\n{title}:")
+        print(f"  {'check':<44}{'no rules':<12}pve-microseg")
+        for name, row in after.rows.items():
+            if name.startswith(prefix):
+                b = before.rows.get(name, {}).get("observed", "-")
+                print(f"  {name[len(prefix):]:<44}{b:<12}{row['observed']}"
+                      + ("" if row["observed"] == row["expected"] else "   <- NOT AS EXPECTED"))
+                if row["kind"] == "attack" and name.endswith(("same-node", "->g106")):
+                    print(f"  {'':<44}{row['description']}")
+
+
+def port_security(after):
+    print("\nport security for a VM created after apply, without the hookscript (the udev rule binds it):")
+    for r in (r for r in after.data["results"] if r["kind"] == "portsec"):
+        print(f"  {'ok  ' if r['observed'] == 'pass' else 'FAIL'} {r['description']}")
+
+
 def main():
     print(__doc__.strip().splitlines()[0])
     print(f"gateway {GATEWAY_IP4} / {GATEWAY_IP6}, MAC {GATEWAY_MAC}; guests: "
@@ -101,6 +123,8 @@ def main():
     who_reaches_whom(before, after)
     attack_table(before, after)
     explanations(before, after)
+    other_shapes(before, after)
+    port_security(after)
     life = [r for r in after.data["results"] if r["kind"] == "lifecycle"]
     print("\nifupdown2 keeps the rules in step with the network configuration:")
     for r in life:

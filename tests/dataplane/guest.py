@@ -75,6 +75,8 @@ def boot(modes, out_dir, echo=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = f"{PYTHON} -m tests.dataplane.scenario --modes {modes} --out {out_dir} --install {install_how()}"
     env = dict(os.environ, GUEST_RWDIR=str(out_dir))
+    # ~5 min on an idle 2-core machine; twice that when the host is busy
+    env.setdefault("GUEST_TIMEOUT", "1500")
     t0 = time.monotonic()
     proc = subprocess.Popen([str(RUN_IN_GUEST), cmd], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -144,3 +144,31 @@ def udp_send(ns, family, dst, payload, port=9999):
     finally:
         s.close()
 
+
+
+def sniffer(ns, ifname="eth0"):
+    """A packet socket on `ifname` in `ns`, drained: what arrives from now on."""
+    sock = netns.packet_socket(ns, ifname)
+    try:
+        while sock.recv(65535):
+            pass
+    except BlockingIOError:
+        pass
+    return sock
+
+
+def received(sock, nonce, seconds):
+    """Did a frame carrying `nonce` arrive on `sock` (not sent by it) within `seconds`?"""
+    import select
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([sock], [], [], left)[0]:
+            break
+        try:
+            while True:
+                data, addr = sock.recvfrom(65535)
+                if addr[2] != netns.PACKET_OUTGOING and nonce in data:
+                    return True
+        except BlockingIOError:
+            pass
+    return False

@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, hookscript, package, portsec, rulesets, topology
+from . import checks, cluster, hookscript, package, portsec, routed, rulesets, topology, vlantag
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -168,6 +168,8 @@ def reload_nodes(nodes=NODES):
     """SDN apply: ifreload -a on every node, then re-plug the guest ports."""
     texts = topology.settled(nodes, "ifreload -a")
     topology.plug_guests(nodes=nodes, create=False)
+    routed.plug()
+    vlantag.plug()
     return texts
 
 
@@ -272,6 +274,8 @@ def boot_cluster(product, clock):
     clock.lap("nodes: ifup -a")
     topology.build_guests()
     topology.plug_guests()
+    routed.build()
+    vlantag.build()
     clock.lap("guests plugged")
     return install, {f"ifup -a ({n})": text for n, text in ifup.items()}
 
@@ -306,6 +310,9 @@ def run(modes, out_dir, how):
             install, log = apply_to_running_cluster(product, clock)
         observed = checks.run_traffic(wire)
         clock.lap(f"{mode}: traffic checks")
+        observed.update(routed.run())
+        observed.update(vlantag.run())
+        clock.lap(f"{mode}: routed VNet, tagged NICs")
         data = {"mode": mode, "install": install, "rulesets": {n: ruleset_text(n) for n in NODES}}
         if mode == "microseg":
             observed.update(portsec.run(wire))

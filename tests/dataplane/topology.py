@@ -10,6 +10,14 @@
     ns node2:    same SDN shape; vnet1 ports: tap201i0 (g201), veth202i0 (g202)
     ns g<vmid>:  eth0, the guest's NIC
 
+A second zone, where the node itself is the gateway (routed.py): the VNet
+`evnet` of an EVPN zone, on both nodes: 10.200.0.1/24 and 2001:db8:200::1/64
+with the zone's anycast MAC on each node's evnet bridge, forwarding on, a
+VXLAN port to the other node (FRR's part -- the neighbour entries of remote
+guests -- is played by static entries); guests g501, g502 on node1, g601 on
+node2; a host behind the gateway at 192.168.0.1 (the gateway namespace,
+untagged on the switch).
+
 Each node's network is brought up by the real ifupdown2 (`ifup -a`) inside the
 node's namespace, from an /etc/network/interfaces shaped like a Proxmox node's
 plus the /etc/network/interfaces.d/sdn that SDN generates for a VLAN zone on a
@@ -58,6 +66,16 @@ class Vnet:
 
 
 VNET1 = Vnet("vnet1", 100, "10.100.0", "2001:db8:100:")
+
+# the routed VNet: an EVPN zone, the node is the gateway (routed.py)
+ROUTED_ZONE, ROUTED_VNET, ROUTED_VNI = "evpn1", "evnet", 11000
+ANYCAST_MAC = "02:00:00:00:0e:01"
+ROUTED_GW4, ROUTED_GW6 = "10.200.0.1", "2001:db8:200::1"
+BEHIND_GATEWAY = "192.168.0.1"      # a host the node routes to, on vmbr0's network
+
+
+def node_ip(node):
+    return f"192.168.0.{10 + NODES.index(node) + 1}"
 VNET2 = Vnet("vnet2", 101, "10.101.0", "2001:db8:101:")
 
 
@@ -99,6 +117,9 @@ class Guest:
     def label(self):
         return {"tap": "VM", "veth": "CT", "fwpr": "VM+fwbr"}[self.kind] + f" {self.vmid}@{self.node}"
 
+    bridge = VNET1.name
+    gateway4 = f"{VNET1.subnet4}.1"
+
 
 GUESTS = (
     Guest(101, "node1", "tap"),
@@ -132,10 +153,21 @@ def node_interfaces(node):
     )
 
 
-def sdn_interfaces(vnets, version=1):
+def sdn_interfaces(vnets, version=1, node=None):
     """/etc/network/interfaces.d/sdn as SDN generates it for a VLAN zone on a
-    non-VLAN-aware bridge (pve-network's zones/vlan/bridge test fixture)."""
+    non-VLAN-aware bridge (pve-network's zones/vlan/bridge test fixture), and,
+    given the node, for the EVPN zone's VNet (EvpnPlugin.pm: gateway address,
+    anycast hwaddress, forwarding; VXLAN to the other node with a static
+    remote instead of FRR)."""
     stanzas = {}
+    if node is not None:
+        peers = [n for n in NODES if n != node]
+        stanzas[f"vxlan_{ROUTED_VNET}"] = [f"vxlan-id {ROUTED_VNI}", f"vxlan-local-tunnelip {node_ip(node)}",
+                                           *(f"vxlan-remoteip {node_ip(p)}" for p in peers), "mtu 1450"]
+        stanzas[ROUTED_VNET] = [f"address {ROUTED_GW4}/24", f"address {ROUTED_GW6}/64",
+                                f"hwaddress {ANYCAST_MAC}", f"bridge_ports vxlan_{ROUTED_VNET}",
+                                "bridge_stp off", "bridge_fd 0", "mtu 1450", "ip-forward on",
+                                "ip6-forward on", "arp-accept on"]
     for v in vnets:
         stanzas[f"ln_{v.name}"] = ["link-type veth", f"veth-peer-name pr_{v.name}"]
         stanzas[v.name] = [f"bridge_ports ln_{v.name}", "bridge_stp off", "bridge_fd 0"]
@@ -159,7 +191,7 @@ def write_node_config(node, vnets, version=1):
         if sub != "interfaces":
             (d / sub).mkdir(exist_ok=True)
     (d / "interfaces").write_text(node_interfaces(node))
-    (d / "interfaces.d" / "sdn").write_text(sdn_interfaces(vnets, version))
+    (d / "interfaces.d" / "sdn").write_text(sdn_interfaces(vnets, version, node))
 
 
 def node_shell(node, command):
@@ -238,18 +270,24 @@ def build_fabric_and_gateway():
         netns.ip_batch(n, [f"link set eth0 address 02:00:00:00:0{i}:00"])
 
 
+def guest_nic(g, gateway4=GATEWAY_IP4, gateway6=GATEWAY_IP6):
+    """A guest's NIC: eth0 in its namespace (which must exist), with its
+    addresses and default routes; the host side in its node's netns."""
+    netns.ip_batch(g.node, [f"link add {g.nic} type veth peer name eth0 address {g.mac} netns {g.ns}"])
+    netns.ip_batch(g.ns, [
+        "link set lo up",
+        f"addr add {g.ip4}/24 dev eth0",
+        f"addr add {g.ip6}/64 dev eth0 nodad",
+        "link set eth0 up",
+        f"route add default via {gateway4}",
+        f"route add default via {gateway6}",
+    ])
+
+
 def build_guests():
     """Each guest's namespace and NIC; its host side lands in the node's netns."""
     for g in GUESTS:
-        netns.ip_batch(g.node, [f"link add {g.nic} type veth peer name eth0 address {g.mac} netns {g.ns}"])
-        netns.ip_batch(g.ns, [
-            "link set lo up",
-            f"addr add {g.ip4}/24 dev eth0",
-            f"addr add {g.ip6}/64 dev eth0 nodad",
-            "link set eth0 up",
-            f"route add default via {GATEWAY_IP4}",
-            f"route add default via {GATEWAY_IP6}",
-        ])
+        guest_nic(g)
         # let a (spoofed) ARP update the neighbour entry at once, so an attack
         # that gets through is seen even right after a legitimate exchange
         netns.sysctl(g.ns, {"ipv4/neigh/eth0/locktime": 0})

@@ -59,6 +59,10 @@ class Paths:
         return self.pve_dir / "sdn" / "vnets.cfg"
 
     @property
+    def sdn_zones(self):
+        return self.pve_dir / "sdn" / "zones.cfg"
+
+    @property
     def hookscript(self):
         """The hookscript as the package installs it."""
         return self.share_dir / "pve-microseg-hookscript"

@@ -62,7 +62,7 @@ def pending_vnets(paths):
 
 def sdn(paths):
     """The SDN configuration as this node applied it, or, before the first
-    apply, as it will apply it (vnets.cfg, subnets.cfg)."""
+    apply, as it will apply it (vnets.cfg, subnets.cfg, zones.cfg)."""
     running = running_sdn(paths)
     if running is not None:
         return running
@@ -70,8 +70,9 @@ def sdn(paths):
     subnets_text = files.read_text(paths.sdn_subnets, error=SdnConfigError)
     if vnets_text is None and subnets_text is None:
         return NO_SDN
+    zones_text = files.read_text(paths.sdn_zones, missing="", error=SdnConfigError)
     return sdn_parse.parse_pending_config(vnets_text or "", subnets_text or "",
-                                          paths.sdn_vnets, paths.sdn_subnets)
+                                          paths.sdn_vnets, paths.sdn_subnets, zones_text, paths.sdn_zones)
 
 
 # ---------------------------------------------------------------- guests

@@ -82,13 +82,24 @@ def show(data):
         rules = "rules loaded" if b["loaded"] else "no rules loaded"
         kind = "vnet" if b["vnet"] else "bridge"
         lines.append(f"  {b['bridge']:<15} {kind:<6} {where:<17} {rules:<16} from {b['source']}")
-        lines.append(f"    gateway MAC: {', '.join(b['gateway-mac'])}")
+        if b.get("zone"):
+            lines.append(f"    SDN zone: {b['zone']} ({b['zone-type']})"
+                         + ("; the node is the gateway" if b.get("node-is-gateway") else ""))
+        lines.append(f"    gateway MAC: {', '.join(b['gateway-mac']) or 'none needed (the node itself)'}")
         ipv4 = [ip for ip in b["gateway-ip"] if ":" not in ip]
         ipv6 = [ip for ip in b["gateway-ip"] if ":" in ip]
         if ipv4:
             lines.append(f"    gateway IPv4: {', '.join(ipv4)}")
         if ipv6:
             lines.append(f"    gateway IPv6: {', '.join(ipv6)}")
+        if b.get("intra-vnet-routing") == "allow":
+            lines.append("    guest -> another address of its subnet through the gateway: allowed "
+                         "(intra-vnet-routing: allow; the router decides)")
+        elif b.get("subnets"):
+            lines.append(f"    guest -> another address of {', '.join(b['subnets'])} through the gateway: dropped")
+        else:
+            lines.append("    guest -> another guest through the gateway: NOT prevented (no subnet known: "
+                         "name them with subnets: in microseg.yaml)")
     lines.append("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
                  "--nft or --output-format json for the nftables ruleset")
     return lines + _bindings(data)

@@ -198,7 +198,7 @@ def sync(paths, source, nft_factory):
     rebind = source.bindings is not None and \
         state.loaded_bindings(paths) != [b.to_json() for b in source.bindings]
     if load or removed or rebind:
-        nft_factory().run(ruleset.update(load=load, remove=removed,
+        nft_factory().run(ruleset.update([b.name for b in source.bridges], load=load, remove=removed,
                                          port_bindings=source.bindings if rebind else None))
     state.record(paths, source.bridges, source.stamp)
     if rebind:
@@ -232,7 +232,7 @@ def hook_down(paths, iface, nft_factory, log):
     """if-down.d: remove the rules of IFACE if any are loaded."""
     with state.locked(paths):
         if iface in state.applied(paths):
-            nft_factory().run(ruleset.remove_bridge(iface))
+            nft_factory().run(ruleset.remove_bridge(iface, sorted(set(state.applied(paths)) - {iface})))
             state.unmark_applied(paths, iface)
             log.info(f"{iface}: down, L2 isolation rules removed")
 

@@ -43,9 +43,11 @@ def local(paths, nft_factory=None, cfg=None):
     else:
         loaded, how = set(state.applied(paths)), f"markers in {paths.applied_dir}"
         bound = {b["port"] for b in state.loaded_bindings(paths) or []}
-    bridges = protection.local_bridges(cfg, node.bridges_present(paths), loaded)
-    ports = {b.name: node.bridge_ports(paths, b.name) for b in cfg.bridges
-             if b.port_security != "off" and bridges[b.name]["rules"]}
+    present = node.bridges_present(paths)
+    bridges = protection.local_bridges(cfg, present, loaded)
+    ports = {name: node.bridge_ports(paths, name) for b in cfg.bridges
+             if b.port_security != "off" and bridges[b.name]["rules"]
+             for name in [b.name, *protection.vlan_bridges(b.name, present, cfg.names)]}
     unbound = protection.unbound_ports(ports, bound)
     data = {"node": here, "source": how, "bridges": bridges, "unbound-ports": unbound}
     bad = protection.local_unprotected(bridges) or unbound

@@ -15,6 +15,14 @@ PORT_SECURITY = ("mac+ip", "mac", "off")
 DEFAULT_PORT_SECURITY = "mac+ip"
 
 
+# What a guest may do with a packet for another address of its own bridge's
+# subnets sent to the gateway, which would route it back into the bridge
+# (to another guest): drop it at the bridge (the default), or allow it and
+# let the router's policy decide.
+INTRA_VNET_ROUTING = ("drop", "allow")
+DEFAULT_INTRA_VNET_ROUTING = "drop"
+
+
 def weakest(*modes):
     """The least strict of some port-security modes (None: not set)."""
     return max((m for m in modes if m), key=PORT_SECURITY.index, default=DEFAULT_PORT_SECURITY)
@@ -49,6 +57,16 @@ class ManagedBridge:
     subnets: tuple = field(default=())  # ip_network objects the gateway must lie in
     isolate_ports: bool = False  # plain bridge: the hookscript isolates guest ports at start
     port_security: str = "mac+ip"   # what the bridge's guest ports are bound to (PORT_SECURITY)
+    intra_vnet_routing: str = DEFAULT_INTRA_VNET_ROUTING   # INTRA_VNET_ROUTING
+    zone: str = None            # SDN zone id of a VNet
+    zone_type: str = None       # simple, vlan, qinq, vxlan, evpn...
+    node_is_gateway: bool = False   # Simple/EVPN zone: the gateway address is on this bridge
+
+    @property
+    def routed_subnets(self):
+        """The subnets whose other addresses a guest may not reach through the
+        gateway (empty when intra-VNet routing is allowed)."""
+        return self.subnets if self.intra_vnet_routing == "drop" else ()
 
     def to_json(self):
         return {
@@ -60,6 +78,10 @@ class ManagedBridge:
             "subnets": [str(n) for n in self.subnets],
             "isolate-ports": self.isolate_ports,
             "port-security": self.port_security,
+            "intra-vnet-routing": self.intra_vnet_routing,
+            "zone": self.zone,
+            "zone-type": self.zone_type,
+            "node-is-gateway": self.node_is_gateway,
         }
 
     @classmethod
@@ -72,6 +94,10 @@ class ManagedBridge:
             subnets=tuple(ipaddress.ip_network(n) for n in data.get("subnets", [])),
             isolate_ports=bool(data.get("isolate-ports")),
             port_security=data.get("port-security", DEFAULT_PORT_SECURITY),
+            intra_vnet_routing=data.get("intra-vnet-routing", DEFAULT_INTRA_VNET_ROUTING),
+            zone=data.get("zone"),
+            zone_type=data.get("zone-type"),
+            node_is_gateway=bool(data.get("node-is-gateway")),
             gateway=Gateway(
                 macs=tuple(data["gateway-mac"]),
                 ipv4=tuple(a for a in ips if a.version == 4),

@@ -55,6 +55,7 @@ class BridgeSpec:
     ips_given: bool = False
     isolate_ports: bool = False
     port_security: str = None
+    intra_vnet_routing: str = None
     vnet_firewall_before: dict = None   # written by `vnet enable`, read by `vnet disable`
     mac_field: str = "gateway-mac"      # how the file calls the fields, for messages
     ip_field: str = "gateway-ip"
@@ -68,6 +69,7 @@ class Document:
     hookscript: HookscriptSettings = HookscriptSettings()
     guests: dict = field(default_factory=dict)              # vmid -> GuestSettings
     port_security: str = None                               # the default of every bridge
+    intra_vnet_routing: str = None                          # the default of every bridge
 
     def bridge(self, name):
         return next((b for b in self.bridges if b.name == name), None)

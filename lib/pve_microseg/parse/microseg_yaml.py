@@ -8,6 +8,7 @@
     guests:
       101: {net0: [10.100.0.50], chain: ..., policy-in: ..., port-security: mac}
     port-security: mac+ip                   # the default of every bridge (also per bridge)
+    intra-vnet-routing: drop                # or allow; the default of every bridge (also per bridge)
 
 PyYAML costs ~15 ms to import, a quarter of the guest hookscript's budget:
 only this module and policy/yamledit.py import it, and the hookscript reads
@@ -20,15 +21,16 @@ import re
 
 import yaml
 
-from ..model.bridge import PORT_SECURITY
+from ..model.bridge import INTRA_VNET_ROUTING, PORT_SECURITY
 from ..model.config import BridgeSpec, Document, GuestSettings, HookscriptSettings
 from ..model.errors import ConfigError
 from . import addresses
 from .names import check_ifname
 from .yamlnodes import compose, line_of as _line
 
-TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests", "port-security")
-BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "port-security", "vnet-firewall-before")
+TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests", "port-security", "intra-vnet-routing")
+BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "port-security", "intra-vnet-routing",
+               "vnet-firewall-before")
 VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge", "enabled-datacenter-firewall")
 HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
 GUEST_KEYS = ("net<N>", "chain", "policy-in", "port-security")
@@ -107,6 +109,8 @@ def parse_document(text, path="microseg.yaml"):
             doc = dataclasses.replace(doc, hookscript=_hookscript(value, path))
         elif key.value == "port-security":
             doc = dataclasses.replace(doc, port_security=_choice(value, path, key.value, PORT_SECURITY))
+        elif key.value == "intra-vnet-routing":
+            doc = dataclasses.replace(doc, intra_vnet_routing=_choice(value, path, key.value, INTRA_VNET_ROUTING))
         elif key.value == "guests":
             doc.guests.update(_guests(value, path))
         else:
@@ -128,6 +132,9 @@ def _bridges(node, path):
                 continue
             if pkey.value == "port-security":
                 spec.port_security = _choice(pvalue, path, fname, PORT_SECURITY)
+                continue
+            if pkey.value == "intra-vnet-routing":
+                spec.intra_vnet_routing = _choice(pvalue, path, fname, INTRA_VNET_ROUTING)
                 continue
             if pkey.value == "vnet-firewall-before":
                 before = {}

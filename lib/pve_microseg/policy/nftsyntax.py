@@ -45,6 +45,8 @@ def _left(expr):
 def _value(value, key):
     if isinstance(value, dict) and "set" in value:        # anonymous: in the order generated
         return "{ " + ", ".join(_value(v, key) for v in value["set"]) + " }"
+    if isinstance(value, dict) and "prefix" in value:
+        return f"{value['prefix']['addr']}/{value['prefix']['len']}"
     if isinstance(value, (dict, list)):
         raise ValueError(f"nftsyntax: unknown value {value!r}")
     if key in _QUOTED:
@@ -104,7 +106,8 @@ class _Table:
 
     def add(self, kind, obj):
         if kind == "map":
-            self.maps.setdefault(obj["name"], {"type": obj["type"], "map": obj["map"], "elements": {}})
+            self.maps.setdefault(obj["name"], {"type": obj["type"], "map": obj["map"], "elements": {},
+                                               "flags": obj.get("flags", [])})
         elif kind == "set":
             types = obj["type"] if isinstance(obj["type"], list) else [obj["type"]]
             self.maps.setdefault(obj["name"], {"type": types, "flags": obj.get("flags", []), "items": []})
@@ -126,6 +129,8 @@ class _Table:
     def flush(self, kind, obj):
         if kind == "set":
             self.maps[obj["name"]]["items"] = []
+        elif kind == "map":
+            self.maps[obj["name"]]["elements"] = {}
         elif kind == "chain":
             self.chains[obj["name"]]["rules"] = []
         else:
@@ -152,8 +157,12 @@ class _Table:
                 blocks.append(lines + ["\t}"])
                 continue
             lines = [f"\tmap {map_name} {{", f"\t\ttype {m['type']} : {m['map']}"]
+            if m["flags"]:
+                lines.append(f"\t\tflags {', '.join(m['flags'])}")
             if m["elements"]:
-                elems = [f'"{k}" : {v}' for k, v in sorted(m["elements"].items(), key=_key_order)]
+                # an interval map lists its elements in ascending key order
+                order = (lambda item: item[0].encode()) if "interval" in m["flags"] else _key_order
+                elems = [f'"{k}" : {v}' for k, v in sorted(m["elements"].items(), key=order)]
                 lines.append("\t\telements = { " + _MAP_NEWLINE.join(elems) + " }")
             blocks.append(lines + ["\t}"])
         for chain_name, c in self.chains.items():

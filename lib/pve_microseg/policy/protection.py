@@ -22,6 +22,14 @@ def local_bridges(cfg, present, loaded):
     return {b.name: {"present": b.name in present, "rules": b.name in loaded} for b in cfg.bridges}
 
 
+def vlan_bridges(bridge, present, managed):
+    """The `<bridge>v<tag>` bridges of this node that carry `bridge`'s rules
+    (Proxmox plugs a NIC with tag=<tag> there when `bridge` is not
+    VLAN-aware); one managed by its own name is not among them."""
+    prefix = f"{bridge}v"
+    return sorted(n for n in present if n.startswith(prefix) and n[len(prefix):].isdigit() and n not in managed)
+
+
 def unbound_ports(ports, bound):
     """[{port, bridge}] of the guest ports on managed bridges (ports: {bridge:
     [port names]}) that have no binding: they send nothing."""

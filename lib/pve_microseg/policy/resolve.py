@@ -6,9 +6,16 @@ are ignored with a warning), then each is resolved: an SDN VNet's gateway
 addresses default to its subnets' gateways, every given gateway address must
 lie inside the bridge's subnets, and every gateway MAC's EUI-64 link-local
 address is added.  Errors name the file, the line and the field.
+
+In SDN Simple and EVPN zones the node itself is the gateway: the subnet
+gateway address sits on the VNet bridge of every node.  There the gateway
+MAC is not needed (Simple: the node's own frames to a guest leave the bridge
+through its output path, which the forward chains never see) or is the
+zone's anycast `mac`, the same on every node (EVPN); both are taken from SDN
+unless microseg.yaml names one.
 """
 
-from ..model.bridge import DEFAULT_PORT_SECURITY, Gateway, ManagedBridge
+from ..model.bridge import DEFAULT_INTRA_VNET_ROUTING, DEFAULT_PORT_SECURITY, Gateway, ManagedBridge
 from ..model.config import Config, Document
 from ..model.errors import ConfigError
 from ..parse import addresses
@@ -22,16 +29,25 @@ def _unique(values):
     return tuple(out)
 
 
-def resolve(spec, sdn, default_port_security=None):
+def _gateway_macs(spec, zone):
+    """The gateway MACs microseg.yaml names, else those SDN implies for a
+    zone where the node is the gateway, else ConfigError."""
+    if spec.macs:
+        return _unique(m for m, _ in spec.macs)
+    if zone is not None and zone.routed:
+        return (zone.mac,) if zone.type == "evpn" and zone.mac else ()
+    raise ConfigError(spec.path, spec.line, spec.mac_field,
+                      "missing: the MAC address(es) of the router on this bridge "
+                      "(several for VRRP/anycast routers)")
+
+
+def resolve(spec, sdn, default_port_security=None, default_intra_vnet_routing=None):
     """BridgeSpec + SDN config -> ManagedBridge, or ConfigError."""
     is_vnet = spec.name in sdn.vnets
+    zone = sdn.zone_of(spec.name) if is_vnet else None
     sdn_subnets = sdn.subnets_of(spec.name) if is_vnet else []
     subnets = [n for n, _ in spec.subnets] or [s.network for s in sdn_subnets]
-
-    if not spec.macs:
-        raise ConfigError(spec.path, spec.line, spec.mac_field,
-                          "missing: the MAC address(es) of the router on this bridge "
-                          "(several for VRRP/anycast routers)")
+    macs = _gateway_macs(spec, zone)
     if spec.ips_given:
         ips = [ip for ip, _ in spec.ips]
         for ip, line in spec.ips:
@@ -49,7 +65,6 @@ def resolve(spec, sdn, default_port_security=None):
             raise ConfigError(spec.path, spec.line, spec.ip_field,
                               f"missing: {why}; name the gateway address(es)")
 
-    macs = _unique(m for m, _ in spec.macs)
     # Routers answer ND and send RAs from their link-local address; guests
     # need to resolve it (default route via fe80::…).  Linux routers use the
     # EUI-64 address of their MAC unless configured otherwise.
@@ -64,6 +79,10 @@ def resolve(spec, sdn, default_port_security=None):
         subnets=tuple(subnets),
         isolate_ports=spec.isolate_ports,
         port_security=spec.port_security or default_port_security or DEFAULT_PORT_SECURITY,
+        intra_vnet_routing=spec.intra_vnet_routing or default_intra_vnet_routing or DEFAULT_INTRA_VNET_ROUTING,
+        zone=zone.id if zone else None,
+        zone_type=zone.type if zone else None,
+        node_is_gateway=bool(zone and zone.routed),
     )
 
 
@@ -85,5 +104,6 @@ def config(doc, legacy_specs, sdn):
     """Document (microseg.yaml) + the legacy file's specs + SDN -> Config, or ConfigError."""
     doc = doc or Document()
     specs, warnings = combine(doc.bridges, legacy_specs)
-    return Config(bridges=tuple(resolve(s, sdn, doc.port_security) for s in specs), warnings=tuple(warnings),
+    bridges = tuple(resolve(s, sdn, doc.port_security, doc.intra_vnet_routing) for s in specs)
+    return Config(bridges=bridges, warnings=tuple(warnings),
                   hookscript=doc.hookscript, guests=dict(doc.guests))

@@ -9,13 +9,27 @@ frame on a bridge we do not manage costs one hash lookup per hook:
       meta ibrname vmap @prerouting        meta ibrname vmap @forward
         -> chain pre-<bridge>                -> chain fwd-<bridge>
 
+A guest NIC with `tag=N` on a plain bridge that is not VLAN-aware is plugged
+into `<bridge>vN`, a bridge Proxmox creates at guest start (no ifupdown2
+hook runs for it): a second map per hook, with one interval element
+`"<bridge>v*"` per managed bridge, sends such bridges to the chains of the
+bridge they belong to.  Only frames no exact element matched look there:
+every managed bridge's chains end in a verdict.
+
 On a managed bridge, guest ports (tap*, veth*, fwpr*) are isolated ports and
 every other port (the uplink, the host) is promiscuous, as in a private VLAN
 (RFC 5517), enforced on every node so it holds across nodes:
 
 * pre-<bridge>: a guest may not send with a gateway's MAC (that would poison
   the bridge FDB even if the frame were dropped later), claim a gateway's IP
-  (ARP, NA, IP source), send RAs/redirects or answer as a DHCP server.
+  (ARP, NA, IP source), send RAs/redirects or answer as a DHCP server, nor
+  send an IP packet for another address of its own subnets: only a router
+  would take it (the node itself in a Simple/EVPN zone, or the external
+  gateway) and route it back into the bridge to another guest, as a frame
+  from the gateway's MAC (or from the node's own output path, which no
+  bridge forward chain sees).  Dropped here, at the guest's port, this
+  holds in every zone type and in a VRF too (`intra-vnet-routing: allow`
+  leaves it to the router's policy).
 * fwd-<bridge>: a guest port receives only what a gateway MAC sends (so
   guest -> guest is dropped, on this node and, at the receiving node, across
   nodes); guest -> uplink passes only to a gateway MAC, or as the
@@ -35,6 +49,8 @@ TABLE = "pve_microseg"
 GUEST_PORTS = ("fwpr*", "tap*", "veth*")
 PREROUTING_MAP = "prerouting"
 FORWARD_MAP = "forward"
+PREROUTING_VLAN_MAP = "prerouting-vlan"     # "<bridge>v*": the bridges of tagged NICs
+FORWARD_VLAN_MAP = "forward-vlan"
 GUEST_PRE_CHAIN = "guest-pre"          # bridge-independent guards on guest frames
 GUEST_UPLINK_CHAIN = "guest-to-uplink"  # multicasts a guest may send towards the gateway
 GUEST_BIND_CHAIN = "guest-bind"        # port security: a guest port sends only as its NIC
@@ -135,6 +151,7 @@ def skeleton():
               "guest acts as DHCP server"),
         _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 547)] + _DROP,
               "guest acts as DHCPv6 server"),
+        _rule(GUEST_PRE_CHAIN, _ACCEPT, "checked (ends here: no second lookup)"),
         # what a guest may multicast/broadcast towards the uplink (the gateway)
         _rule(GUEST_UPLINK_CHAIN, [_icmpv6_type(["nd-router-solicit"])] + _ACCEPT,
               "router solicitation"),
@@ -259,7 +276,7 @@ def bridge_rules(bridge):
     """The rules of one managed bridge's two chains (list of commands)."""
     gw = bridge.gateway
     pre, fwd = pre_chain(bridge.name), fwd_chain(bridge.name)
-    cmds = [_rule(pre, _not_guest_port("iifname") + [{"return": None}],
+    cmds = [_rule(pre, _not_guest_port("iifname") + _ACCEPT,
                   "only frames from guest ports are checked here")]
     if bridge.port_security != "off":
         cmds.append({"add": {"rule": _t(chain=pre, expr=[{"jump": {"target": GUEST_BIND_CHAIN}}])}})
@@ -277,6 +294,7 @@ def bridge_rules(bridge):
                   [_ipv6_as_int(ip) for ip in gw.ipv6], _DROP,
                   "guest claims a gateway IPv6 address in a neighbour advertisement",
                   before=[_icmpv6_type(["nd-neighbor-advert"])])
+    cmds += _intra_subnet_rules(pre, bridge)
     cmds.append({"add": {"rule": _t(chain=pre, expr=[{"goto": {"target": GUEST_PRE_CHAIN}}])}})
 
     # Hot paths first: gateway -> guest is one compare, guest -> gateway five;
@@ -301,6 +319,22 @@ def bridge_rules(bridge):
     return cmds
 
 
+def _intra_subnet_rules(chain, bridge):
+    """One rule per subnet: a guest's packet for an address of the subnet
+    that is not a gateway's is dropped (it could only be routed back)."""
+    cmds = []
+    for net in bridge.routed_subnets:
+        proto = "ip" if net.version == 4 else "ip6"
+        gateways = [ip for ip in bridge.gateway.ips if ip.version == net.version and ip in net]
+        exprs = [_match(_payload(proto, "daddr"), str(ip), "!=") for ip in gateways]
+        exprs.append(_match(_payload(proto, "daddr"),
+                            {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}))
+        cmds.append(_rule(chain, exprs + _DROP,
+                          "guest sends to another address of its subnet through the gateway "
+                          "(routed back to another guest)"))
+    return cmds
+
+
 def _bridge_objects(bridge):
     """Create/empty the bridge's chains, refill them, point the maps at them."""
     name = bridge.name
@@ -316,6 +350,37 @@ def _bridge_objects(bridge):
     return cmds
 
 
+def vlan_elements(names):
+    """{map: [elements]} sending `<name>v*` to the chains of each of these
+    bridges; a name inside another's pattern (vmbr0v5 under vmbr0v*) gets
+    none of its own: the kernel refuses overlapping intervals, and the exact
+    element of a managed `<bridge>v<tag>` wins anyway."""
+    names = sorted(set(names))
+    heads = [n for n in names if not any(n != m and n.startswith(f"{m}v") for m in names)]
+    return {PREROUTING_VLAN_MAP: [[f"{n}v*", {"jump": {"target": pre_chain(n)}}] for n in heads],
+            FORWARD_VLAN_MAP: [[f"{n}v*", {"jump": {"target": fwd_chain(n)}}] for n in heads]}
+
+
+def _vlan_maps(names):
+    """Create (if needed), empty and refill the VLAN maps for these bridges,
+    and look them up from the base chains (after the lookup by name).
+
+    Placed after every chain the transaction creates: nftables 1.0.6 with
+    Linux 6.1 refuses (ENOENT) an interval map's element that jumps to a
+    chain created after the map in the same transaction.  Emptied and
+    refilled, never edited: deleting one interval element through the JSON
+    interface fails there too."""
+    cmds = []
+    for name, base in ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward")):
+        cmds += [{"add": {"map": _t(name=name, type="ifname", map="verdict", flags=["interval"])}},
+                 {"flush": {"map": _t(name=name)}}]
+    cmds += [{"add": {"element": _t(name=m, elem=elems)}} for m, elems in vlan_elements(names).items() if elems]
+    for name, base in ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward")):
+        cmds.append(_rule(base, [{"vmap": {"key": _meta("ibrname"), "data": f"@{name}"}}],
+                          "the <bridge>v<tag> bridges of tagged NICs on managed bridges"))
+    return cmds
+
+
 # ----------------------------------------------------------- transactions
 
 def full(bridges, port_bindings=()):
@@ -328,6 +393,7 @@ def full(bridges, port_bindings=()):
     cmds += skeleton()
     for bridge in sorted(bridges, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
+    cmds += _vlan_maps(b.name for b in bridges)
     cmds += bindings(port_bindings)
     return {"nftables": cmds}
 
@@ -347,14 +413,16 @@ def _removal(name):
     return cmds
 
 
-def update(load=(), remove=(), port_bindings=None):
+def update(managed, load=(), remove=(), port_bindings=None):
     """(Re)load some bridges and remove others, in one transaction, leaving
-    the other bridges' rules alone.  Creates the shared objects if needed.
-    With port_bindings, they replace every binding; without, the bindings
-    loaded stay."""
+    the other bridges' rules alone.  `managed`: the names of every bridge
+    with rules once it is done (the VLAN maps are refilled for them).
+    Creates the shared objects if needed.  With port_bindings, they replace
+    every binding; without, the bindings loaded stay."""
     cmds = skeleton()
     for bridge in sorted(load, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
+    cmds += _vlan_maps(managed)         # before removals: no element may name a chain removed
     for name in sorted(remove):
         cmds += _removal(name)
     if port_bindings is not None:
@@ -362,9 +430,10 @@ def update(load=(), remove=(), port_bindings=None):
     return {"nftables": cmds}
 
 
-def remove_bridge(name):
-    """Remove one bridge's rules; a no-op if it has none."""
-    return update(remove=[name])
+def remove_bridge(name, managed):
+    """Remove one bridge's rules; a no-op if it has none.  `managed`: the
+    bridges that keep theirs."""
+    return update(managed, remove=[name])
 
 
 def delete_table():
