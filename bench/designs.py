@@ -9,6 +9,8 @@
   bindings)``, with port security (0.3.0): the guest port pktgen sends from
   is bound to its frames' MAC and addresses, plus filler guest ports so that
   ``ports`` ports are bound in all (``port_bindings``).
+* ``microseg-ps-off`` -- the product with ``port-security: off`` on every
+  bridge: isolates what port security costs from the version's other rules.
 * ``microseg-0.2.0`` -- the product's ruleset as released in 0.2.0 (commit
   ``LEGACY_COMMIT``, before port security), imported from that commit under
   another package name (``legacy_package``) so both run in the same guest.
@@ -22,6 +24,7 @@
 """
 
 import copy
+import dataclasses
 import importlib
 import importlib.util
 import ipaddress
@@ -149,7 +152,9 @@ def port_bindings(ports=DEFAULT_PORTS):
     """`ports` bound guest ports: tap100i0 (pktgen's guest: its frames' MAC
     and source IPv4), tap101i0 (the other guest of vnet0), then fillers
     tap1000i0, veth1001i0, tap1002i0, ... (VMs and containers alternate),
-    each with its own MAC, IPv4 and IPv6 address."""
+    each with its own MAC, IPv4 and IPv6 address.  The fillers' IPv4
+    addresses lie outside vnet0's /24 (it cannot hold thousands), as if on
+    other VNets: the bind sets are node-wide, keyed by port, not bridge."""
     ports = DEFAULT_PORTS if ports is None else ports
     out = [_binding(GUEST_VMID), _binding(GUEST2_VMID)][:max(ports, 1)]
     out += [_binding(FILLER_VMID + i, "veth" if i % 2 else "tap") for i in range(max(ports - 2, 0))]
@@ -158,6 +163,13 @@ def port_bindings(ports=DEFAULT_PORTS):
 
 def microseg(n, ports=DEFAULT_PORTS):
     return ruleset.full(managed_bridges(n), port_bindings(ports))
+
+
+def microseg_ps_off(n):
+    """The product with `port-security: off` on every bridge (no guest-bind
+    jump; policy/bindings.py makes no binding for such bridges): the same
+    version's ruleset without port security."""
+    return ruleset.full([dataclasses.replace(b, port_security="off") for b in managed_bridges(n)])
 
 
 # ------------------------------------------- microseg as released in 0.2.0
@@ -198,9 +210,11 @@ def legacy_ruleset(commit=LEGACY_COMMIT):
 def microseg_020(n):
     """ruleset.full(bridges) of 0.2.0, with its own model classes."""
     rs, model = legacy_ruleset()
-    gw = gateway()
-    gw = model.Gateway(macs=gw.macs, ipv4=gw.ipv4, ipv6=gw.ipv6)
-    return rs.full([model.ManagedBridge(name=name, gateway=gw, vnet=True) for name in bridge_names(n)])
+    out = []
+    for b in managed_bridges(n):
+        gw = model.Gateway(macs=b.gateway.macs, ipv4=b.gateway.ipv4, ipv6=b.gateway.ipv6)
+        out.append(model.ManagedBridge(name=b.name, gateway=gw, vnet=b.vnet, subnets=b.subnets))
+    return rs.full(out)
 
 
 # ------------------------------------------------------ microseg prototype
@@ -436,6 +450,7 @@ def _guest_set_as_tap_prefix(tr):
 JSON_DESIGNS = {
     "microseg": microseg,
     "microseg-0.2.0": lambda n, ports=None: microseg_020(n),
+    "microseg-ps-off": lambda n, ports=None: microseg_ps_off(n),
     "microseg-noanon": lambda n, ports=DEFAULT_PORTS: microseg_noanon(n, ports),
     # the prototypes predate port security: compare them with microseg-0.2.0
     "microseg-proto": lambda n, ports=None: microseg_proto(n),

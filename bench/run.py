@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/run.py            # full run (~1 h on a 2-core machine)
     /usr/bin/python3 bench/run.py --quick    # smoke run, a few minutes
     /usr/bin/python3 bench/run.py --profile portsec --only icount
-                                    # port security: 0.3.0 vs 0.2.0, P bound ports (~25 min)
+                                    # port security: 0.3.0 vs 0.2.0, P bound ports (~10 min)
 
 Writes bench/results/<date>.json and .md.  Needs root and what
 tests/guest/run-in-guest.sh needs (qemu-system-x86, busybox-static, kmod,
@@ -69,8 +69,8 @@ QUICK = {
 # Port security (0.3.0) against the ruleset of 0.2.0, on the deterministic
 # clock only: P bound guest ports, the fewest N that show whether it is flat
 PORTSEC = dict(FULL, dp_icount=(
-    "--ns 1,4094 --ports 10,4000 --designs none,article,microseg,microseg-0.2.0 --rounds 3 "
-    "--duration 0.3 --article-limit-max 0 --article-max-n 1024 --no-extra-bridges"),
+    "--ns 1,4094 --ports 10,1000,4000 --designs none,article,microseg,microseg-ps-off,microseg-0.2.0 "
+    "--rounds 3 --duration 0.3 --article-limit-max 0 --article-max-n 1024 --no-extra-bridges"),
     dp_probes=None, dp_veth=None, timeout_icount=3000)
 PROFILES = {"full": FULL, "quick": QUICK, "portsec": PORTSEC}
 PARTS = ("hooks-host", "wall", "icount")
