@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/run.py            # full run (~1 h on a 2-core machine)
     /usr/bin/python3 bench/run.py --quick    # smoke run, a few minutes
     /usr/bin/python3 bench/run.py --profile portsec --only icount
-                                    # port security: 0.3.0 vs 0.2.0, P bound ports (~10 min)
+                                    # port security: 0.3.0 vs 0.2.0, P bound ports (~16 min)
 
 Writes bench/results/<date>.json and .md.  Needs root and what
 tests/guest/run-in-guest.sh needs (qemu-system-x86, busybox-static, kmod,
