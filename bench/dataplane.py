@@ -13,6 +13,11 @@ Layout: one network namespace per (design, N), each a copy of the same node:
     vmbr9 (unmanaged) tap900i0 (pktgen injects here), tap901i0
     vnet1..vnet<N-1>  further managed bridges (no traffic; --no-extra-bridges)
 
+Port security (the product since 0.3.0): the designs in designs.PORT_DESIGNS
+bind P guest ports (--ports, one namespace per P): tap100i0 to the MAC and
+source IPv4 address of the frames pktgen sends from it, tap101i0, and
+filler ports with no device (designs.port_bindings).
+
 Every port is a dummy device: pktgen (xmit_mode netif_receive) hands each
 frame to the stack as if the port had received it, so the frame enters the
 bridge; a dummy egress port counts the frame (tx_packets) and frees it.  The
@@ -69,7 +74,7 @@ CASES = {
               what="gateway -> guest (vnet0, allowed return path)"),
 }
 INJECT_PORTS = ("tap100i0", "tap900i0", "uplink0")
-DESIGNS = ("none", "article", "microseg", "microseg-noanon", "microseg-proto")
+DESIGNS = ("none", "article", "microseg", "microseg-0.2.0", "microseg-noanon", "microseg-proto")
 
 
 def log(*a):
@@ -145,9 +150,9 @@ def nft_ctx():
     return ctx
 
 
-def load(ns, design, n):
+def load(ns, design, n, ports=None):
     """Load a design into an empty namespace; returns a load record."""
-    rec = {"design": design, "n": n, "ok": True, "error": None}
+    rec = {"design": design, "n": n, "ports": ports, "ok": True, "error": None}
     with ns:
         t0 = time.perf_counter()
         if design in designs.TEXT_DESIGNS:
@@ -160,7 +165,7 @@ def load(ns, design, n):
             if rc:
                 rec.update(ok=False, error=err.strip().splitlines()[0] if err.strip() else f"rc={rc}")
         elif design in designs.JSON_DESIGNS:
-            tr = designs.JSON_DESIGNS[design](n)
+            tr = designs.JSON_DESIGNS[design](n, ports)
             rec["build_s"] = time.perf_counter() - t0
             rec["commands"] = len(tr["nftables"])
             rec["anon_sets"] = designs.count_anonymous_sets(tr)
@@ -226,6 +231,23 @@ def _netdev_tx():
     return out
 
 
+_SOFAR = re.compile(r"pkts-sofar: (\d+)")
+
+
+def _wait_running(dev, starter, timeout=5.0):
+    """Wait until pktgen sends on dev.  The kernel's pktgen thread picks up
+    `start` on its next wake-up (it polls every 100 ms, and `start` itself
+    waits 125 ms): a `stop` written before then is consumed by a thread that
+    runs nothing, and the run that follows never ends (count 0)."""
+    t_end = time.monotonic() + timeout
+    while starter.is_alive() and time.monotonic() < t_end:
+        with open(dev) as f:
+            m = _SOFAR.search(f.read())
+        if m and int(m.group(1)) > 0:
+            return
+        time.sleep(0.01)
+
+
 _RESULT = re.compile(r"Result: OK: (\d+)\(c(\d+)\+d(\d+)\) usec, (\d+) \((\d+)byte")
 
 
@@ -246,9 +268,14 @@ def pktgen(ns, case, duration, inject="rx"):
         before = _netdev_tx()[c["sink"]]
         t = threading.Thread(target=_pgw, args=(f"{PG}/pgctrl", "start"))
         t.start()
+        _wait_running(dev, t)
         time.sleep(duration)
-        _pgw(f"{PG}/pgctrl", "stop")
-        t.join()
+        while True:
+            _pgw(f"{PG}/pgctrl", "stop")
+            t.join(timeout=0.5)
+            if not t.is_alive():
+                break
+            log(f"pktgen on {port} in {ns.name} still running after stop: stopping again")
         egress = _netdev_tx()[c["sink"]] - before
         with open(dev) as f:
             text = f.read()
@@ -267,6 +294,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--duration", type=float, default=1.5, help="seconds per pktgen run")
     ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--ports", default=str(designs.DEFAULT_PORTS),
+                    help="bound guest ports P (comma-separated): the designs with port security "
+                         "(designs.PORT_DESIGNS) get one namespace per (N, P); the others ignore it")
+    ap.add_argument("--cases", default=",".join(CASES), help="traffic cases to run (a,b,c,d)")
     ap.add_argument("--microseg-max-n", type=int, default=0,
                     help="skip loading the product's ruleset above this N (0: no limit; before "
                          "commit 5472e64 its load time was quadratic in N)")
@@ -285,6 +316,14 @@ def main():
     args = ap.parse_args()
     ns_list = [int(x) for x in args.ns.split(",")]
     wanted = args.designs.split(",")
+    port_list = [int(x) for x in args.ports.split(",")]
+    cases = args.cases.split(",")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown cases: {', '.join(unknown)}")
+
+    def variants(d):        # the P values a design is measured at (None: it binds no port)
+        return port_list if d in designs.PORT_DESIGNS else [None]
 
     sh("modprobe", "pktgen")
     for m in ("dummy", "bridge", "nf_tables", "nft_meta_bridge"):
@@ -292,36 +331,40 @@ def main():
     res = {"meta": {
         "kernel": platform.release(), "cpus": os.cpu_count(), "ns": ns_list,
         "rounds": args.rounds, "duration_s": args.duration, "designs": wanted,
+        "ports": port_list, "port_designs": sorted(set(wanted) & designs.PORT_DESIGNS),
         "microseg_max_n": args.microseg_max_n,
         "inject": args.inject,
         "pktgen": ("xmit_mode netif_receive on a dummy bridge port" if args.inject == "rx" else
                    "xmit_mode start_xmit on the peer of a veth bridge port")
                   + ", pkt_size 64, burst 1, clone_skb 0, one flow, kpktgend_0 (CPU 0)",
-        "cases": {k: v["what"] for k, v in CASES.items()},
+        "cases": {k: v["what"] for k, v in CASES.items() if k in cases},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "source": designs.source_revision()},
         "load": [], "skipped": [], "samples": [], "article_limit": None}
     t_start = time.monotonic()
 
-    # one namespace per (design, N); "none" is shared by every N
+    # one namespace per (design, N, P); "none" is shared by every N
     spaces = {}
     max_n = max(ns_list)
     log("building namespaces")
-    spaces[("none", 0)] = Netns("none")
-    build_node(spaces[("none", 0)], 0 if args.no_extra_bridges else max_n, args.inject)
+    spaces[("none", 0, None)] = Netns("none")
+    build_node(spaces[("none", 0, None)], 0 if args.no_extra_bridges else max_n, args.inject)
     for n in ns_list:
         for d in wanted:
             if d == "none":
                 continue
-            if d == "article" and args.article_max_n and n > args.article_max_n:
-                res["skipped"].append({"design": d, "n": n, "why": f"N > --article-max-n {args.article_max_n} "
-                                       "(more than 1,024 base chains on one hook: the kernel refuses it)"})
-                continue
-            if d == "microseg" and args.microseg_max_n and n > args.microseg_max_n:
-                res["skipped"].append({"design": d, "n": n, "why": f"N > --microseg-max-n {args.microseg_max_n}"})
-                continue
-            ns = spaces[(d, n)] = Netns(f"{d}-{n}")
-            build_node(ns, 0 if args.no_extra_bridges else n, args.inject)
+            for p in variants(d):
+                if d == "article" and args.article_max_n and n > args.article_max_n:
+                    res["skipped"].append({"design": d, "n": n, "ports": p,
+                                           "why": f"N > --article-max-n {args.article_max_n} (more than "
+                                           "1,024 base chains on one hook: the kernel refuses it)"})
+                    continue
+                if d == "microseg" and args.microseg_max_n and n > args.microseg_max_n:
+                    res["skipped"].append({"design": d, "n": n, "ports": p,
+                                           "why": f"N > --microseg-max-n {args.microseg_max_n}"})
+                    continue
+                ns = spaces[(d, n, p)] = Netns(f"{d}-{n}" + ("" if p is None else f"-p{p}"))
+                build_node(ns, 0 if args.no_extra_bridges else n, args.inject)
     res["meta"]["setup_s"] = time.monotonic() - t_start
 
     if "article" in wanted and args.article_limit_max > 0:
@@ -333,52 +376,56 @@ def main():
     warm = Netns("warm-up")
     for d in wanted:
         if d != "none" and not d.startswith("probe-"):
-            load(warm, d, 1)
+            load(warm, d, 1, variants(d)[0])
             flush(warm)
 
     log("initial loads")
     last_load = {}
-    for (d, n), ns in sorted(spaces.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (d, n, p), ns in sorted(spaces.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or 0)):
         if d == "none":
             continue
-        rec = load(ns, d, n)
+        rec = load(ns, d, n, p)
         rec["round"] = 0
         res["load"].append(rec)
-        last_load[(d, n)] = rec
-        log(f"  {d} N={n}: {'ok' if rec['ok'] else 'FAILED'} in {rec['load_s']:.2f} s"
+        last_load[(d, n, p)] = rec
+        log(f"  {d} N={n}" + ("" if p is None else f" P={p}")
+            + f": {'ok' if rec['ok'] else 'FAILED'} in {rec['load_s']:.2f} s"
             + ("" if rec["ok"] else f": {rec['error']}"))
         if not rec["ok"]:
             flush(ns)
 
-    def live(d, n):
+    def live(d, n, p):
         if d == "none":
-            return spaces[("none", 0)]
-        rec = last_load.get((d, n))
-        return spaces[(d, n)] if rec and rec["ok"] else None
+            return spaces[("none", 0, None)]
+        rec = last_load.get((d, n, p))
+        return spaces[(d, n, p)] if rec and rec["ok"] else None
 
     for r in range(1, args.rounds + 1):
         log(f"round {r}/{args.rounds} ({time.monotonic() - t_start:.0f} s elapsed)")
         order = wanted[(r - 1) % len(wanted):] + wanted[:(r - 1) % len(wanted)]
         for n in ns_list:
             for d in order:         # reload the cheap ones (timed), keep the others
-                if d == "none" or live(d, n) is None or last_load[(d, n)]["load_s"] >= args.reload_max_s:
-                    continue
-                if r > 1:
-                    flush(spaces[(d, n)])
-                    rec = load(spaces[(d, n)], d, n)
-                    rec["round"] = r
-                    res["load"].append(rec)
-                    last_load[(d, n)] = rec
-                    if not rec["ok"]:
-                        raise RuntimeError(f"reload of {d} N={n} failed: {rec['error']}")
-            for case in CASES:      # the designs side by side, seconds apart
-                for d in order:
-                    ns = live(d, n)
-                    if ns is None:
+                for p in variants(d):
+                    if d == "none" or live(d, n, p) is None or \
+                            last_load[(d, n, p)]["load_s"] >= args.reload_max_s:
                         continue
-                    s = pktgen(ns, case, args.duration, args.inject)
-                    s.update(round=r, n=n, design=d, case=case)
-                    res["samples"].append(s)
+                    if r > 1:
+                        flush(spaces[(d, n, p)])
+                        rec = load(spaces[(d, n, p)], d, n, p)
+                        rec["round"] = r
+                        res["load"].append(rec)
+                        last_load[(d, n, p)] = rec
+                        if not rec["ok"]:
+                            raise RuntimeError(f"reload of {d} N={n} P={p} failed: {rec['error']}")
+            for case in cases:      # the designs side by side, seconds apart
+                for d in order:
+                    for p in variants(d):
+                        ns = live(d, n, p)
+                        if ns is None:
+                            continue
+                        s = pktgen(ns, case, args.duration, args.inject)
+                        s.update(round=r, n=n, ports=p, design=d, case=case)
+                        res["samples"].append(s)
         with open(args.out, "w") as f:       # partial results survive a timeout
             json.dump(res, f, indent=1)
     res["meta"]["elapsed_s"] = time.monotonic() - t_start

@@ -5,7 +5,15 @@
   ``meta ibrname X meta obrname X``; ARP between guests of bridge X is dropped
   except to/from the gateway's IPv4 address.  Every bridged frame on the node
   walks every one of these base chains.
-* ``microseg`` -- the product: ``pve_microseg.ruleset.full(bridges)``.
+* ``microseg`` -- the product: ``pve_microseg.policy.ruleset.full(bridges,
+  bindings)``, with port security (0.3.0): the guest port pktgen sends from
+  is bound to its frames' MAC and addresses, plus filler guest ports so that
+  ``ports`` ports are bound in all (``port_bindings``).
+* ``microseg-ps-off`` -- the product with ``port-security: off`` on every
+  bridge: isolates what port security costs from the version's other rules.
+* ``microseg-0.2.0`` -- the product's ruleset as released in 0.2.0 (commit
+  ``LEGACY_COMMIT``, before port security), imported from that commit under
+  another package name (``legacy_package``) so both run in the same guest.
 * ``microseg-noanon`` -- a *prototype* (bench only) of the same rules with no
   per-bridge anonymous sets: the guest-port name patterns live in one named
   set shared by all bridges (``@guest-ports``) and the per-bridge address
@@ -16,20 +24,33 @@
 """
 
 import copy
+import dataclasses
+import importlib
+import importlib.util
 import ipaddress
 import os
+import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 from pve_microseg.parse import addresses  # noqa: E402
 from pve_microseg.policy import ruleset  # noqa: E402
+from pve_microseg.model.binding import PortBinding  # noqa: E402
 from pve_microseg.model.bridge import Gateway, ManagedBridge  # noqa: E402
 
 GW_MAC = "02:00:00:00:01:01"
 GW_IPV4 = "10.100.0.1"
 GW_IPV6 = "fd00:100::1"
+
+# the guest pktgen sends from (dataplane.py: tap100i0) and the other guest of vnet0
+GUEST_VMID, GUEST2_VMID = 100, 101
+DEFAULT_PORTS = 10      # bound guest ports in all (dataplane.py --ports)
+FILLER_VMID = 1000      # filler ports: guests 1000, 1001, ... (no device, no traffic)
+
+LEGACY_COMMIT = "fbd8b22"       # version 0.2.0: the ruleset before port security
 
 ARTICLE_TABLE = "l2_microseg"   # the article's scripts keep their chains in their own table
 
@@ -50,7 +71,8 @@ def source_revision():
             "lib_modified": bool(git("status", "--porcelain", "--", "lib", "ifupdown")),
             "ruleset_py": os.path.relpath(ruleset.__file__, repo) if ruleset.__file__.startswith(repo)
             else ruleset.__file__,
-            "ruleset_sha1": digest}
+            "ruleset_sha1": digest,
+            "legacy": {"microseg-0.2.0": LEGACY_COMMIT}}
 
 
 def bridge_names(n):
@@ -102,8 +124,97 @@ def article_one(bridge, table=ARTICLE_TABLE):
 
 # ----------------------------------------------------------------- microseg
 
-def microseg(n):
-    return ruleset.full(managed_bridges(n))
+def guest_mac(vmid):
+    """02:00:00:00:64:00 for guest 100 (dataplane.GUEST_MAC), one MAC per vmid."""
+    return f"02:00:00:{vmid >> 8 & 0xff:02x}:{vmid & 0xff:02x}:00"
+
+
+def guest_ipv4(vmid):
+    """10.100.0.100 for guest 100 (what dataplane.py's frames carry)."""
+    return f"10.100.{vmid >> 8}.{vmid & 0xff}"
+
+
+def guest_ipv6(vmid):
+    return f"fd00:100::{vmid:x}:1"
+
+
+def _binding(vmid, kind="tap"):
+    """What policy/bindings.py gives a guest NIC net0 on vnet0 with
+    port-security mac+ip and one known address of each family (the
+    product would add the NIC's EUI-64 link-local too; IPv4 frames never
+    look it up)."""
+    return PortBinding(port=f"{kind}{vmid}i0", vmid=vmid, nic="net0", bridge="vnet0", mode="mac+ip",
+                       mac=guest_mac(vmid), ipv4=(guest_ipv4(vmid),), ipv6=(guest_ipv6(vmid),),
+                       sources=("bench",))
+
+
+def port_bindings(ports=DEFAULT_PORTS):
+    """`ports` bound guest ports: tap100i0 (pktgen's guest: its frames' MAC
+    and source IPv4), tap101i0 (the other guest of vnet0), then fillers
+    tap1000i0, veth1001i0, tap1002i0, ... (VMs and containers alternate),
+    each with its own MAC, IPv4 and IPv6 address.  The fillers' IPv4
+    addresses lie outside vnet0's /24 (it cannot hold thousands), as if on
+    other VNets: the bind sets are node-wide, keyed by port, not bridge."""
+    ports = DEFAULT_PORTS if ports is None else ports
+    out = [_binding(GUEST_VMID), _binding(GUEST2_VMID)][:max(ports, 1)]
+    out += [_binding(FILLER_VMID + i, "veth" if i % 2 else "tap") for i in range(max(ports - 2, 0))]
+    return out
+
+
+def microseg(n, ports=DEFAULT_PORTS):
+    return ruleset.full(managed_bridges(n), port_bindings(ports))
+
+
+def microseg_ps_off(n):
+    """The product with `port-security: off` on every bridge (no guest-bind
+    jump; policy/bindings.py makes no binding for such bridges): the same
+    version's ruleset without port security."""
+    return ruleset.full([dataclasses.replace(b, port_security="off") for b in managed_bridges(n)])
+
+
+# ------------------------------------------- microseg as released in 0.2.0
+
+def legacy_package(commit=LEGACY_COMMIT):
+    """The package lib/pve_microseg of `commit`, imported as
+    pve_microseg_<commit> (its relative imports stay inside it); extracted
+    with `git archive` into a cache directory under $TMPDIR on first use
+    (run.py does that on the host before the guest boots)."""
+    name = f"pve_microseg_{commit}"
+    if name in sys.modules:
+        return sys.modules[name]
+    root = os.path.join(tempfile.gettempdir(), f"pve-microseg-bench-{commit}")
+    pkg = os.path.join(root, "lib", "pve_microseg")
+    if not os.path.exists(os.path.join(pkg, "__init__.py")):
+        tmp = tempfile.mkdtemp(prefix=f"pve-microseg-bench-{commit}.")
+        archive = subprocess.run(["git", "-C", os.path.dirname(HERE), "archive", commit, "lib/pve_microseg"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        try:
+            os.rename(tmp, root)
+        except OSError:         # extracted meanwhile by another process
+            subprocess.run(["rm", "-rf", tmp])
+    spec = importlib.util.spec_from_file_location(name, os.path.join(pkg, "__init__.py"),
+                                                  submodule_search_locations=[pkg])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def legacy_ruleset(commit=LEGACY_COMMIT):
+    """(ruleset module, model module) of the legacy package (0.2.0: flat layout)."""
+    name = legacy_package(commit).__name__
+    return importlib.import_module(f"{name}.ruleset"), importlib.import_module(f"{name}.model")
+
+
+def microseg_020(n):
+    """ruleset.full(bridges) of 0.2.0, with its own model classes."""
+    rs, model = legacy_ruleset()
+    out = []
+    for b in managed_bridges(n):
+        gw = model.Gateway(macs=b.gateway.macs, ipv4=b.gateway.ipv4, ipv6=b.gateway.ipv6)
+        out.append(model.ManagedBridge(name=b.name, gateway=gw, vnet=b.vnet, subnets=b.subnets))
+    return rs.full(out)
 
 
 # ------------------------------------------------------ microseg prototype
@@ -157,8 +268,8 @@ def without_anonymous_sets(transaction):
     return {"nftables": out}
 
 
-def microseg_noanon(n):
-    return without_anonymous_sets(microseg(n))
+def microseg_noanon(n, ports=DEFAULT_PORTS):
+    return without_anonymous_sets(microseg(n, ports))
 
 
 def count_anonymous_sets(transaction):
@@ -334,18 +445,25 @@ def _guest_set_as_tap_prefix(tr):
     return tr
 
 
+# name -> builder(n, ports): ports = how many guest ports are bound, for the
+# designs in PORT_DESIGNS (the others ignore it: they bind no port)
 JSON_DESIGNS = {
     "microseg": microseg,
-    "microseg-noanon": microseg_noanon,
-    "microseg-proto": microseg_proto,
-    "microseg-proto-prefix": lambda n: microseg_proto(n, "prefix"),
+    "microseg-0.2.0": lambda n, ports=None: microseg_020(n),
+    "microseg-ps-off": lambda n, ports=None: microseg_ps_off(n),
+    "microseg-noanon": lambda n, ports=DEFAULT_PORTS: microseg_noanon(n, ports),
+    # the prototypes predate port security: compare them with microseg-0.2.0
+    "microseg-proto": lambda n, ports=None: microseg_proto(n),
+    "microseg-proto-prefix": lambda n, ports=None: microseg_proto(n, "prefix"),
     # ablations (cost attribution only; not complete rulesets)
-    "abl-skeleton": lambda n: _drop_elements(_drop_elements(microseg(n), ruleset.FORWARD_MAP),
-                                             ruleset.PREROUTING_MAP),
-    "abl-pre-only": lambda n: _drop_elements(microseg(n), ruleset.FORWARD_MAP),
-    "abl-fwd-only": lambda n: _drop_elements(microseg(n), ruleset.PREROUTING_MAP),
-    "abl-tap-prefix": lambda n: _guest_set_as_tap_prefix(microseg(n)),
+    "abl-skeleton": lambda n, ports=DEFAULT_PORTS: _drop_elements(
+        _drop_elements(microseg(n, ports), ruleset.FORWARD_MAP), ruleset.PREROUTING_MAP),
+    "abl-pre-only": lambda n, ports=DEFAULT_PORTS: _drop_elements(microseg(n, ports), ruleset.FORWARD_MAP),
+    "abl-fwd-only": lambda n, ports=DEFAULT_PORTS: _drop_elements(microseg(n, ports), ruleset.PREROUTING_MAP),
+    "abl-tap-prefix": lambda n, ports=DEFAULT_PORTS: _guest_set_as_tap_prefix(microseg(n, ports)),
 }
+PORT_DESIGNS = {"microseg", "microseg-noanon", "abl-skeleton", "abl-pre-only", "abl-fwd-only",
+                "abl-tap-prefix"}
 
 
 # ------------------------------------------------- per-rule cost probes

@@ -151,10 +151,12 @@ def _mark_without_nft(env):
     """Where nft cannot load bridge rules (the host), record the decision a
     previous run would have left, so the decided / changed paths can be timed."""
     from pve_microseg.flows import reconcile
-    from pve_microseg.edges import state
+    from pve_microseg.edges import node, state
     paths = _paths(env)
-    source = reconcile.read(paths)
+    source = reconcile.read(paths, here=node.local_node(paths, env))    # as the hook reads it
     state.record(paths, source.bridges, source.stamp)
+    if source.bindings is not None:     # else the next run rebinds the ports (since 0.3.0)
+        state.record_bindings(paths, source.bindings)
 
 
 def _markers_present(env):

@@ -26,17 +26,33 @@ def _med(v):
     return statistics.median(v) if v else None
 
 
-def dataplane_stats(dp):
-    """{(n, case, design): {pps, ratio, rmin, rmax, rounds, delivered}}"""
+# pairs of designs whose pps ratio (same round) the table shows in a column of its own
+VERSUS = (("microseg", "microseg-0.2.0"), ("microseg", "microseg-ps-off"))
+
+
+def _samples(dp):
+    """{(n, ports, case, design): {round: sample}}; ports is None for a design
+    that binds no port (and in results from before --ports)."""
     by = {}
     for s in dp["samples"]:
-        by.setdefault((s["n"], s["case"], s["design"]), {})[s["round"]] = s
+        by.setdefault((s["n"], s.get("ports"), s["case"], s["design"]), {})[s["round"]] = s
+    return by
+
+
+def _get(d, n, p, case, design):
+    """A (n, ports, case, design) entry; a design without ports stands for every P."""
+    return d.get((n, p, case, design), d.get((n, None, case, design)))
+
+
+def dataplane_stats(dp):
+    """{(n, ports, case, design): {pps, ratio, rmin, rmax, rounds, delivered}}"""
+    by = _samples(dp)
     out = {}
-    for (n, case, d), rounds in by.items():
-        base = by.get((n, case, "none"), {})
+    for (n, p, case, d), rounds in by.items():
+        base = by.get((n, None, case, "none"), {})
         ratios = [rounds[r]["pps"] / base[r]["pps"] for r in rounds if r in base and base[r]["pps"]]
         inj = sum(s["injected"] for s in rounds.values())
-        out[(n, case, d)] = {
+        out[(n, p, case, d)] = {
             "pps": _med([s["pps"] for s in rounds.values()]),
             "pps_min": min(s["pps"] for s in rounds.values()),
             "pps_max": max(s["pps"] for s in rounds.values()),
@@ -55,29 +71,52 @@ def source_note(meta):
             + f", ruleset.py sha1 {src['ruleset_sha1']}.")
 
 
+def _versus(by, n, p, case, a, b):
+    """Median over rounds of pps(a) / pps(b), and min, max."""
+    ra, rb = _get(by, n, p, case, a) or {}, _get(by, n, p, case, b) or {}
+    v = [ra[r]["pps"] / rb[r]["pps"] for r in ra if r in rb and rb[r]["pps"]]
+    return (_med(v), min(v), max(v)) if v else None
+
+
+def _rows(dp):
+    """(n, ports) of the table's rows: P only where some design binds ports."""
+    ports = dp["meta"].get("ports") if dp["meta"].get("port_designs") else None
+    return [(n, p) for n in dp["meta"]["ns"] for p in (ports or [None])]
+
+
 def dataplane_table(dp, title):
     st = dataplane_stats(dp)
-    ns = dp["meta"]["ns"]
+    by = _samples(dp)
+    rows = _rows(dp)
+    with_p = any(p is not None for _, p in rows)
     ds = [d for d in dp["meta"]["designs"] if not d.startswith(("probe-", "abl-"))]
     ds += [d for d in dp["meta"]["designs"] if d.startswith("abl-")]
-    cases = sorted({c for (_, c, _) in st})
-    failed = {(l["design"], l["n"]): l["error"] for l in dp["load"] if not l["ok"]}
-    skipped = {(s["design"], s["n"]): s["why"] for s in dp.get("skipped", [])}
+    vs = [(a, b) for a, b in VERSUS if a in ds and b in ds]
+    cases = sorted({c for (_, _, c, _) in st})
+    failed = {(l["design"], l["n"], l.get("ports")): l["error"] for l in dp["load"] if not l["ok"]}
+    skipped = {(s["design"], s["n"], s.get("ports")): s["why"] for s in dp.get("skipped", [])}
     lines = [f"#### {title}", "",
              f"{dp['meta']['pktgen']}; {dp['meta']['rounds']} rounds × {dp['meta']['duration_s']} s "
              f"per measurement; cell = median pps (ratio to `none` in the same round: median "
              f"[min–max]); kernel {dp['meta']['kernel']}, {dp['meta']['cpus']} vCPU."
              + source_note(dp["meta"]), ""]
-    lines.append("| case | N | " + " | ".join(ds) + " |")
-    lines.append("|---|---:|" + "---:|" * len(ds))
+    if with_p:
+        lines[-2] += (f" P = bound guest ports (port security) of {', '.join(dp['meta']['port_designs'])};"
+                      " the other designs bind none: one measurement per N.")
+    for a, b in vs:
+        lines[-2] += f" `{a} / {b}`: pps ratio of the two in the same round (median [min–max])."
+    lines.append("| case | N | " + ("P | " if with_p else "") + " | ".join(ds)
+                 + "".join(f" | {a} / {b}" for a, b in vs) + " |")
+    lines.append("|---|---:|" + ("---:|" if with_p else "") + "---:|" * (len(ds) + len(vs)))
     for case in cases:
-        for n in ns:
+        for n, p in rows:
             cells = []
             for d in ds:
-                s = st.get((n, case, d))
+                s = _get(st, n, p, case, d)
                 if s is None:
-                    why = failed.get((d, n)) or skipped.get((d, n))
-                    cells.append("cannot load" if (d, n) in failed else ("not run" if why else "–"))
+                    bad = failed.get((d, n, p)) or failed.get((d, n, None))
+                    why = skipped.get((d, n, p)) or skipped.get((d, n, None))
+                    cells.append("cannot load" if bad else ("not run" if why else "–"))
                     continue
                 cell = _fmt_pps(s["pps"])
                 if d != "none" and s["ratio"] is not None:
@@ -90,13 +129,25 @@ def dataplane_table(dp, title):
                 if s["delivered"] is not None and s["delivered"] < 0.5:
                     cell += " drop"
                 cells.append(cell)
-            lines.append(f"| {CASE_TITLES.get(case, case)} | {n} | " + " | ".join(cells) + " |")
+            for a, b in vs:
+                v = _versus(by, n, p, case, a, b)
+                cells.append("–" if v is None else f"{v[0]:.2f}" + (
+                    f" [{v[1]:.2f}–{v[2]:.2f}]" if v[2] - v[1] >= 0.005 else ""))
+            lines.append(f"| {CASE_TITLES.get(case, case)} | {n} | " + (f"{p} | " if with_p else "")
+                         + " | ".join(cells) + " |")
     lines.append("")
     notes = []
-    for (d, n), why in sorted(failed.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        notes.append(f"- {d}, N={n}: the kernel refused the ruleset: `{why}`")
-    for (d, n), why in sorted(skipped.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        notes.append(f"- {d}, N={n}: not loaded ({why})")
+
+    def where(d, n, p):
+        return f"{d}, N={n}" + ("" if p is None else f", P={p}")
+    order = lambda kv: (kv[0][1], kv[0][0], kv[0][2] or 0)  # noqa: E731
+    for (d, n, p), why in sorted(failed.items(), key=order):
+        notes.append(f"- {where(d, n, p)}: the kernel refused the ruleset: `{why}`")
+    seen = set()
+    for (d, n, p), why in sorted(skipped.items(), key=order):
+        if (d, n, why) not in seen:
+            seen.add((d, n, why))
+            notes.append(f"- {d}, N={n}: not loaded ({why})")
     lim = dp.get("article_limit")
     if lim:
         notes.append(f"- article, one transaction per bridge (as its if-up.d scripts deploy it): "
@@ -110,19 +161,22 @@ def load_table(dp, title):
     for l in dp["load"]:
         if l["design"].startswith("probe-"):
             continue
-        recs.setdefault((l["n"], l["design"]), []).append(l)
-    ns = dp["meta"]["ns"]
+        recs.setdefault((l["n"], l.get("ports"), l["design"]), []).append(l)
+    rows = _rows(dp)
+    with_p = any(p is not None for _, p in rows)
     ds = [d for d in dp["meta"]["designs"] if d != "none" and not d.startswith(("probe-", "abl-"))]
     lines = [f"#### {title}", "",
              "One transaction into an empty network namespace (article: `nft -f` text through "
              "libnftables; microseg: `Nft().run(ruleset.full(...))`, what `pve-microseg apply` "
              "does); median seconds (number of loads); anon = anonymous sets the transaction "
-             "creates.", "",
-             "| N | " + " | ".join(ds) + " |", "|---:|" + "---:|" * len(ds)]
-    for n in ns:
+             "creates." + (" P = bound guest ports (designs without port security: the same "
+                           "loads in every P row)." if with_p else ""), "",
+             "| N | " + ("P | " if with_p else "") + " | ".join(ds) + " |",
+             "|---:|" + ("---:|" if with_p else "") + "---:|" * len(ds)]
+    for n, p in rows:
         cells = []
         for d in ds:
-            v = recs.get((n, d))
+            v = recs.get((n, p, d)) or recs.get((n, None, d))
             if not v:
                 skipped = [s for s in dp.get("skipped", []) if s["design"] == d and s["n"] == n]
                 cells.append("not loaded" if skipped else "–")
@@ -132,7 +186,7 @@ def load_table(dp, title):
                 cells.append(f"{_med(ok):.2f} s ({len(ok)}; anon {v[0].get('anon_sets', '?')})")
             else:
                 cells.append(f"FAILS after {v[0]['load_s']:.1f} s")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append(f"| {n} | " + (f"{p} | " if with_p else "") + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,8 @@
 
     /usr/bin/python3 bench/run.py            # full run (~1 h on a 2-core machine)
     /usr/bin/python3 bench/run.py --quick    # smoke run, a few minutes
+    /usr/bin/python3 bench/run.py --profile portsec --only icount
+                                    # port security: 0.3.0 vs 0.2.0, P bound ports (~16 min)
 
 Writes bench/results/<date>.json and .md.  Needs root and what
 tests/guest/run-in-guest.sh needs (qemu-system-x86, busybox-static, kmod,
@@ -41,29 +43,36 @@ PY = "/usr/bin/python3"
 
 FULL = {
     "hooks_host": "--reps 40 --bridges 500",
-    "dp_wall": "--ns 1,100,1000,4094 --designs none,article,microseg --rounds 5 --duration 1.0",
+    "dp_wall": "--ns 1,100,1000,4094 --designs none,article,microseg,microseg-0.2.0 --rounds 5 --duration 1.0",
     "hooks_guest": "--reps 10 --bridges 500 --first-reps 3",
     "ifupdown": "--bridges 500 --reps 1 --reloads 1 --ifdown-bridges 20",
-    "dp_icount": ("--ns 1,100,1000,4094 --designs none,article,microseg,"
-                  "microseg-proto-prefix --rounds 2 --duration 0.3 --article-limit-max 0 "
+    "dp_icount": ("--ns 1,100,1000,4094 --ports 10,4000 --designs none,article,microseg,"
+                  "microseg-0.2.0,microseg-proto-prefix --rounds 2 --duration 0.3 --article-limit-max 0 "
                   "--article-max-n 1024 --no-extra-bridges"),
     "dp_probes": "--ns 1 --rounds 1 --duration 0.3 --article-limit-max 0 --no-extra-bridges",
-    "dp_veth": ("--ns 1,1000 --designs none,article,microseg,microseg-proto-prefix --rounds 1 "
-                "--duration 0.3 --article-limit-max 0 --inject veth"),
+    "dp_veth": ("--ns 1,1000 --designs none,article,microseg,microseg-0.2.0,microseg-proto-prefix "
+                "--rounds 1 --duration 0.3 --article-limit-max 0 --inject veth"),
     "timeout_wall": 3600, "timeout_icount": 3600, "mem_icount": "4G",
 }
 QUICK = {
     "hooks_host": "--reps 5 --bridges 20",
-    "dp_wall": ("--ns 1,20 --designs none,article,microseg --rounds 2 --duration 0.3 "
+    "dp_wall": ("--ns 1,20 --designs none,article,microseg,microseg-0.2.0 --rounds 2 --duration 0.3 "
                 "--article-limit-max 0 --no-extra-bridges"),
     "hooks_guest": "--reps 2 --bridges 20 --first-reps 1",
     "ifupdown": "--bridges 10 --reps 1 --reloads 1 --ifdown-bridges 0",
-    "dp_icount": ("--ns 1,20 --designs none,article,microseg,microseg-proto-prefix --rounds 1 "
-                  "--duration 0.1 --article-limit-max 0 --no-extra-bridges"),
+    "dp_icount": ("--ns 1,20 --ports 10,100 --designs none,article,microseg,microseg-0.2.0,"
+                  "microseg-proto-prefix --rounds 1 --duration 0.1 --article-limit-max 0 --no-extra-bridges"),
     "dp_probes": None,
     "dp_veth": None,
     "timeout_wall": 900, "timeout_icount": 900, "mem_icount": "3G",
 }
+# Port security (0.3.0) against the ruleset of 0.2.0, on the deterministic
+# clock only: P bound guest ports, the fewest N that show whether it is flat
+PORTSEC = dict(FULL, dp_icount=(
+    "--ns 1,4094 --ports 10,1000,4000 --designs none,article,microseg,microseg-ps-off,microseg-0.2.0 "
+    "--rounds 3 --duration 0.3 --article-limit-max 0 --article-max-n 1024 --no-extra-bridges"),
+    dp_probes=None, dp_veth=None, timeout_icount=3000)
+PROFILES = {"full": FULL, "quick": QUICK, "portsec": PORTSEC}
 PARTS = ("hooks-host", "wall", "icount")
 
 
@@ -96,7 +105,10 @@ def in_guest(script, commands, rwdir, timeout, icount=False, mem="3G"):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny N, short durations (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="tiny N, short durations (smoke test); "
+                    "same as --profile quick")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="full",
+                    help="which arguments the parts run with (the dicts at the top of this file)")
     ap.add_argument("--only", help=f"run only these parts ({', '.join(PARTS)})")
     ap.add_argument("--skip", default="", help="skip these parts")
     ap.add_argument("--guest-script", default=os.environ.get("BENCH_GUEST_SCRIPT", GUEST_SCRIPT),
@@ -108,7 +120,9 @@ def main():
     ap.add_argument("--reuse", metavar="JSON",
                     help="start from this results file: parts not run now keep its results")
     args = ap.parse_args()
-    cfg = QUICK if args.quick else FULL
+    if args.quick:
+        args.profile = "quick"
+    cfg = PROFILES[args.profile]
     parts = set(args.only.split(",")) if args.only else set(PARTS)
     parts -= set(filter(None, args.skip.split(",")))
     unknown = parts - set(PARTS)
@@ -121,7 +135,8 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     rw = tempfile.mkdtemp(prefix="pve-microseg-bench-")
     os.chmod(rw, 0o755)
-    results = {"meta": {"date": date, "quick": args.quick, "host": f"{platform.node()} "
+    results = {"meta": {"date": date, "quick": args.quick, "profile": args.profile,
+                        "host": f"{platform.node()} "
                         f"({platform.release()}, {os.cpu_count()} CPUs)",
                         "command": " ".join([PY, "bench/run.py"] + sys.argv[1:]),
                         "guest_script": os.path.relpath(args.guest_script, REPO),
@@ -130,6 +145,7 @@ def main():
                         "config": {k: v for k, v in cfg.items()}},
                "errors": {}}
     t_start = time.monotonic()
+    designs.legacy_package()    # extract the 0.2.0 ruleset now: the guest finds it under /tmp
 
     if "hooks-host" in parts:
         log("hooks on this machine")
@@ -215,7 +231,7 @@ def main():
         collect(tuple(names) + (hook_results if hooks_clock == "icount" else ()))
 
     results["meta"]["elapsed_s"] = time.monotonic() - t_start
-    base = os.path.join(args.out_dir, date + ("-quick" if args.quick else ""))
+    base = os.path.join(args.out_dir, date + ("" if args.profile == "full" else f"-{args.profile}"))
     with open(base + ".json", "w") as f:
         json.dump(results, f, indent=1)
     md = report.render(results)
