@@ -116,11 +116,15 @@ def test_binding_takes_a_mac_or_address_away_from_a_stale_port(node):
     stale_mac = {"concat": ["tap102i0", "bc:24:11:00:00:01"]}
     stale_ip = {"concat": ["tap102i0", "10.101.0.5"]}
     keep = {"concat": ["tap102i0", "10.101.0.6"]}
-    nft = KernelSets({"bind-mac": [stale_mac], "bind-ip4": [stale_ip, keep], "bind-ip6": []})
+    # the fast path's (port . MAC . address): gone when either part is taken
+    stale_fast = {"concat": ["tap102i0", "bc:24:11:00:00:02", "10.101.0.5"]}
+    keep_fast = {"concat": ["tap102i0", "bc:24:11:00:00:02", "10.101.0.6"]}
+    nft = KernelSets({"bind-mac": [stale_mac], "bind-ip4": [stale_ip, keep], "bind-ip6": [],
+                      "bind-fast4": [stale_fast, keep_fast]})
     ports.change(node.paths, nft, "bind", ["tap101i0"], node.env)
     deleted = {c["delete"]["element"]["name"]: c["delete"]["element"]["elem"]
                for c in nft.transactions[0]["nftables"] if "delete" in c}
-    assert deleted == {"bind-mac": [stale_mac], "bind-ip4": [stale_ip]}
+    assert deleted == {"bind-mac": [stale_mac], "bind-ip4": [stale_ip], "bind-fast4": [stale_fast]}
 
 
 def test_a_binding_that_cannot_be_decided_closes_the_port(node):

@@ -237,3 +237,21 @@ def test_only_plain_bridges_cost_a_vlan_lookup():
     t = ruleset.full([vnet])
     assert len(rules_of(t, "prerouting")) == 1 and len(rules_of(t, "forward")) == 1
     assert not [c for c in commands(t, "add", "element") if c["name"].endswith("-vlan")]
+
+
+def test_a_bound_ip_source_leaves_guest_bind_after_one_lookup():
+    from pve_microseg.model.binding import PortBinding
+    b = PortBinding(port="tap101i0", mac="bc:24:11:00:00:01", ipv4=("10.0.0.5",), ipv6=("fe80::1",),
+                    vmid=101, nic="net0", bridge="vnet1", mode="mac+ip")
+    t = ruleset.full([bridge()], [b])
+    first = rules_of(t, "guest-bind")[:2]
+    assert [r["expr"][-1] for r in first] == [{"return": None}, {"return": None}]
+    assert first[0]["expr"][0]["match"]["right"] == "@bind-fast4"
+    elems = {c["name"]: c["elem"] for c in commands(t, "add", "element") if c["name"].startswith("bind-fast")}
+    assert elems == {"bind-fast4": [{"concat": ["tap101i0", "bc:24:11:00:00:01", "10.0.0.5"]}],
+                     "bind-fast6": [{"concat": ["tap101i0", "bc:24:11:00:00:01", "fe80::1"]}]}
+    # a port whose MAC or addresses go unchecked has no fast path: the full checks apply
+    any_ip = PortBinding(port="tap102i0", mac="bc:24:11:00:00:02", ipv4=None, ipv6=None,
+                         vmid=102, nic="net0", bridge="vnet1", mode="mac")
+    assert not [c for c in commands(ruleset.full([bridge()], [any_ip]), "add", "element")
+                if c["name"].startswith("bind-fast")]

@@ -62,11 +62,10 @@ def _to_remove(loaded, names, new):
     """The elements to delete: every element of these ports, and any other
     port's element naming a MAC or address that a new binding takes (a
     stale binding never keeps what another guest was just given)."""
-    taken = set()
-    for name, elems in ruleset.bindings_elements(new).items():
-        taken |= {(name, ruleset.element_value(e)) for e in elems if ruleset.element_value(e) is not None}
+    taken = {v for elems in ruleset.bindings_elements(new).values() for e in elems
+             for v in ruleset.element_values(e)}
     return {name: [e for e in elems if ruleset.element_port(e) in names
-                   or (name, ruleset.element_value(e)) in taken]
+                   or taken.intersection(ruleset.element_values(e))]
             for name, elems in loaded.items()}
 
 

@@ -59,10 +59,13 @@ GUEST_BIND_CHAIN = "guest-bind"        # port security: a guest port sends only 
 # O(1) lookup per check whatever the number of bound ports (an interval set
 # here, able to hold "any" as a range, cost per lookup in proportion to its
 # size: bench/README.md).
+# The fast path: (port . MAC . address) of every bound source, so that an IP
+# packet from a bound MAC and address leaves guest-bind after one lookup.
 BIND_MAC, BIND_IP4, BIND_IP6 = "bind-mac", "bind-ip4", "bind-ip6"
 ANY_MAC, ANY_IP4, ANY_IP6 = "bind-any-mac", "bind-any-ip4", "bind-any-ip6"
+FAST_IP4, FAST_IP6 = "bind-fast4", "bind-fast6"
 _ANY_SET = {BIND_MAC: ANY_MAC, BIND_IP4: ANY_IP4, BIND_IP6: ANY_IP6}
-BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6, ANY_MAC, ANY_IP4, ANY_IP6)
+BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6, ANY_MAC, ANY_IP4, ANY_IP6, FAST_IP4, FAST_IP6)
 PRIORITY = -200
 
 
@@ -138,6 +141,8 @@ def skeleton():
         base.append({"add": {"set": _t(name=name, type=["ifname", kind])}})
     for name in (ANY_MAC, ANY_IP4, ANY_IP6):
         base.append({"add": {"set": _t(name=name, type="ifname")}})
+    for name, kind in ((FAST_IP4, "ipv4_addr"), (FAST_IP6, "ipv6_addr")):
+        base.append({"add": {"set": _t(name=name, type=["ifname", "ether_addr", kind])}})
     for name, hook in (("prerouting", "prerouting"), ("forward", "forward")):
         base.append({"add": {"chain": _t(name=name, type="filter", hook=hook,
                                          prio=PRIORITY, policy="accept")}})
@@ -190,8 +195,18 @@ def _bind_rules():
     """guest-bind: a guest port sends only with its NIC's MAC and, with
     mac+ip, from its NIC's addresses; a port without a binding sends nothing.
     Address-less requests (DHCP, ARP probes, IPv6 duplicate address
-    detection) pass: they claim no address."""
+    detection) pass: they claim no address.  First the fast path: an IP
+    packet whose port, MAC and source address are bound together returns
+    after one lookup (the checks below would all pass it)."""
     return [
+        _rule(GUEST_BIND_CHAIN, [_match({"concat": [_meta("iifname"), _payload("ether", "saddr"),
+                                                    _payload("ip", "saddr")]}, f"@{FAST_IP4}"),
+                                 {"return": None}],
+              "a bound MAC and IPv4 source (one lookup)"),
+        _rule(GUEST_BIND_CHAIN, [_match({"concat": [_meta("iifname"), _payload("ether", "saddr"),
+                                                    _payload("ip6", "saddr")]}, f"@{FAST_IP6}"),
+                                 {"return": None}],
+              "a bound MAC and IPv6 source (one lookup)"),
         _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("ether", "saddr")) + _DROP,
               "guest sends with a MAC that is not its NIC's (port security)"),
         # A VLAN tag (802.1Q/802.1ad, even VLAN 0) would hide the packet from
@@ -230,6 +245,9 @@ def _elements(binding):
     for name, values in ((BIND_MAC, mac), (BIND_IP4, binding.ipv4), (BIND_IP6, binding.ipv6)):
         out[name] = [] if values is None else [{"concat": [port, str(v)]} for v in values]
         out[_ANY_SET[name]] = [port] if values is None else []
+    for name, values in ((FAST_IP4, binding.ipv4), (FAST_IP6, binding.ipv6)):
+        out[name] = [] if binding.mac is None or values is None else \
+            [{"concat": [port, binding.mac, str(v)]} for v in values]
     return out
 
 
@@ -257,11 +275,11 @@ def element_port(elem):
     return elem["concat"][0] if isinstance(elem, dict) and "concat" in elem else None
 
 
-def element_value(elem):
-    """The MAC or address of a bind-* set element, None for a bind-any-* one."""
-    if not (isinstance(elem, dict) and "concat" in elem) or not isinstance(elem["concat"][1], str):
-        return None
-    return elem["concat"][1]
+def element_values(elem):
+    """The MAC and/or address a bind-* set element names (none for bind-any-*)."""
+    if not (isinstance(elem, dict) and "concat" in elem):
+        return ()
+    return tuple(v for v in elem["concat"][1:] if isinstance(v, str))
 
 
 def bindings(port_bindings):
