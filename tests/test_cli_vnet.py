@@ -153,3 +153,28 @@ def test_disable_without_record_refuses_to_leave_a_dropping_vnet(cluster, capsys
     assert run(cluster, "disable", "web")[0] == 1
     assert "no record" in capsys.readouterr().err
     assert "pve-microseg: guests-to-gateway" in vnet_fw(cluster)
+
+
+def test_apply_under_the_sdn_lock_changes_nothing_and_says_why(cluster, capsys):
+    """PVE 9: while someone holds the global SDN lock (/etc/pve/sdn/.lock),
+    an SDN apply without its token fails; enable --apply says so first."""
+    cluster.write("sdn/.lock", "token-of-someone-else\n")
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
+    err = capsys.readouterr().err
+    assert rc == 8 and "the SDN configuration is locked" in err and "nothing was changed" in err
+    assert vnet_fw(cluster) is None
+    assert "web" not in ((cluster.pve / "microseg.yaml").read_text() if (cluster.pve / "microseg.yaml").exists() else "")
+
+
+def test_the_sdn_lock_taken_during_the_run_is_named_and_the_run_undone(cluster, tmp_path, capsys):
+    wrapper = tmp_path / "pvesh-locking"
+    wrapper.write_text(f"""#!/bin/sh
+[ "$1" = set ] && [ "$2" = /cluster/sdn ] && echo other > {cluster.pve}/sdn/.lock
+exec {PVESH} "$@"
+""")
+    wrapper.chmod(0o755)
+    cluster.env["PVE_MICROSEG_PVESH"] = str(wrapper)
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
+    err = capsys.readouterr().err
+    assert rc != 0 and "the SDN configuration is locked" in err and "invalid lock token provided!" in err
+    assert vnet_fw(cluster) is None

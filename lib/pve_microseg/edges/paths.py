@@ -59,6 +59,11 @@ class Paths:
         return self.pve_dir / "sdn" / "vnets.cfg"
 
     @property
+    def sdn_lock(self):
+        """Present while someone holds the global SDN lock (its token): PVE 9."""
+        return self.pve_dir / "sdn" / ".lock"
+
+    @property
     def sdn_zones(self):
         return self.pve_dir / "sdn" / "zones.cfg"
 

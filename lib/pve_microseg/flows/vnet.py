@@ -6,7 +6,7 @@ this module reads the cluster, calls pvesh and edits microseg.yaml.
 """
 
 from ..edges import cluster, pmxcfs, pveconf
-from ..model.errors import ConfigError, MicrosegError, PrerequisiteError, RolledBack
+from ..model.errors import ConfigError, MicrosegError, PrerequisiteError, PveshError, RolledBack
 from ..parse import addresses
 from ..policy import vnetfw, yamledit
 from . import configedit
@@ -28,8 +28,21 @@ def prerequisites(paths, vnet, enable_datacenter=False, lockout_confirmed=False)
                         enable_datacenter=enable_datacenter, lockout_confirmed=lockout_confirmed)
 
 
+# PVE 9's global SDN lock (PUT /cluster/sdn/lock): while /etc/pve/sdn/.lock
+# holds a token, an SDN apply without it fails with "invalid lock token
+# provided!" (pve-network src/PVE/Network/SDN.pm, lock_sdn_config); we never take it.
+_SDN_LOCKED = ("the SDN configuration is locked ({lock} exists: an SDN edit in progress through the "
+               "API or the GUI holds the global SDN lock); apply the SDN when it is released "
+               "(pvesh set /cluster/sdn), or run again then")
+
+
 def _apply_sdn(pvesh, report):
-    res = pvesh.set("/cluster/sdn")
+    try:
+        res = pvesh.set("/cluster/sdn")
+    except PveshError as e:
+        if "invalid lock token" in str(e):
+            raise PveshError(_SDN_LOCKED.format(lock="/etc/pve/sdn/.lock") + f" [{e}]") from None
+        raise
     if res is None:                   # dry run
         report.append("the SDN apply (pvesh set /cluster/sdn) would run; it applies every pending SDN "
                       "change and a pending /etc/network/interfaces.new on each node")
@@ -99,6 +112,8 @@ def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enabl
     pre = prerequisites(paths, vnet, enable_datacenter, lockout_confirmed)
     if apply_sdn:
         pre = pre.without(vnetfw.Need.NOT_APPLIED)
+        if paths.sdn_lock.exists():
+            raise PrerequisiteError(_SDN_LOCKED.format(lock=paths.sdn_lock) + "; nothing was changed")
     if pre.problems:
         raise PrerequisiteError("nothing was changed:\n" + "\n".join(
             f"  - {p.what}\n    fix: {p.how}" for p in pre.problems))
