@@ -271,3 +271,24 @@ def test_unreadable_guests_do_not_stop_the_bridges_rules(fake_node, fake_nft):
     reconcile.hook_up(n.paths, "vnet0", fake_nft, lg, env)
     assert set(state.applied(n.paths)) == {"vnet0"}               # vnet1 removed: the new config applies
     assert "invalid configuration" not in lg.stream.text and "port bindings not rebuilt" in lg.stream.text
+
+
+def test_hook_up_replaces_a_table_its_update_cannot_build_on(fake_node):
+    """A table left by an older version (0.3.0's interval bind sets) makes the
+    kernel refuse update(): the hook then replaces the whole table, rather
+    than leave a new bridge without rules."""
+    from conftest import FakeNft
+
+    class RefusesUpdates(FakeNft):
+        def run(self, transaction):
+            if not any("delete" in c and "table" in c["delete"] for c in transaction["nftables"]):
+                from pve_microseg.model.errors import NftablesError
+                raise NftablesError("Error: Could not process rule: File exists")
+            super().run(transaction)
+
+    n = node_with_vnet0(fake_node)
+    nft = RefusesUpdates()
+    reconcile.hook_up(n.paths, "vnet0", nft, log())
+    (t,) = nft.transactions
+    assert {"delete": {"table": {"family": "bridge", "name": "pve_microseg"}}} in t["nftables"]
+    assert loaded_bridges(t) == ["vnet0"] and set(state.applied(n.paths)) == {"vnet0"}

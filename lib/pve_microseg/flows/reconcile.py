@@ -6,11 +6,12 @@ one libnftables transaction -> record what is loaded (state).  Only a run
 that loads rules writes state; `show` and `apply --dry-run` change nothing.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..edges import cluster, node, pveconf, state
 from ..model.binding import PortBinding
-from ..model.errors import ConfigError, ExitCode, MicrosegError
+from ..model.errors import ConfigError, ExitCode, MicrosegError, NftablesError
 from ..policy import bindings, plan as planning, protection, ruleset
 from .result import Result
 
@@ -198,8 +199,19 @@ def sync(paths, source, nft_factory):
     rebind = source.bindings is not None and \
         state.loaded_bindings(paths) != [b.to_json() for b in source.bindings]
     if load or removed or rebind:
-        nft_factory().run(ruleset.update(ruleset.vlan_parents(source.bridges), load=load, remove=removed,
-                                         port_bindings=source.bindings if rebind else None))
+        try:
+            nft_factory().run(ruleset.update(ruleset.vlan_parents(source.bridges), load=load, remove=removed,
+                                             port_bindings=source.bindings if rebind else None))
+        except NftablesError:
+            # The table in the kernel is not what update() builds on (one
+            # left by an older version, e.g. 0.3.0's interval bind sets):
+            # replace it whole, every bridge and binding, in one transaction
+            # (bindings unknown and none recorded: every guest port closed).
+            bindings_now = source.bindings if source.bindings is not None else \
+                tuple(PortBinding.from_json(b) for b in state.loaded_bindings(paths) or [])
+            nft_factory().run(ruleset.full(source.bridges, bindings_now))
+            load, rebind = list(source.bridges), True
+            source = dataclasses.replace(source, bindings=tuple(bindings_now))
     state.record(paths, source.bridges, source.stamp)
     if rebind:
         state.record_bindings(paths, source.bindings)
@@ -231,9 +243,10 @@ def hook_up(paths, iface, nft_factory, log, environ=None):
 def hook_down(paths, iface, nft_factory, log):
     """if-down.d: remove the rules of IFACE if any are loaded."""
     with state.locked(paths):
-        if iface in state.applied(paths):
+        applied = state.applied(paths)
+        if iface in applied:
             # a bridge whose record cannot be read counts as plain (its VLAN bridges stay covered)
-            rest = [n for n, b in state.applied(paths).items() if n != iface and (b is None or not b.vnet)]
+            rest = [n for n, b in applied.items() if n != iface and (b is None or not b.vnet)]
             nft_factory().run(ruleset.remove_bridge(iface, sorted(rest)))
             state.unmark_applied(paths, iface)
             log.info(f"{iface}: down, L2 isolation rules removed")

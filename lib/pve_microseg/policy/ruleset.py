@@ -407,15 +407,16 @@ def _vlan_maps(names):
     chain created after the map in the same transaction.  Emptied and
     refilled, never edited: deleting one interval element through the JSON
     interface fails there too."""
+    vlan_maps = ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward"))
     cmds = []
-    for name, base in ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward")):
+    for name, _ in vlan_maps:
         cmds += [{"add": {"map": _t(name=name, type="ifname", map="verdict", flags=["interval"])}},
                  {"flush": {"map": _t(name=name)}}]
     elements = vlan_elements(names)
     cmds += [{"add": {"element": _t(name=m, elem=elems)}} for m, elems in elements.items() if elems]
     if not elements[PREROUTING_VLAN_MAP]:
         return cmds                 # no plain bridge: frames of unmanaged bridges cost one lookup
-    for name, base in ((PREROUTING_VLAN_MAP, "prerouting"), (FORWARD_VLAN_MAP, "forward")):
+    for name, base in vlan_maps:
         cmds.append(_rule(base, [{"vmap": {"key": _meta("ibrname"), "data": f"@{name}"}}],
                           "the <bridge>v<tag> bridges of tagged NICs on managed bridges"))
     return cmds
