@@ -2,7 +2,9 @@
 #
 #   make demo    boot a real kernel under QEMU, simulate a two-node cluster and
 #                show who can reach whom before and after pve-microseg
-#   make check   run every test tier (unit, package, dataplane)
+#                (Debian 12 / PVE 8; RELEASE=trixie for Debian 13 / PVE 9)
+#   make check   run every test tier (unit, package, dataplane) on both
+#                supported releases: Debian 12 (PVE 8) and Debian 13 (PVE 9)
 #   make deb     build dist/pve-microseg_<version>_all.deb
 #
 # Both `demo` and `check` install the Debian packages they need first.
@@ -17,9 +19,17 @@ DEB       := dist/pve-microseg_$(VERSION)_all.deb
 # Debian packages the tests and the demo need (on a fresh Debian 12 machine).
 TEST_DEPS := nftables python3-nftables python3-yaml python3-pytest python3-hypothesis \
              python3-debian qemu-system-x86 busybox-static kmod cpio iproute2 \
-             iputils-ping debhelper dh-python dpkg-dev fakeroot lintian
+             iputils-ping debhelper dh-python dpkg-dev fakeroot lintian \
+             debootstrap xz-utils zstd
 
-.PHONY: all deps check unit dataplane demo deb install clean bench golden
+# Debian 13 (PVE 9) runs from a root file system built once with debootstrap
+# and cached (tests/guest/run-trixie-guest.sh): in a chroot on this kernel for
+# the host tiers, under QEMU with Debian 13's kernel for the dataplane.
+RUN_TRIXIE := tests/guest/run-trixie-guest.sh
+RELEASE   ?= bookworm
+UNIT_TRIXIE := TRIXIE_CHROOT=1 $(RUN_TRIXIE) '/usr/bin/python3 -m pytest -q -p no:cacheprovider tests --ignore=tests/dataplane'
+
+.PHONY: all deps check unit unit-trixie dataplane demo deb install clean bench golden
 
 all: deb
 
@@ -55,14 +65,23 @@ $(DEB): $(PKG_FILES) $(FILE_LIST)
 unit: deps
 	$(PYTHON) -m pytest -q tests --ignore=tests/dataplane
 
+# the host tiers (unit, simulator, package: build + lintian) under Debian 13's
+# Python 3.13, debhelper and lintian; lintian also checks the .deb built here
+unit-trixie: deps deb
+	$(UNIT_TRIXIE)
+
+# DATAPLANE_RELEASES=bookworm or =trixie for one release (CI always runs both)
 dataplane: deps deb
 	$(PYTHON) -m pytest -q tests/dataplane
 
+# Debian 12: every tier, then Debian 13's host tiers (its dataplane ran in the first)
 check: deps deb
 	$(PYTHON) -m pytest tests
+	@echo "== host tiers under Debian 13 (trixie chroot) =="
+	$(UNIT_TRIXIE)
 
 demo: deps deb
-	$(PYTHON) -m tests.dataplane.demo
+	DEMO_RELEASE=$(RELEASE) $(PYTHON) -m tests.dataplane.demo
 
 # after a deliberate change to the rules: rewrite tests/golden/*.nft, then review `git diff tests/golden`
 golden:

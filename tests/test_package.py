@@ -29,8 +29,8 @@ ALLOWED_PREFIXES = (
     "usr/share/man/man8/pve-microseg.8.gz",
     "usr/share/man/man8/pve-microseg-hookscript.8.gz",
     HOOKSCRIPT,
-    "lib/systemd/system/pve-microseg.service",
-    "lib/udev/rules.d/60-pve-microseg.rules",
+    "usr/lib/systemd/system/pve-microseg.service",
+    "usr/lib/udev/rules.d/60-pve-microseg.rules",
     "usr/share/bash-completion/completions/pve-microseg",
 )
 BUILD_TOOLS = ("make", "git", "dpkg-buildpackage", "dpkg-deb", "fakeroot", "dh", "dh_python3")
@@ -228,8 +228,28 @@ def test_lintian_clean(deb):
     assert not tags, "lintian:\n" + r.stdout
 
 
+def test_nothing_under_aliased_lib(members):
+    """Debian 13's lintian rejects files under /lib (E: aliased-location) and
+    dpkg can lose files moved between aliased directories: everything of
+    ours lives under /usr/lib or /etc, whichever debhelper built the package."""
+    assert not [p for p in members if p.split("/", 1)[0] in ("lib", "bin", "sbin", "lib64")]
+
+
+def test_dependencies_installable_from_the_archive(deb):
+    """The Depends resolve against the Debian archive apt is configured with
+    (Debian 12 on the host, Debian 13 in `make unit-trixie`'s chroot), by
+    apt's own resolver: installing the .deb is simulated, nothing changes."""
+    need_tools("apt-get")
+    lists = Path("/var/lib/apt/lists")
+    if not any(lists.glob("*_Packages*")):
+        unavailable("no apt package lists (apt-get update)")
+    r = run("apt-get", "install", "--simulate", "--no-install-recommends", "-q", str(deb))
+    assert r.returncode == 0, f"apt-get install --simulate {deb.name}:\n{r.stdout}{r.stderr}"
+    assert "pve-microseg" in r.stdout
+
+
 def test_boot_unit(extracted):
-    unit = (extracted / "lib/systemd/system/pve-microseg.service").read_text()
+    unit = (extracted / "usr/lib/systemd/system/pve-microseg.service").read_text()
     for line in ("After=pve-cluster.service networking.service", "Before=pve-guests.service",
                  "Type=oneshot", "ExecStart=/usr/sbin/pve-microseg apply", "WantedBy=multi-user.target"):
         assert line in unit
@@ -268,7 +288,7 @@ def test_udev_rule_binds_every_guest_port_and_nothing_else(members, extracted):
     matches them) take tap/veth/fwpr ports of any VMID and NIC, no other
     interface, and it runs the installed CLI with the port's name."""
     import fnmatch
-    rule = "lib/udev/rules.d/60-pve-microseg.rules"
+    rule = "usr/lib/udev/rules.d/60-pve-microseg.rules"
     assert rule in members
     lines = [l for l in (extracted / rule).read_text().splitlines() if l and not l.startswith("#")]
     assert len(lines) == 2

@@ -1,5 +1,6 @@
-"""pytest wiring for the dataplane tier: one QEMU boot per mode, shared by
-all of that mode's checks; the matrix is printed in the terminal summary."""
+"""pytest wiring for the dataplane tier: one QEMU boot per release and mode,
+shared by all of that mode's checks; the matrices are printed in the terminal
+summary."""
 
 import os
 
@@ -7,23 +8,25 @@ import pytest
 
 from . import guest, report
 
-_RUNS = {}          # mode -> guest.Run, or the exception its boot raised
+_RUNS = {}          # (release, mode) -> guest.Run, or the exception its boot raised
 
 
 @pytest.fixture(scope="session")
 def dataplane(tmp_path_factory):
-    """dataplane(mode) -> guest.Run; the guest boots on first use of a mode."""
-    def get(mode):
-        if mode not in _RUNS:
+    """dataplane(release, mode) -> guest.Run; the guest boots on first use."""
+    def get(release, mode):
+        key = (release, mode)
+        if key not in _RUNS:
             try:
-                _RUNS[mode] = guest.boot(mode, tmp_path_factory.mktemp(f"dataplane-{mode}"))[mode]
+                out = tmp_path_factory.mktemp(f"dataplane-{release}-{mode}")
+                _RUNS[key] = guest.boot(mode, out, release=release)[mode]
             except Exception as e:          # remembered: one boot per mode, even when it fails
-                _RUNS[mode] = e
-        run = _RUNS[mode]
+                _RUNS[key] = e
+        run = _RUNS[key]
         if isinstance(run, guest.Unavailable) and not guest.in_ci():
-            pytest.skip(f"dataplane {mode}: {run}")     # under CI=true: a failure, below
+            pytest.skip(f"dataplane {release} {mode}: {run}")     # under CI=true: a failure, below
         if isinstance(run, Exception):
-            pytest.fail(f"dataplane {mode}: {run}", pytrace=False)
+            pytest.fail(f"dataplane {release} {mode}: {run}", pytrace=False)
         return run
     return get
 
@@ -32,13 +35,14 @@ def pytest_terminal_summary(terminalreporter):
     if not _RUNS:
         return
     tr = terminalreporter
-    for mode, run in _RUNS.items():
-        tr.write_sep("=", f"dataplane matrix, mode {mode}")
+    for (release, mode), run in _RUNS.items():
+        tr.write_sep("=", f"dataplane matrix, {guest.RELEASE_NAMES[release]} ({release}), mode {mode}")
         if isinstance(run, Exception):
             tr.write_line(f"not run: {run}")
             continue
         install = run.data.get("install", {})
         debs = " ".join(os.path.basename(d) for d in install.get("debs", []))
+        tr.write_line(f"guest: {run.data.get('system', '-')}; {run.seconds} s")
         tr.write_line(f"guest install: {install.get('method', '-')} {debs}; "
                       f"pve-microseg: {install.get('pve-microseg', 'not installed')}")
         for line in report.matrix_lines(run):

@@ -10,6 +10,7 @@ pve-microseg, writes /etc/pve/microseg.yaml and runs `ifreload -a` on each
 node (what an SDN apply does), and runs every check again.
 """
 
+import os
 import shutil
 import sys
 import tempfile
@@ -110,9 +111,15 @@ def main():
     if warning:
         print(f"WARNING: {warning}")
     out = tempfile.mkdtemp(prefix="pve-microseg-demo-")
-    print("booting the guest (TCG, about 3 minutes)...")
+    release = os.environ.get("DEMO_RELEASE") or "bookworm"
+    if release not in guest.GUEST_SCRIPTS:
+        print(f"RELEASE={release}: expected one of {', '.join(guest.GUEST_SCRIPTS)}")
+        return 2
+    print(f"booting a {guest.RELEASE_NAMES[release]} guest (TCG, about 3 minutes"
+          + (", plus 2-3 minutes to build its root file system the first time" if release == "trixie" else "")
+          + ")...")
     try:
-        runs = guest.boot("none,microseg", out, echo=Progress())
+        runs = guest.boot("none,microseg", out, echo=Progress(), release=release)
     except guest.Unavailable as e:
         print(f"cannot run the demo here: {e}")
         return 2

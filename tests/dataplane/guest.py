@@ -14,6 +14,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_IN_GUEST = REPO / "tests" / "guest" / "run-in-guest.sh"
+# The releases the dataplane runs on: Debian 12 (Proxmox VE 8) boots Debian 12's
+# kernel on this machine's own root file system; Debian 13 (Proxmox VE 9) boots
+# Debian 13's kernel on a Debian 13 root file system built once and cached.
+GUEST_SCRIPTS = {
+    "bookworm": RUN_IN_GUEST,
+    "trixie": REPO / "tests" / "guest" / "run-trixie-guest.sh",
+}
+RELEASE_NAMES = {"bookworm": "Debian 12 / Proxmox VE 8", "trixie": "Debian 13 / Proxmox VE 9"}
 PYTHON = "/usr/bin/python3"
 EXIT_SKIP = 77          # run-in-guest.sh: prerequisites missing (never under CI=true)
 EXIT_NO_PACKAGE = 3     # scenario.py: nothing to install for mode microseg
@@ -33,6 +41,17 @@ def install_how():
     if how not in ("deb", "source", "auto"):
         raise ValueError(f"DATAPLANE_INSTALL={how}: expected deb, source or auto")
     return how
+
+
+def releases():
+    """DATAPLANE_RELEASES=bookworm,trixie (the default: both); under CI always both."""
+    if in_ci():
+        return list(GUEST_SCRIPTS)
+    names = [r for r in os.environ.get("DATAPLANE_RELEASES", ",".join(GUEST_SCRIPTS)).split(",") if r]
+    unknown = [r for r in names if r not in GUEST_SCRIPTS]
+    if unknown:
+        raise ValueError(f"DATAPLANE_RELEASES: unknown {', '.join(unknown)}; expected {', '.join(GUEST_SCRIPTS)}")
+    return names
 
 
 class Unavailable(Exception):
@@ -66,11 +85,13 @@ def stale_deb_warning():
     return None
 
 
-def boot(modes, out_dir, echo=None):
+def boot(modes, out_dir, echo=None, release="bookworm"):
     """Run the scenario for `modes` ("none", "microseg" or "none,microseg") in
-    one guest boot; return {mode: Run}.  `echo` gets the guest's output live."""
-    if not RUN_IN_GUEST.exists():
-        raise Unavailable(f"{RUN_IN_GUEST} missing")
+    one boot of `release`'s guest; return {mode: Run}.  `echo` gets the
+    guest's output live."""
+    script = GUEST_SCRIPTS[release]
+    if not script.exists():
+        raise Unavailable(f"{script} missing")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = f"{PYTHON} -m tests.dataplane.scenario --modes {modes} --out {out_dir} --install {install_how()}"
@@ -78,7 +99,7 @@ def boot(modes, out_dir, echo=None):
     # ~5 min on an idle 2-core machine; twice that when the host is busy
     env.setdefault("GUEST_TIMEOUT", "1500")
     t0 = time.monotonic()
-    proc = subprocess.Popen([str(RUN_IN_GUEST), cmd], cwd=REPO, env=env, text=True,
+    proc = subprocess.Popen([str(script), cmd], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     for line in proc.stdout:
@@ -114,9 +135,11 @@ def _last_line(text, needle):
 
 
 if __name__ == "__main__":
-    # /usr/bin/python3 -m tests.dataplane.guest [MODES [OUT_DIR]]: one raw run, output live
+    # /usr/bin/python3 -m tests.dataplane.guest [MODES [OUT_DIR [RELEASE]]]: one raw run, output live
     out = Path(sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="pve-microseg-dataplane-"))
-    for mode, run in boot(sys.argv[1] if len(sys.argv) > 1 else "none", out, echo=sys.stdout).items():
+    release = sys.argv[3] if len(sys.argv) > 3 else "bookworm"
+    for mode, run in boot(sys.argv[1] if len(sys.argv) > 1 else "none", out, echo=sys.stdout,
+                          release=release).items():
         bad = [r for r in run.data["results"] if r["observed"] != r["expected"]]
         print(f"{mode}: {len(run.rows) - len(bad)}/{len(run.rows)} as expected, {run.seconds} s")
     print(f"results: {out}/results-<mode>.json")

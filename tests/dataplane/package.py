@@ -19,6 +19,8 @@ from .probes import pings
 from .topology import GATEWAY_IP4
 
 PROPS = {
+    "upgrade-from-lib-layout": "dpkg -i of this version over one that shipped its unit and udev rule under /lib "
+                               "(0.3.0 and earlier): on a merged-/usr system both files survive the move to /usr/lib",
     "upgrade-keeps-rules": "dpkg -i of a newer version on node1: the table stays, guest -> guest stays blocked, "
                            "guest -> gateway works",
     "boot-unit-reconciles": "after the rules are lost (nft delete table), the installed boot unit's command "
@@ -45,16 +47,29 @@ def _paths_state(wire):
     return attack, ok, summary
 
 
-def _newer_deb(deb, workdir):
-    root = os.path.join(workdir, "pkg")
+def _repack(deb, workdir, suffix, layout_lib=False):
+    """The built .deb with its version changed (`suffix` appended) and, with
+    layout_lib, usr/lib/{systemd,udev} moved back to lib/ (the layout of 0.3.0
+    and earlier, built by Debian 12's debhelper)."""
+    root = os.path.join(workdir, "pkg" + suffix)
     subprocess.run(["dpkg-deb", "-R", deb, root], check=True)
     control = os.path.join(root, "DEBIAN", "control")
     text = open(control).read()
     version = next(l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("Version:"))
-    open(control, "w").write(text.replace(f"Version: {version}", f"Version: {version}+upgrade1"))
-    out = os.path.join(workdir, f"pve-microseg_{version}+upgrade1_all.deb")
+    open(control, "w").write(text.replace(f"Version: {version}", f"Version: {version}{suffix}"))
+    if layout_lib:
+        os.makedirs(os.path.join(root, "lib"))
+        for d in ("systemd", "udev"):
+            os.rename(os.path.join(root, "usr", "lib", d), os.path.join(root, "lib", d))
+        sums = os.path.join(root, "DEBIAN", "md5sums")
+        text = open(sums).read()
+        open(sums, "w").write(text.replace("  usr/lib/systemd/", "  lib/systemd/").replace("  usr/lib/udev/", "  lib/udev/"))
+    out = os.path.join(workdir, f"pve-microseg_{version}{suffix}_all.deb")
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", root, out], check=True, capture_output=True)
     return out
+
+
+MOVED = ("/usr/lib/systemd/system/pve-microseg.service", "/usr/lib/udev/rules.d/60-pve-microseg.rules")
 
 
 def run(wire):
@@ -64,8 +79,15 @@ def run(wire):
     topology.plug_guests(nodes=[NODE], create=False)
     deb = sorted(glob.glob("dist/pve-microseg_*_all.deb"))[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        newer = _newer_deb(deb, tmp)
+        older = _repack(deb, tmp, "~lib1", layout_lib=True)
+        newer = _repack(deb, tmp, "+upgrade1")
+        r0 = topology.in_node(NODE, f"dpkg -i {older}", check=False)
+        before = [os.path.exists(f) for f in MOVED]
         r = topology.in_node(NODE, f"dpkg -i {newer}", check=False)
+        after = [os.path.exists(f) for f in MOVED]
+        ok = r0.returncode == 0 and r.returncode == 0 and all(before) and all(after)
+        out["upgrade-from-lib-layout"] = (ok, f"dpkg -i /lib layout rc={r0.returncode}, files {before}; "
+                                              f"dpkg -i /usr/lib layout rc={r.returncode}, files {after}")
         attack, gw, summary = _paths_state(wire)
         ok = r.returncode == 0 and _table(NODE) and attack == checks.BLOCKED and gw
         out["upgrade-keeps-rules"] = (ok, f"dpkg rc={r.returncode}; table {_table(NODE)}; "
@@ -73,7 +95,7 @@ def run(wire):
 
     topology.in_node(NODE, "nft delete table bridge pve_microseg", check=False)
     lost, _, _ = _paths_state(wire)
-    unit = "/lib/systemd/system/pve-microseg.service"
+    unit = "/usr/lib/systemd/system/pve-microseg.service"
     exec_start = next((l.split("=", 1)[1] for l in open(unit).read().splitlines()
                        if l.startswith("ExecStart=")), "")
     r = topology.in_node(NODE, exec_start, check=False)

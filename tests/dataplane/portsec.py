@@ -19,7 +19,7 @@ from .probes import GATEWAY, pings, seen
 from .topology import GATEWAY_IP4, GATEWAY_MAC, GUEST, VNET1, Guest
 
 LATE = Guest(104, "node1", "tap")
-RULE = Path("/lib/udev/rules.d/60-pve-microseg.rules")
+RULE = Path("/usr/lib/udev/rules.d/60-pve-microseg.rules")
 
 PROPS = {
     "closed-before-binding": "VM 104, created after apply and plugged into vnet1, reaches nothing before "

@@ -293,6 +293,16 @@ def apply_to_running_cluster(product, clock):
     return install, log
 
 
+def system():
+    """What this guest is: Debian release, kernel, nftables, Python, ifupdown2."""
+    def out(cmd):
+        r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+        return r.stdout.strip() or "?"
+    ifupdown2 = out("dpkg-query -W -f='${Version}' ifupdown2")
+    return (f"Debian {out('cat /etc/debian_version')}, kernel {os.uname().release}, "
+            f"{out('nft --version')}, Python {sys.version.split()[0]}, ifupdown2 {ifupdown2}")
+
+
 def run(modes, out_dir, how):
     if not os.path.exists(os.environ.get("IFUPDOWN2_DEB", "")):
         raise RuntimeError("IFUPDOWN2_DEB is not set (run through tests/guest/run-in-guest.sh)")
@@ -313,7 +323,8 @@ def run(modes, out_dir, how):
         observed.update(routed.run())
         observed.update(vlantag.run())
         clock.lap(f"{mode}: routed VNet, tagged NICs")
-        data = {"mode": mode, "install": install, "rulesets": {n: ruleset_text(n) for n in NODES}}
+        data = {"mode": mode, "install": install, "system": system(),
+                "rulesets": {n: ruleset_text(n) for n in NODES}}
         if mode == "microseg":
             observed.update(portsec.run(wire))
             clock.lap(f"{mode}: port bindings")

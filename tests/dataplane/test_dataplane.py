@@ -1,4 +1,7 @@
-"""Dataplane tier: real kernel (Debian 12 under QEMU), real ifupdown2, real packets.
+"""Dataplane tier: real kernel under QEMU, real ifupdown2, real packets, on both
+supported releases: Debian 12 (Proxmox VE 8: kernel 6.1, nftables 1.0.6,
+Python 3.11) and Debian 13 (Proxmox VE 9: kernel 6.12, nftables 1.1,
+Python 3.13), each with its own ifupdown2.
 
 Mode "none" (no rules) must show every attack getting through: it proves each
 check can fail.  Mode "microseg" installs pve-microseg's .deb in the guest and
@@ -12,13 +15,15 @@ missing dist/pve-microseg_*_all.deb (`make deb`).
 import pytest
 
 from .checks import MODES, matrix
+from .guest import releases
 
-CASES = [pytest.param(mode, check, id=f"{mode}:{check.name}") for mode in MODES for check in matrix(mode)]
+CASES = [pytest.param(release, mode, check, id=f"{release}:{mode}:{check.name}")
+         for release in releases() for mode in MODES for check in matrix(mode)]
 
 
-@pytest.mark.parametrize("mode,check", CASES)
-def test_dataplane(dataplane, mode, check):
-    row = dataplane(mode).rows.get(check.name)
+@pytest.mark.parametrize("release,mode,check", CASES)
+def test_dataplane(dataplane, release, mode, check):
+    row = dataplane(release, mode).rows.get(check.name)
     assert row is not None, f"{check.name} was not run in the guest"
     assert row["expected"] == check.expected(mode)
     assert row["observed"] == row["expected"], (

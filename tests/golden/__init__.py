@@ -13,6 +13,7 @@ To review a change to the rules: `make golden` rewrites the .nft files from
 the current code, and `git diff tests/golden` shows what changed.
 """
 
+import ipaddress
 import re
 import shutil
 from pathlib import Path
@@ -55,13 +56,20 @@ _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 _SET_ELEMENTS = re.compile(r"(\tset [^{]*\{[^}]*?elements = \{ )(.*?)( \})", re.S)
 
 
+# nftables 1.0.6 (Debian 12) lists a neighbour advertisement's target as raw
+# bytes; 1.1 (Debian 13) lists the same kernel expression as `icmpv6 taddr`
+_ND_TARGET_RAW = re.compile(r"@th,64,128 0x([0-9a-f]{32})")
+
+
 def normalise(listing):
     """A kernel listing with every counter at zero (a fresh load has zero
-    anyway; a frame in flight must not fail the comparison) and each set's
-    elements sorted, one per line (a hash set lists them in hash order)."""
+    anyway; a frame in flight must not fail the comparison), each set's
+    elements sorted, one per line (a hash set lists them in hash order), and
+    nftables 1.0.6's raw neighbour-advertisement target printed as 1.1 does."""
     def sort(m):
         items = sorted(e.strip() for e in m.group(2).split(","))
         return m.group(1) + ",\n\t\t\t     ".join(items) + m.group(3)
+    listing = _ND_TARGET_RAW.sub(lambda m: f"icmpv6 taddr {ipaddress.IPv6Address(int(m.group(1), 16))}", listing)
     return _SET_ELEMENTS.sub(sort, _COUNTER.sub("counter packets 0 bytes 0", listing))
 
 

@@ -2,15 +2,23 @@
 
 The ruleset is built and loaded as libnftables JSON (policy/ruleset.py); this
 renders the table such a transaction leaves behind, without a kernel, the way
-nftables 1.0.6 (Debian 12) lists it: maps first, then the chains in the
+nft lists it: maps first, then the chains in the
 order they were created, rules in order, `==` left out, map elements sorted
 as nft sorts them, one per line, the bridge family's priority -200 as `filter`.
 `pve-microseg show --nft` prints it; tests/golden/ holds it for a few
 scenarios, checked against the kernel's own listing in the QEMU tier.
 
+One match reads differently by release: a neighbour advertisement's target
+is matched as raw transport-header bytes (@th,64,128), the only form
+nftables 1.0.6 (Debian 12) accepts; nftables 1.1 (Debian 13) lists the same
+kernel expression as `icmpv6 taddr ADDR`, and so does this module (clearer,
+but only nft >= 1.1 reads that line back).
+
 Only the expressions ruleset.py generates are known; anything else raises
 ValueError, so a new rule shape cannot slip past the golden files unseen.
 """
+
+import ipaddress
 
 # meta keys nft prints without the `meta` keyword
 _BARE_META = ("iifname", "oifname", "iif", "oif")
@@ -54,9 +62,15 @@ def _value(value, key):
     return str(value)
 
 
+# the raw match ruleset.py uses for a neighbour advertisement's target address
+_ND_TARGET = {"base": "th", "offset": 64, "len": 128}
+
+
 def _statement(stmt):
     if "match" in stmt:
         m = stmt["match"]
+        if m["left"].get("payload") == _ND_TARGET and m["op"] == "==":
+            return f"icmpv6 taddr {ipaddress.IPv6Address(int(m['right'], 16))}"
         left, key = _left(m["left"])
         op = "" if m["op"] == "==" else f"{m['op']} "
         return f"{left} {op}{_value(m['right'], key)}"
