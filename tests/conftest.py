@@ -32,10 +32,13 @@ class FakeNode:
             "PVE_MICROSEG_RUN_DIR": str(root / "run/pve-microseg"),
             "PVE_MICROSEG_NETWORK_DIR": str(root / "etc/network"),
             "PVE_MICROSEG_SYS_CLASS_NET": str(root / "sys/class/net"),
+            "PVE_MICROSEG_DPKG_STATUS": str(root / "var/lib/dpkg/status"),
         }
         self.paths = Paths.from_env(self.env)
         (self.paths.pve_dir / "sdn").mkdir(parents=True)
         self.paths.sys_class_net.mkdir(parents=True)
+        self.paths.dpkg_status.parent.mkdir(parents=True)
+        shutil.copy(FIXTURES / "dpkg/status", self.paths.dpkg_status)
         self.mount_pmxcfs()
         conf = self.paths.ifupdown2_conf
         conf.parent.mkdir(parents=True)

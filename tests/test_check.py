@@ -91,3 +91,46 @@ def test_check_command_over_the_cluster(tmp_path):
     (c.pve / "firewall/101.fw").unlink()
     out = io.StringIO()
     assert cli.main(["check"], environ=env, out=out) == 0, out.getvalue()
+
+
+def test_check_names_this_nodes_old_proxmox_firewall(tmp_path):
+    """check sees only this node's packages: pve1's proxmox-firewall is
+    checked, pve2's is noted as not checked from here."""
+    c = Cluster(tmp_path)
+    for n in ("pve1", "pve2"):
+        c.write(f"nodes/{n}/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+    c.proxmox_firewall("1.1.2")
+    env = {k: v for k, v in c.env.items() if k.startswith("PVE_MICROSEG_")}
+    out = io.StringIO()
+    rc = cli.main(["check", "--output-format", "json"], environ=env, out=out)
+    data = json.loads(out.getvalue())
+    assert rc == 10 and data["node"] == "pve1" and data["proxmox-firewall"] == "1.1.2"
+    warning = [f for f in data["findings"] if f["severity"] == "warning"]
+    assert len(warning) == 1 and warning[0]["file"] == "nodes/pve1/host.fw"
+    assert warning[0]["message"].startswith("pve1: proxmox-firewall 1.1.2 is older than 1.2.0")
+    assert "IP part of ipfilter does not filter" in warning[0]["message"]
+    assert [(f["file"], f["severity"]) for f in data["findings"] if "pve2" in f["message"]] == [
+        ("nodes/pve2/host.fw", "info")]
+    out = io.StringIO()
+    assert cli.main(["check"], environ=env, out=out) == 10
+    text = out.getvalue().splitlines()
+    assert any(l.startswith("nodes/pve1/host.fw:0: warning: pve1: proxmox-firewall 1.1.2 is older") for l in text)
+    assert any(l.startswith("nodes/pve2/host.fw:0: info: pve2: nftables: 1; its proxmox-firewall is not checked")
+               for l in text)
+    c.proxmox_firewall("1.2.0")
+    out = io.StringIO()
+    assert cli.main(["check"], environ=env, out=out) == 0, out.getvalue()
+    assert "proxmox-firewall 1.2.0" not in out.getvalue()
+    c.proxmox_firewall(None)
+    out = io.StringIO()
+    assert cli.main(["check"], environ=env, out=out) == 10
+    assert "pve1: nftables: 1 is set in its host.fw, but proxmox-firewall is not installed" in out.getvalue()
+    c.write("nodes/pve1/host.fw", "[OPTIONS]\n\nnftables: 0\n")          # iptables: nothing to say of pve1
+    out = io.StringIO()
+    assert cli.main(["check"], environ=env, out=out) == 0
+    assert "pve1" not in out.getvalue()
+    c.write("nodes/pve1/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+    c.dpkg_status.unlink()
+    out = io.StringIO()
+    assert cli.main(["check"], environ=env, out=out) == 0               # cannot tell: a note, not a warning
+    assert "info: pve1: nftables: 1, but its proxmox-firewall is unknown: " in out.getvalue()

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from pvesim import HOOKSCRIPT, Cluster
+from pve_microseg.entry import render
 from pve_microseg.flows import status
 from pve_microseg.edges.paths import Paths
 
@@ -148,3 +149,94 @@ def test_teardown_dry_run_names_the_guests_that_lose_isolation(cluster):
     data = json.loads(out)
     assert rc == 0 and data["removed"] is False
     assert data["guests-without-l2-isolation"] == [{"vmid": 101, "type": "qemu", "nics": ["net0@web"]}]
+
+
+# ------------------------------------------------------------------ proxmox-firewall and ipfilter
+
+def cluster_status(cluster):
+    """(exit status, data, text) of `status` with this node's rules as the hooks recorded them."""
+    result = status.cluster(Paths.from_env(cluster.env), timeout=2)
+    return result.exit, result.data, "\n".join(render.status(result.data))
+
+
+def nftables_on(cluster, *nodes):
+    for n in nodes:
+        cluster.write(f"nodes/{n}/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+
+
+def test_local_answer_says_which_proxmox_firewall(cluster):
+    rc, out = run(cluster, "--local", "--output-format", "json")
+    assert json.loads(out)["proxmox-firewall"] == "1.2.3"
+    cluster.proxmox_firewall("1.1.2")
+    rc, out = run(cluster, "--local")
+    assert "proxmox-firewall: 1.1.2" in out.splitlines()
+    cluster.proxmox_firewall(None)                           # removed, its configuration kept
+    assert json.loads(run(cluster, "--local", "--output-format", "json")[1])["proxmox-firewall"] == "not installed"
+    cluster.dpkg_status.unlink()
+    pfw = json.loads(run(cluster, "--local", "--output-format", "json")[1])["proxmox-firewall"]
+    assert pfw.startswith("unknown: ") and "not found" in pfw
+
+
+def test_old_proxmox_firewall_under_nftables_is_a_problem_here(cluster):
+    mark_loaded(cluster)
+    answer(cluster, "pve2")
+    protected_guest(cluster)
+    nftables_on(cluster, "pve1")
+    cluster.proxmox_firewall("1.1.2")                        # PVE 9 before "fix #6336"
+    rc, data, out = cluster_status(cluster)
+    assert rc == 9
+    problem = next(l for l in out.splitlines() if l.startswith("PROBLEM pve1: "))
+    assert "proxmox-firewall 1.1.2 is older than 1.2.0" in problem and "IP part of ipfilter does not filter" in problem
+    assert "spoofed source address" in problem and "upgrade proxmox-firewall to 1.2.0 or later" in problem
+    assert "proxmox-firewall: pve1 1.1.2 (nftables: 1), pve2 unknown" in out.splitlines()
+    assert json.loads(json.dumps(data))["firewall-backends"] == {
+        "pve1": {"nftables": True, "proxmox-firewall": "1.1.2"},
+        "pve2": {"nftables": False, "proxmox-firewall": "unknown"}}
+    assert [p for p in data["problems"] if "proxmox-firewall" in p] == [problem[len("PROBLEM "):]]
+    cluster.proxmox_firewall("1.2.0")                        # the first with the fix
+    rc, data, out = cluster_status(cluster)
+    assert rc == 0 and "PROBLEM" not in out, out
+    # the same version without nftables: 1: pve-firewall (iptables) filters the IP part
+    cluster.proxmox_firewall("0.7.1")
+    cluster.write("nodes/pve1/host.fw", "[OPTIONS]\n\nnftables: 0\n")
+    rc, data, out = cluster_status(cluster)
+    assert rc == 0 and "proxmox-firewall: pve1 0.7.1, pve2 unknown" in out.splitlines()
+
+
+def test_other_nodes_report_their_proxmox_firewall(cluster):
+    mark_loaded(cluster)
+    protected_guest(cluster)
+    nftables_on(cluster, "pve1", "pve2")
+    # pve2's answer as `status --local --output-format json` gives it there
+    local_answer = json.loads(json.dumps(status.local(Paths.from_env(cluster.env)).data))
+    assert local_answer["proxmox-firewall"] == "1.2.3"
+    remote = dict(local_answer, node="pve2", **{"proxmox-firewall": "0.7.1"})
+    (cluster.answers / "pve2.json").write_text(json.dumps(remote))
+    rc, data, out = cluster_status(cluster)
+    assert rc == 9 and data["firewall-backends"]["pve2"] == {"nftables": True, "proxmox-firewall": "0.7.1"}
+    assert [p for p in data["problems"] if "proxmox-firewall" in p] == [
+        next(p for p in data["problems"] if p.startswith("pve2: proxmox-firewall 0.7.1 is older than 1.2.0"))]
+    remote["proxmox-firewall"] = "1.2.1~bpo12+1"
+    (cluster.answers / "pve2.json").write_text(json.dumps(remote))
+    rc, data, out = cluster_status(cluster)
+    assert rc == 0 and "proxmox-firewall: pve1 1.2.3 (nftables: 1), pve2 1.2.1~bpo12+1 (nftables: 1)" in out
+    # a node running an older pve-microseg does not say: unknown, and no problem of its own
+    del remote["proxmox-firewall"]
+    (cluster.answers / "pve2.json").write_text(json.dumps(remote))
+    rc, data, out = cluster_status(cluster)
+    assert rc == 0 and "pve2 unknown (nftables: 1)" in out, out
+
+
+def test_nftables_without_proxmox_firewall_matters_for_vnets(cluster):
+    mark_loaded(cluster)
+    answer(cluster, "pve2")
+    protected_guest(cluster)
+    nftables_on(cluster, "pve1")
+    cluster.proxmox_firewall(None)
+    rc, data, out = cluster_status(cluster)
+    assert rc == 0 and "proxmox-firewall: pve1 not installed (nftables: 1)" in out, out   # no VNet managed
+    cluster.write("sdn/.running-config", json.dumps({"version": 1, "vnets": {"ids": {"web": {"zone": "z"}}},
+                                                     "subnets": {"ids": {}}}))       # web is a VNet now
+    rc, data, out = cluster_status(cluster)
+    assert rc == 9 and any(p.startswith("pve1: nftables: 1 is set in its host.fw, but proxmox-firewall is "
+                                        "not installed") for p in data["problems"]), data["problems"]

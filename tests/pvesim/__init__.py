@@ -50,6 +50,10 @@ class Cluster:
         self.sys_class_net.mkdir(parents=True)
         self.lock_dir = self.root / "run/lock"
         self.lock_dir.mkdir(parents=True)
+        # dpkg's database of this node: proxmox-firewall 1.2.3 (PVE 9) installed
+        self.dpkg_status = self.root / "var/lib/dpkg/status"
+        self.dpkg_status.parent.mkdir(parents=True)
+        shutil.copy(FIXTURES / "dpkg/status", self.dpkg_status)
         self.vmlist = {}
         self.env = dict(os.environ)
         self.env.update({
@@ -58,6 +62,7 @@ class Cluster:
             "PVE_MICROSEG_RUN_DIR": str(self.root / "run/pve-microseg"),
             "PVE_MICROSEG_NETWORK_DIR": str(self.root / "etc/network"),
             "PVE_MICROSEG_SYS_CLASS_NET": str(self.sys_class_net),
+            "PVE_MICROSEG_DPKG_STATUS": str(self.dpkg_status),
             "PVE_SIM_LOCK_DIR": str(self.lock_dir),
             "PYTHONPATH": str(ROOT / "lib"),
             "PATH": f"{HERE / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -97,6 +102,16 @@ class Cluster:
         lines = ["arch: amd64", f"hostname: ct{vmid}", "memory: 512", "ostype: debian"]
         lines += [f"net{i}: {v}" for i, v in sorted(nets.items())]
         return self.add_guest(vmid, "\n".join(sorted(lines)) + "\n", "lxc", node, **kw)
+
+    def proxmox_firewall(self, version):
+        """Make this node's proxmox-firewall `version`; None: removed, its
+        configuration kept (dpkg state config-files)."""
+        text = (FIXTURES / "dpkg/status").read_text()
+        stanza = text[text.index("Package: proxmox-firewall\n"):]
+        stanza = stanza[:stanza.index("\n\n")]
+        new = stanza.replace("Version: 1.2.3\n", f"Version: {version}\n") if version else \
+            stanza.replace("Status: install ok installed", "Status: deinstall ok config-files")
+        self.dpkg_status.write_text(text.replace(stanza, new))
 
     def write(self, rel, text):
         path = self.pve / rel

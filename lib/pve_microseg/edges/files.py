@@ -2,7 +2,8 @@
 
 read_text   the text of a regular file, or `missing` when there is none;
             never more than `limit` bytes (pmxcfs's own limit, 1 MiB, by
-            default), never a device or a FIFO, UTF-8 or an error;
+            default), never a device or a FIFO, UTF-8 or an error (with
+            errors="replace": bytes that are not UTF-8 replaced);
 write_atomic  write a temporary file beside the target and rename it over
             the target, so a reader sees the old file or the new one, never
             a part; the temporary file is removed when anything fails.
@@ -25,7 +26,7 @@ def failure(error, path, reason):
     return error(f"{path}: {reason}")
 
 
-def read_text(path, missing=None, limit=MAX_SIZE, error=ConfigError):
+def read_text(path, missing=None, limit=MAX_SIZE, error=ConfigError, errors="strict"):
     """The text of `path`, or `missing` if it does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -51,7 +52,7 @@ def read_text(path, missing=None, limit=MAX_SIZE, error=ConfigError):
         raise failure(error, path, f"larger than {limit} bytes: not read")
     data = b"".join(chunks)
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors)
     except UnicodeDecodeError as e:
         raise failure(error, path, f"not UTF-8 text (byte {e.start})") from None
 

@@ -4,7 +4,10 @@ import os
 import re
 
 from ..model.errors import ConfigError
+from ..parse import dpkg
 from . import files
+
+DPKG_STATUS_MAX = 64 * 1024 * 1024      # a Proxmox node's is a few MiB
 
 
 def local_node(paths, environ=None):
@@ -45,6 +48,16 @@ def bridge_ports(paths, bridge):
         return sorted(e.name for e in (paths.sys_class_net / bridge / "brif").iterdir())
     except OSError:
         return []
+
+
+def installed_version(paths, package):
+    """The version of `package` installed on this node, from dpkg's status
+    file; None when it is not installed; ConfigError when the file cannot
+    be read."""
+    text = files.read_text(paths.dpkg_status, limit=DPKG_STATUS_MAX, errors="replace")
+    if text is None:
+        raise ConfigError(paths.dpkg_status, None, None, "not found")
+    return dpkg.installed_version(text, package)
 
 
 def pmxcfs_mounted(paths):

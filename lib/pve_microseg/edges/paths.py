@@ -17,6 +17,7 @@ _ENV = {
     "share_dir": ("PVE_MICROSEG_SHARE_DIR", "/usr/share/pve-microseg"),
     "pvesh": ("PVE_MICROSEG_PVESH", "/usr/bin/pvesh"),
     "ssh": ("PVE_MICROSEG_SSH", "/usr/bin/ssh"),
+    "dpkg_status": ("PVE_MICROSEG_DPKG_STATUS", "/var/lib/dpkg/status"),
 }
 
 
@@ -30,6 +31,7 @@ class Paths:
     share_dir: Path
     pvesh: Path
     ssh: Path
+    dpkg_status: Path           # dpkg's database of installed packages (read only)
 
     @classmethod
     def from_env(cls, environ=None):

@@ -40,6 +40,7 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_SHARE_DIR      the packaged hookscript      (/usr/share/pve-microseg)
   PVE_MICROSEG_PVESH          Proxmox's API client         (/usr/bin/pvesh)
   PVE_MICROSEG_SSH            ssh to the other nodes       (/usr/bin/ssh)
+  PVE_MICROSEG_DPKG_STATUS    installed packages (read)    (/var/lib/dpkg/status)
 
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 3 nftables refused the change (nothing changed), 4 nftables unavailable,

@@ -180,12 +180,13 @@ def vnet(data):
 # ------------------------------------------------------------------ status, check
 
 def status_local(data):
+    pfw = [f"proxmox-firewall: {data['proxmox-firewall']}"] if "proxmox-firewall" in data else []
     if "error" in data:
-        return [f"{data['node']}: {data['error']}"]
+        return [f"{data['node']}: {data['error']}"] + pfw
     lines = [f"{name}: {'present' if b['present'] else 'not present'}, "
              f"{'rules loaded' if b['rules'] else 'no rules'}" for name, b in sorted(data["bridges"].items())]
     return lines + [f"{u['port']} on {u['bridge']}: no port-security binding, sends nothing"
-                    for u in data.get("unbound-ports", [])]
+                    for u in data.get("unbound-ports", [])] + pfw
 
 
 def status(data):
@@ -195,6 +196,11 @@ def status(data):
         fwtext = "" if fw is None else (f"; VNet firewall {'on' if fw['enable'] else 'off'}, "
                                         f"policy {fw['policy_forward']}, {fw['our-rules']} pve-microseg rules")
         lines.append(f"{b['bridge']}: " + ", ".join(f"{n} {s}" for n, s in b["nodes"].items()) + fwtext)
+    backends = data.get("firewall-backends") or {}
+    if backends:
+        lines.append("proxmox-firewall: " + ", ".join(
+            f"{n} {b['proxmox-firewall']}" + (" (nftables: 1)" if b["nftables"] else "")
+            for n, b in backends.items()))
     if data["unmanaged-vnets"]:
         lines.append(f"SDN VNets pve-microseg does not manage: {', '.join(data['unmanaged-vnets'])} "
                      "('pve-microseg vnet enable <vnet>' to isolate their guests)")

@@ -1,10 +1,17 @@
-"""`pve-microseg check`: lint every firewall file of the cluster (policy/fwlint.py)."""
+"""`pve-microseg check`: lint every firewall file of the cluster (policy/fwlint.py).
 
-from ..edges import cluster, pmxcfs
+It runs on this node only: whether proxmox-firewall is new enough for
+ipfilter (1.2.0) is checked for this node (dpkg's status file); other nodes
+with nftables: 1 get a note that it is not checked from here, since
+`status` asks every node over ssh.
+"""
+
+from ..edges import cluster, node, pmxcfs
 from ..model.errors import ExitCode
 from ..parse import fwfile
 from ..policy import fwlint
 from .result import Result
+from .status import proxmox_firewall
 
 
 def _fw_files(paths, directory):
@@ -36,9 +43,10 @@ def collect(paths):
 
 def check(paths):
     files, nft_nodes, nodes = collect(paths)
-    findings = fwlint.lint_cluster(files, nft_nodes, nodes)
+    here, installed = node.local_node(paths), proxmox_firewall(paths)
+    findings = fwlint.lint_cluster(files, nft_nodes, nodes, here, installed)
     bad = any(f.severity in ("error", "warning") for f in findings)
-    data = {"files": [n for n, _, _ in files],
+    data = {"files": [n for n, _, _ in files], "node": here, "proxmox-firewall": installed,
             "findings": [{"file": f.file, "line": f.line, "severity": f.severity, "message": f.message}
                          for f in findings]}
     return Result(data, ExitCode.FINDINGS if bad else ExitCode.OK)

@@ -4,12 +4,13 @@ Read in bulk from what pmxcfs already holds on this node (microseg.yaml,
 SDN config, .vmlist, every guest config and firewall file, the IPAM), so
 thousands of guests cost file reads, not pvesh calls.  The L2 rules are
 node-local: each other node answers `pve-microseg status --local` over ssh
-(edges/ssh.py).  What counts as a problem is policy/protection.py's.
+(edges/ssh.py), and says which proxmox-firewall it has installed (dpkg's
+status file).  What counts as a problem is policy/protection.py's.
 """
 
 from ..edges import node, pveconf, ssh, state
 from ..edges.cluster import guest_configs, guests, members, nodes as cluster_nodes
-from ..model.errors import ExitCode, MicrosegError
+from ..model.errors import ConfigError, ExitCode, MicrosegError
 from ..policy import protection, ruleset
 from .result import Result
 
@@ -31,17 +32,28 @@ def bound_ports(nft_factory):
     return {ruleset.element_port(e) for e in elems}
 
 
+def proxmox_firewall(paths):
+    """This node's proxmox-firewall: its installed version, 'not installed',
+    or 'unknown: <why>' when dpkg's status file cannot be read."""
+    try:
+        return node.installed_version(paths, "proxmox-firewall") or protection.NOT_INSTALLED
+    except ConfigError as e:
+        return f"{protection.UNKNOWN}: {e}"
+
+
 def local(paths, nft_factory=None, cfg=None):
     """This node's L2 state: which managed bridges exist here and carry rules,
-    and which guest ports on them have no binding (they send nothing).
-    Without nft_factory (tests, tools without a kernel): what the hooks recorded."""
+    and which guest ports on them have no binding (they send nothing); and
+    its proxmox-firewall.  Without nft_factory (tests, tools without a
+    kernel): what the hooks recorded."""
     cfg = cfg or pveconf.config(paths)
     here = node.local_node(paths)
+    pfw = proxmox_firewall(paths)
     if nft_factory is not None:
         try:
             loaded, bound, how = loaded_bridges(nft_factory), bound_ports(nft_factory), "nftables"
         except MicrosegError as e:
-            data = {"node": here, "error": f"cannot read nftables: {e}"}
+            data = {"node": here, "error": f"cannot read nftables: {e}", "proxmox-firewall": pfw}
             return Result(data, ExitCode.UNPROTECTED)
     else:
         loaded, how = set(state.applied(paths)), f"markers in {paths.applied_dir}"
@@ -52,7 +64,7 @@ def local(paths, nft_factory=None, cfg=None):
              if b.port_security != "off" and bridges[b.name]["rules"]
              for name in [b.name, *protection.vlan_bridges(b.name, present, cfg.names)]}
     unbound = protection.unbound_ports(ports, bound)
-    data = {"node": here, "source": how, "bridges": bridges, "unbound-ports": unbound}
+    data = {"node": here, "source": how, "bridges": bridges, "unbound-ports": unbound, "proxmox-firewall": pfw}
     bad = protection.local_unprotected(bridges) or unbound
     return Result(data, ExitCode.UNPROTECTED if bad else ExitCode.OK)
 
@@ -83,5 +95,6 @@ def cluster(paths, nft_factory=None, timeout=5.0):
     host_fws = {n: pveconf.firewall_or_empty(paths.host_fw(n)) for n in nodes}
     problems = protection.node_problems(answers, cfg, pveconf.firewall_or_empty(paths.cluster_fw), host_fws)
     unmanaged = sorted(set(sdn.vnets) - cfg.names)
-    data = protection.report(here, nodes, answers, bridge_rows, unmanaged, guest_rows, problems)
+    data = protection.report(here, nodes, answers, bridge_rows, unmanaged, guest_rows, problems,
+                             protection.firewall_backends(nodes, answers, host_fws))
     return Result(data, ExitCode.UNPROTECTED if data["problems"] else ExitCode.OK)

@@ -1,9 +1,10 @@
 """`pve-microseg check`: a linter for the cluster's firewall configuration (pure).
 
 Input: the firewall files as text (cluster.fw, each node's host.fw, each
-guest's <vmid>.fw, each sdn/firewall/<vnet>.fw) and which nodes run the
-nftables backend.  Output: findings, each with file, line, severity and a
-message that says what to do.
+guest's <vmid>.fw, each sdn/firewall/<vnet>.fw), which nodes run the
+nftables backend and which proxmox-firewall this node has installed.
+Output: findings, each with file, line, severity and a message that says
+what to do.
 
 * error: a file proxmox-firewall's strict parser rejects (fwstrict; one such
   file freezes the firewall of a whole node); a VNet firewall that is on
@@ -13,8 +14,11 @@ message that says what to do.
   tcp 80" before "DROP tcp 80 from 10.0.0.0/8"); a reference to an alias or
   ipset that is not declared; an ipfilter-net<N> entry with a prefix, which
   admits a whole subnet as source; a datacenter firewall that is on with
-  policy_in DROP and no management IP set (lockout risk);
-* info: disabled rules (`|`).
+  policy_in DROP and no management IP set (lockout risk); this node with
+  nftables: 1 and a proxmox-firewall older than 1.2.0 (the IP part of
+  ipfilter does not filter) or none installed (protection.py);
+* info: disabled rules (`|`); another node with nftables: 1, whose
+  proxmox-firewall `check` cannot see (`status` asks every node).
 
 Shadowing is decided conservatively: only when every field of the earlier
 rule provably covers the later one (no restriction, the same value, a
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 from ..parse import fwfile, fwrule
 from ..parse.fwrule import FwRule
-from . import fwstrict
+from . import fwstrict, protection
 
 _NAME_REF = re.compile(r"^(?:(dc|guest)/)?([A-Za-z][A-Za-z0-9_-]*)$")
 
@@ -245,8 +249,30 @@ def _reference(name, line, ref, local_sets, local_aliases, dc_sets, dc_aliases):
     return []
 
 
-def lint_cluster(files, nftables_nodes, all_nodes):
-    """files: [(name, text, kind)] with cluster.fw first if present."""
+def backend_findings(nftables_nodes, here=None, installed=None):
+    """Findings on the proxmox-firewall of the nodes with nftables: 1: this
+    node's (`here`, its `installed` version, 'not installed' or unknown)
+    is checked; another node's cannot be seen from here."""
+    findings = []
+    for n in sorted(nftables_nodes):
+        name = f"nodes/{n}/host.fw"
+        if n != here:
+            findings.append(Finding(name, 0, "info", f"{n}: nftables: 1; its proxmox-firewall is not checked from "
+                                    f"here (before {protection.IPFILTER_FIXED} the IP part of ipfilter does not "
+                                    "filter): 'pve-microseg status' asks every node"))
+            continue
+        installed = installed or protection.UNKNOWN
+        found = protection.proxmox_firewall_problem(installed)
+        if found:
+            findings.append(Finding(name, 0, "warning", f"{n}: {found[1]}"))
+        elif installed.startswith(protection.UNKNOWN):
+            findings.append(Finding(name, 0, "info", f"{n}: nftables: 1, but its proxmox-firewall is {installed}"))
+    return findings
+
+
+def lint_cluster(files, nftables_nodes, all_nodes, here=None, installed=None):
+    """files: [(name, text, kind)] with cluster.fw first if present; here,
+    installed: this node and its proxmox-firewall (backend_findings)."""
     cluster_text = next((t for n, t, k in files if k == "cluster"), "")
     cluster_fw = fwfile.parse(cluster_text)
     findings = []
@@ -267,5 +293,6 @@ def lint_cluster(files, nftables_nodes, all_nodes):
                                     "'management' IP set: SSH and the web interface (8006) are only "
                                     "reachable if a rule allows them (recovery: 'pve-firewall stop' at "
                                     "the console)"))
+    findings += backend_findings(nftables_nodes, here, installed)
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: (order[f.severity], f.file, f.line))

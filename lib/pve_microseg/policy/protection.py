@@ -6,10 +6,22 @@ a node that cannot be asked; a guest with a NIC on a managed bridge that
 lacks the hookscript, `firewall=1`, an enabled guest firewall, `ipfilter: 1`
 or a complete set; a VNet whose firewall `vnet enable` set up and that has
 drifted; the datacenter firewall off; a node without the nftables backend
-while a VNet is managed.
+while a VNet is managed; a node with the nftables backend on (`nftables: 1`)
+whose proxmox-firewall is older than 1.2.0 (its ipfilter checks only ARP,
+see proxmox_firewall_problem) or, while a VNet is managed, not installed.
 """
 
-from . import antispoof, bindings, hookscripts, vnetfw
+from . import antispoof, bindings, debversion, hookscripts, vnetfw
+
+NOT_INSTALLED = "not installed"
+UNKNOWN = "unknown"
+# proxmox-firewall before 1.2.0 never drops an IP packet for its source
+# address under ipfilter: the rule it generated compared the source with the
+# set and with the (empty) nomatch set at once, so it never matched; only the
+# ARP sender was checked.  Fixed by "fix #6336: fix ipfilter matching logic",
+# proxmox/proxmox-firewall proxmox-firewall/src/rule.rs@9b7295a, first
+# released in 1.2.0 (debian/changelog@375a361).  PVE 8's last is 0.7.1.
+IPFILTER_FIXED = "1.2.0"
 
 
 def nics_on(guest_config, managed):
@@ -110,9 +122,48 @@ def unreadable_guest_row(guest, error):
     return {"vmid": guest.vmid, "node": guest.node, "type": guest.type, "problems": [str(error)]}
 
 
+def answered_proxmox_firewall(answer):
+    """A node's proxmox-firewall as its `status --local` answer gives it: a
+    version, NOT_INSTALLED or 'unknown...'; UNKNOWN when the node did not
+    answer or runs a pve-microseg that does not say."""
+    value = answer.get("proxmox-firewall")
+    return value if isinstance(value, str) and value else UNKNOWN
+
+
+def proxmox_firewall_problem(installed):
+    """What is wrong on a node with the nftables backend on (nftables: 1)
+    whose proxmox-firewall is `installed` (a version, NOT_INSTALLED or
+    something unknown): ("missing" | "old", sentence), or None when nothing
+    is or nothing can be told."""
+    if installed == NOT_INSTALLED:
+        # pve-firewall takes nftables: 1 only where /usr/libexec/proxmox/proxmox-firewall
+        # exists (get_nftables_option, proxmox/pve-firewall src/PVE/Firewall.pm@6f1311f)
+        return ("missing", "nftables: 1 is set in its host.fw, but proxmox-firewall is not installed: "
+                           "pve-firewall then keeps the iptables backend, so VNet firewalls do nothing there "
+                           "(install proxmox-firewall)")
+    try:
+        old = debversion.compare(installed, IPFILTER_FIXED) < 0
+    except ValueError:
+        return None
+    if not old:
+        return None
+    return ("old", f"proxmox-firewall {installed} is older than {IPFILTER_FIXED}: with the nftables backend "
+                   "(nftables: 1) the IP part of ipfilter does not filter there, only ARP is checked, so its "
+                   "guests can send IP packets with a spoofed source address past their guest firewall "
+                   "(pve-microseg's own L2 rules and port security still hold); upgrade proxmox-firewall "
+                   f"to {IPFILTER_FIXED} or later")
+
+
+def firewall_backends(nodes, answers, host_fws):
+    """{node: {"nftables": host.fw says nftables: 1, "proxmox-firewall": version, NOT_INSTALLED or unknown}}."""
+    return {n: {"nftables": n in host_fws and host_fws[n].option("nftables") == "1",
+                "proxmox-firewall": answered_proxmox_firewall(answers.get(n, {}))} for n in nodes}
+
+
 def node_problems(answers, cfg, cluster_fw, host_fws):
     """Problems of the nodes: unanswered, datacenter firewall off, no nftables
-    backend where a VNet is managed.  host_fws: {node: parsed host.fw}."""
+    backend where a VNet is managed, proxmox-firewall missing or too old for
+    ipfilter under nftables: 1.  host_fws: {node: parsed host.fw}."""
     problems = [f"{n}: {a['error']}" for n, a in sorted(answers.items()) if "error" in a]
     problems += [f"{n}: guest port {u['port']} on {u['bridge']} has no port-security binding, so it sends "
                  "nothing ('pve-microseg port bind " + u["port"] + "' there; 'pve-microseg show' says why)"
@@ -120,20 +171,25 @@ def node_problems(answers, cfg, cluster_fw, host_fws):
     if cfg.bridges and not antispoof.firewall_on(cluster_fw):
         problems.append("the datacenter firewall is off: no guest firewall, ipfilter set or VNet "
                         "firewall applies")
-    if any(b.vnet for b in cfg.bridges):
+    vnets = any(b.vnet for b in cfg.bridges)
+    if vnets:
         for n, host in host_fws.items():
             if host.option("nftables") != "1":
                 problems.append(f"{n}: nftables: 1 is not set in its host.fw, so VNet firewalls do "
                                 "nothing there")
+    for n, backend in sorted(firewall_backends(sorted(host_fws), answers, host_fws).items()):
+        found = proxmox_firewall_problem(backend["proxmox-firewall"]) if backend["nftables"] else None
+        if found and ((found[0] == "missing" and vnets) or (found[0] == "old" and cfg.bridges)):
+            problems.append(f"{n}: {found[1]}")
     return problems
 
 
-def report(here, nodes, answers, bridge_rows, unmanaged_vnets, guest_rows, node_problems):
-    """The whole of `status`, with every problem in one list."""
+def report(here, nodes, answers, bridge_rows, unmanaged_vnets, guest_rows, node_problems, backends=None):
+    """The whole of `status`, with every problem in one list; backends: firewall_backends()."""
     problems = (node_problems + [f"{r['bridge']}: {p}" for r in bridge_rows for p in r["problems"]]
                 + [f"guest {r['vmid']}: {p}" for r in guest_rows for p in r["problems"]])
     return {"node": here,
             "nodes": {n: ("error: " + answers[n]["error"]) if "error" in answers.get(n, {}) else "ok"
                       for n in nodes},
             "bridges": bridge_rows, "unmanaged-vnets": unmanaged_vnets, "guests": guest_rows,
-            "problems": problems}
+            "firewall-backends": backends or {}, "problems": problems}
