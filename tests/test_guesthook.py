@@ -326,3 +326,97 @@ def test_the_simulator_holds_the_guest_config_lock_through_post_start(cluster, t
     cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
     assert cluster.qm("start", 101).returncode == 0
     assert log.read_text().splitlines() == ["pre-start held", "post-start held"]
+
+
+# ------------------------------------------------------------------ proxmox-firewall and the guest config
+
+DERIVED = __import__("conftest").FIXTURES / "derived/qemu-server"
+VNET0 = YAML + "  vnet0:\n    gateway-mac: 02:00:00:00:09:02\n    gateway-ip: 10.0.0.1\n" \
+               "guests:\n  120:\n    net0: [10.0.0.120]\n    net31: [10.0.0.121]\n"
+NFT_ON = "[OPTIONS]\n\nnftables: 1\n"
+
+
+def _vnet0(cluster, config, nftables_on=True, extra=""):
+    cluster.write("microseg.yaml", VNET0 + extra)
+    if nftables_on:
+        cluster.write("nodes/pve1/host.fw", NFT_ON)
+    cluster.add_guest(120, config.read_text())
+
+
+@pytest.mark.parametrize("name,key,why", [
+    ("e1000e.conf", "net0", "NIC model e1000e is unknown to proxmox-firewall"),
+    ("net31.conf", "net31", "proxmox-firewall knows only net0 to net30"),
+])
+def test_nftables_on_a_config_proxmox_firewall_cannot_read_refuses_the_start(cluster, name, key, why):
+    _vnet0(cluster, DERIVED / name)
+    r = cluster.qm("start", 120)
+    assert r.returncode != 0 and not cluster.running(120)
+    assert "hookscript error for 120 on pre-start" in r.stderr
+    line = next(l for l in r.stderr.splitlines() if "guest 120 not started" in l)
+    assert f"guest 120 {key} (" in line and "qemu-server/120.conf:" in line and why in line
+    assert "pve1 runs proxmox-firewall (nftables: 1 in host.fw)" in line and "not created" in line
+    assert cluster.fw(120) is None
+
+
+def test_nftables_on_an_existing_file_is_not_changed_either(cluster):
+    _vnet0(cluster, DERIVED / "e1000e.conf")
+    old = "[OPTIONS]\n\nenable: 1\n\n[RULES]\n\nIN SSH(ACCEPT)\n"
+    cluster.write("firewall/120.fw", old)
+    r = cluster.qm("start", 120)
+    assert r.returncode != 0 and "not changed" in r.stderr
+    assert cluster.fw(120) == old
+
+
+def test_nftables_on_fail_open_starts_without_writing(cluster):
+    _vnet0(cluster, DERIVED / "e1000e.conf", extra="hookscript:\n  on-failure: fail-open\n")
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0 and cluster.running(120)
+    assert "WARNING: guest 120 starts WITHOUT complete anti-spoofing sets: guest 120 net0" in r.stderr
+    assert "NIC model e1000e" in r.stderr and "(hookscript.on-failure: fail-open)" in r.stderr
+    assert cluster.fw(120) is None
+
+
+def test_nftables_on_strict_false_does_not_lift_it(cluster):
+    _vnet0(cluster, DERIVED / "net31.conf", extra="hookscript:\n  strict: false\n")
+    r = cluster.qm("start", 120)
+    assert r.returncode != 0 and "net31" in r.stderr and cluster.fw(120) is None
+
+
+@pytest.mark.parametrize("name", ["e1000e.conf", "net31.conf"])
+def test_nftables_off_behaviour_unchanged_with_a_warning(cluster, name):
+    _vnet0(cluster, DERIVED / name, nftables_on=False)
+    cluster.write("nodes/pve1/host.fw", "[OPTIONS]\n\nnftables: 0\n")
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0, r.stderr
+    fw = cluster.fw(120)
+    strict_ok(fw)
+    assert "10.0.0.120\n" in fw
+    assert "WARNING: guest 120 net" in r.stderr and "off on this guest's node" in r.stderr
+
+
+def test_nftables_on_a_config_it_reads_starts_as_usual(cluster):
+    _vnet0(cluster, CLOUDINIT)              # the unchanged upstream file: vmxnet3, net0
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0, r.stderr
+    assert "10.0.0.120\n" in cluster.fw(120) and "proxmox-firewall" not in r.stderr
+
+
+def test_nftables_on_the_migration_source_counts_too(cluster):
+    cluster.write("microseg.yaml", VNET0)
+    cluster.write("nodes/pve2/host.fw", NFT_ON)          # the target (pve1) runs pve-firewall
+    cluster.add_guest(120, (DERIVED / "e1000e.conf").read_text(), node="pve2")
+    r = cluster.qm("start", 120, "--migratedfrom", "pve2")
+    assert r.returncode != 0 and "pve2 runs proxmox-firewall" in r.stderr and cluster.fw(120) is None
+
+
+def test_nftables_on_a_guest_not_ours_keeps_its_file(cluster):
+    cluster.write("nodes/pve1/host.fw", NFT_ON)
+    cluster.add_vm(101, {0: f"e1000e={MAC},bridge=vmbr0,firewall=1"})
+    old = (f"[OPTIONS]\n\n{MARK}ipfilter: 1\nenable: 1\n\n"
+           f"[IPSET ipfilter-net0] # managed by pve-microseg\n\n10.100.0.5\n{LL}\n")
+    cluster.write("firewall/101.fw", old)                # our set from when it was on web
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and cluster.running(101)
+    assert "pve1 runs proxmox-firewall" in r.stderr and "already stops every firewall update there" in r.stderr
+    assert "left unchanged" in r.stderr
+    assert cluster.fw(101) == old

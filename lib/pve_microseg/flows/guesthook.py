@@ -5,7 +5,11 @@ pre-start   write the guest's `ipfilter-net<N>` sets, `ipfilter: 1` and, if
             cluster lock `firewall-vm-<vmid>`, atomically.  When that cannot
             be done completely, `hookscript.on-failure` decides: fail-closed
             (default) exits non-zero, so Proxmox does not start the guest;
-            fail-open starts it and says so loudly.
+            fail-open starts it and says so loudly.  A .fw file is never
+            created or changed for a guest whose config proxmox-firewall
+            cannot read while a node concerned runs the nftables backend:
+            that would stop the firewall updates of the whole node
+            (antispoof.nft_guard); that too is a failure.
 post-start  isolate the guest's ports on plain bridges marked
             `isolate-ports: true` (what SDN VNets offer natively).
 all phases  then run the operator's own hookscript, if one is chained
@@ -71,6 +75,16 @@ class Hook:
     def cluster_firewall_on(self):
         return antispoof.firewall_on(pveconf.firewall(self.paths.cluster_fw))
 
+    def nftables_nodes(self):
+        """The nodes whose proxmox-firewall reads this guest's config, now or
+        once it runs here, and that run the nftables backend: this node, and
+        on a live migration the source, where the config still is (for `guest
+        sync`: the guest's node)."""
+        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        nodes = [self.owner_node] if self.owner_node else [self.node()] + ([source] if source else [])
+        return [n for n in dict.fromkeys(nodes)
+                if antispoof.nftables_on(pveconf.firewall(self.paths.host_fw(n)))]
+
     # ---------------------------------------------------------- phases
 
     def pre_start(self, cfg):
@@ -79,10 +93,18 @@ class Hook:
                                     cluster_firewall_on=self.cluster_firewall_on())
         for w in guest_plan.warnings:
             self.warn(w)
+        target = self.paths.guest_fw(self.vmid)
+        if guest_plan.unreadable is not None:           # host.fw is read only then
+            guard = antispoof.nft_guard(guest_plan, self.nftables_nodes(), guest.path, str(target),
+                                        target.exists())
+            if guard.action is antispoof.Nft.REFUSE:
+                raise FirewallFileError(guard.message)
+            self.warn(guard.message)
+            if guard.action is antispoof.Nft.LEAVE:
+                return
         if guest_plan.refusals:
             raise GuestRefused("; ".join(guest_plan.refusals) +
                                " (hookscript.strict is on in microseg.yaml)")
-        target = self.paths.guest_fw(self.vmid)
         if not guest_plan.nics and not target.exists():
             self.say(f"guest {self.vmid}: no NIC on a managed bridge, nothing to do")
             return

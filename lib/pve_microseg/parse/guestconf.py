@@ -116,7 +116,7 @@ def parse(text, vmid, guest_type, path="<guest config>"):
         except ValueError as e:
             raise GuestConfigError(path, lineno, key, str(e)) from None
     return GuestConfig(vmid=int(vmid), type=guest_type, path=str(path), nics=tuple(nics),
-                       hookscript=hookscript, warnings=tuple(warnings))
+                       hookscript=hookscript, warnings=tuple(warnings), text=text)
 
 
 class _IpconfigError(ValueError):

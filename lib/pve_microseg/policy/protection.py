@@ -122,7 +122,7 @@ def node_problems(answers, cfg, cluster_fw, host_fws):
                         "firewall applies")
     if any(b.vnet for b in cfg.bridges):
         for n, host in host_fws.items():
-            if host.option("nftables") != "1":
+            if not antispoof.nftables_on(host):
                 problems.append(f"{n}: nftables: 1 is not set in its host.fw, so VNet firewalls do "
                                 "nothing there")
     return problems
