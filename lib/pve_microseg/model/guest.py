@@ -44,6 +44,7 @@ class GuestConfig:
     nics: tuple               # Nic, by index
     hookscript: str = None
     warnings: tuple = ()
+    lock: str = None          # the config lock (`lock: backup` while vzdump runs), None if unlocked
     text: str = field(default=None, repr=False, compare=False)   # the file as read (None: unknown)
 
     def port(self, nic, fwbr=False):
