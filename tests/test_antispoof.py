@@ -81,10 +81,57 @@ def test_strict_refuses_firewall_off_and_unknown_addresses():
     assert p.nics[0].addresses == (LL,)
 
 
-def test_unknown_model_for_nftables_is_a_warning():
+def test_a_config_proxmox_firewall_cannot_read_is_in_the_plan():
     g = vm("net0: e1000e=BC:24:11:2C:69:EC,bridge=web,firewall=1\n", "ipconfig0: ip=10.100.0.5/24\n")
     p = antispoof.plan(g, cfg(), NO_IPAM)
-    assert any("e1000e" in w for w in p.warnings)
+    assert (p.unreadable.line, p.unreadable.key) == (1, "net0") and "e1000e" in p.unreadable.message
+    assert p.refusals == () and len(p.nics) == 1          # the plan itself is as before
+    other = vm("net0: e1000e=BC:24:11:2C:69:EC,bridge=vmbr0\n")   # not ours: known all the same
+    assert antispoof.plan(other, cfg(), NO_IPAM).unreadable.key == "net0"
+    assert antispoof.plan(vm(f"net0: virtio={MAC},bridge=web,firewall=1\n"), cfg(), NO_IPAM).unreadable is None
+
+
+def _guard(nets, nft_nodes, fw_exists):
+    p = antispoof.plan(vm(nets, "ipconfig0: ip=10.100.0.5/24\n"), cfg(), NO_IPAM)
+    return antispoof.nft_guard(p, nft_nodes, "101.conf", "/etc/pve/firewall/101.fw", fw_exists)
+
+
+E1000E_WEB = "net0: e1000e=BC:24:11:2C:69:EC,bridge=web,firewall=1\n"
+E1000E_OTHER = "net0: e1000e=BC:24:11:2C:69:EC,bridge=vmbr0\n"
+
+
+@pytest.mark.parametrize("nets,nft_nodes,fw_exists,action", [
+    (f"net0: virtio={MAC},bridge=web,firewall=1\n", ["pve1"], True, None),     # readable: nothing to say
+    (E1000E_WEB, [], False, antispoof.Nft.WARN),           # nftables off: written as before, with a warning
+    (E1000E_WEB, [], True, antispoof.Nft.WARN),
+    (E1000E_WEB, ["pve1"], False, antispoof.Nft.REFUSE),   # ours, nftables on: never create it
+    (E1000E_WEB, ["pve1"], True, antispoof.Nft.REFUSE),    # ...nor change it
+    (E1000E_OTHER, ["pve1"], True, antispoof.Nft.LEAVE),   # not ours, a .fw exists: left alone
+    (E1000E_OTHER, ["pve1"], False, antispoof.Nft.WARN),   # not ours, nothing to write
+    ("net31: virtio=BC:24:11:2C:69:EC,bridge=web,firewall=1\n", ["pve2"], False, antispoof.Nft.REFUSE),
+])
+def test_nft_guard(nets, nft_nodes, fw_exists, action):
+    guard = _guard(nets, nft_nodes, fw_exists)
+    assert (guard.action if guard else None) is action
+    if guard:
+        key = "net31" if "net31" in nets else "net0"
+        assert f"guest 101 {key} (101.conf:1)" in guard.message
+        assert all(n in guard.message for n in nft_nodes)
+    if action is antispoof.Nft.REFUSE:
+        assert ("not changed" if fw_exists else "not created") in guard.message
+        assert "whole node" in guard.message
+
+
+@pytest.mark.parametrize("text,on", [
+    ("[OPTIONS]\nnftables: 1\n", True),
+    ("[OPTIONS]\n\nNFTables:1 \n", True),              # pve-firewall: any case, spaces
+    ("[OPTIONS]\nnftables: 1\nnftables: 0\n", False),    # the last one wins
+    ("[OPTIONS]\nnftables: 0\n", False),
+    ("[OPTIONS]\nnftables: true\n", False),             # pve-firewall reads only 0 or 1
+    ("", False),
+])
+def test_nftables_on(text, on):
+    assert antispoof.nftables_on(fwfile.parse(text)) is on
 
 
 def _plan(extra=""):

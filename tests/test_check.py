@@ -134,3 +134,48 @@ def test_check_names_this_nodes_old_proxmox_firewall(tmp_path):
     out = io.StringIO()
     assert cli.main(["check"], environ=env, out=out) == 0               # cannot tell: a note, not a warning
     assert "info: pve1: nftables: 1, but its proxmox-firewall is unknown: " in out.getvalue()
+
+
+def _check(c):
+    out = io.StringIO()
+    env = {k: v for k, v in c.env.items() if k.startswith("PVE_MICROSEG_")}
+    rc = cli.main(["check", "--output-format", "json"], environ=env, out=out)
+    return rc, json.loads(out.getvalue())["findings"]
+
+
+@pytest.mark.parametrize("name,key", [("e1000e.conf", "net0"), ("net31.conf", "net31")])
+def test_check_names_a_guest_file_that_freezes_its_node(tmp_path, name, key):
+    c = Cluster(tmp_path)
+    c.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 1\n\n[IPSET management]\n\n10.0.0.0/24\n")
+    c.write("nodes/pve2/host.fw", "[OPTIONS]\n\nnftables: 1\n")
+    c.add_guest(120, (FIXTURES / "derived/qemu-server" / name).read_text(), node="pve2", hookscript=False)
+    c.add_guest(121, (FIXTURES / "qemu-server/src/test/parse-config-input/cloudinit-snapshot.conf").read_text(),
+                node="pve2", hookscript=False)
+    c.add_guest(122, (FIXTURES / "derived/qemu-server" / name).read_text(), node="pve1", hookscript=False)
+    for vmid in (120, 121, 122):
+        c.write(f"firewall/{vmid}.fw", "[OPTIONS]\n\nenable: 1\n")
+    rc, findings = _check(c)
+    assert rc == 10
+    errors = [f for f in findings if f["severity"] == "error"]
+    assert [(f["file"], f["line"]) for f in errors] == [("firewall/120.fw", 0)]
+    m = errors[0]["message"]
+    assert f"guest 120 {key} (nodes/pve2/qemu-server/120.conf:" in m
+    assert "stops updating the firewall of pve2" in m
+    # on pve1 (pve-firewall) the same config is only info; 121 reads fine
+    info = [f for f in findings if f["file"] == "firewall/122.fw"]
+    assert [f["severity"] for f in info] == ["info"] and "with nftables: 1" in info[0]["message"]
+    assert not any(f["file"] == "firewall/121.fw" for f in findings)
+    # without the .fw file nothing freezes
+    (c.pve / "firewall/120.fw").unlink()
+    (c.pve / "firewall/122.fw").unlink()
+    rc, findings = _check(c)
+    assert rc == 0, findings
+
+
+def test_lint_guest_config_is_pure():
+    gc = fwlint.GuestConfig("firewall/101.fw", 101, "pve1", "lxc", "nodes/pve1/lxc/101.conf",
+                            "net0: name=eth0,hwaddr=BC:24:11:47:83:11,ip=dhcp,type=veth\n")
+    assert fwlint.lint_guest_config(gc, True) == []
+    bad = fwlint.GuestConfig(**{**gc.__dict__, "text": "net31: name=eth0,hwaddr=BC:24:11:47:83:11,type=veth\n"})
+    [finding] = fwlint.lint_guest_config(bad, True)
+    assert finding.severity == "error" and "guest 101 net31 (nodes/pve1/lxc/101.conf:1)" in finding.message

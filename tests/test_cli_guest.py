@@ -79,6 +79,19 @@ def test_sync_writes_the_sets_of_a_running_guest(cluster):
     assert "10.100.0.5" in cluster.fw(101)
 
 
+def test_sync_never_writes_a_file_that_would_freeze_the_guests_node(cluster, capsys):
+    cluster.add_vm(103, {0: "e1000e=BC:24:11:00:00:04,bridge=web,firewall=1"}, {0: "ip=10.100.0.7/24"},
+                   node="pve2", hookscript=False)
+    cluster.write("nodes/pve2/host.fw", "[OPTIONS]\nnftables: 1\n")      # the guest's node, not this one
+    rc, out = run(cluster, "sync", "103")
+    err = capsys.readouterr().err
+    assert rc == 5 and "guest 103 net0" in err and "pve2 runs proxmox-firewall" in err, err
+    assert cluster.fw(103) is None
+    cluster.write("nodes/pve2/host.fw", "[OPTIONS]\nnftables: 0\n")
+    rc, out = run(cluster, "sync", "103")
+    assert rc == 0 and "10.100.0.7" in cluster.fw(103), out
+
+
 def test_attach_never_loses_a_chained_hookscript(cluster):
     assert run(cluster, "attach", "201")[0] == 0                        # chain: local:snippets/site.sh
     other = cluster.root / "mnt/other"

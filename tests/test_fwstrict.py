@@ -597,3 +597,84 @@ def test_version_dependent_findings_are_cautions():
     assert "not every proxmox-firewall version" in str(cautious[0])
     hard = check("[ipset x]\n10.0.0.1\n", "guest")
     assert hard and not hard[0].caution and errors(hard) == hard
+
+
+# --- the guest config (what proxmox-firewall reads of qemu-server/lxc configs) ----------
+
+QS = "qemu-server/src/test/parse-config-input/cloudinit-snapshot.conf"
+DERIVED = "derived/qemu-server"
+
+
+@pytest.mark.parametrize("path,guest_type", [
+    (QS, "qemu"),                      # vmxnet3, with [special:cloudinit] and a snapshot
+    (f"{RS}/100.conf", "lxc"),         # proxmox-firewall's own test input: read by its test
+    (f"{RS}/101.conf", "qemu"),        # no NIC at all
+])
+def test_guest_configs_proxmox_firewall_reads(path, guest_type):
+    assert fwstrict.check_guest_config((FIXTURES / path).read_text(), guest_type) == []
+
+
+@pytest.mark.parametrize("name,line,key,words", [
+    ("e1000e.conf", 9, "net0", ("NIC model e1000e", "virtio, e1000, rtl8139, vmxnet3")),
+    ("net31.conf", 10, "net31", ("net0 to net30",)),
+])
+def test_guest_configs_proxmox_firewall_cannot_read(name, line, key, words):
+    problems = fwstrict.check_guest_config((FIXTURES / DERIVED / name).read_text(), "qemu")
+    assert [(p.line, p.key) for p in problems] == [(line, key)]
+    assert all(w in problems[0].message for w in words), problems[0].message
+
+
+@pytest.mark.parametrize("model", ["e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551",
+                                   "i82557b", "i82559er", "ne2k_isa", "ne2k_pci", "pcnet"])
+def test_every_qemu_server_model_proxmox_firewall_lacks(model):
+    for value in (f"{model}=BC:24:11:2C:69:EC,bridge=web", f"model={model},macaddr=BC:24:11:2C:69:EC"):
+        problems = fwstrict.check_guest_config(f"net0: {value}\n")
+        assert len(problems) == 1 and f"NIC model {model} is unknown" in problems[0].message
+
+
+@pytest.mark.parametrize("model", ["virtio", "e1000", "rtl8139", "vmxnet3"])
+def test_the_models_proxmox_firewall_knows(model):
+    assert fwstrict.check_guest_config(f"net0: {model}=BC:24:11:2C:69:EC,bridge=web,firewall=1,queues=4\n") == []
+    assert fwstrict.check_guest_config(f"net30: model={model},macaddr=bc:24:11:2c:69:ec\n") == []
+
+
+@pytest.mark.parametrize("text,key", [
+    ("net31: virtio=BC:24:11:2C:69:EC\n", "net31"),
+    ("net31: name=eth31,hwaddr=BC:24:11:47:83:11,ip=dhcp,type=veth\n", "net31"),   # a container's too
+    ("net33: name=eth0,hwaddr=BC:24:11:47:83:11,type=veth\n", "net33"),     # Rust's own test vector
+    ("netqwe: name=eth0,hwaddr=BC:24:11:47:83:11,type=veth\n", "netqwe"),   # Rust's own test vector
+    # no ':' right after the key: Rust splits at the first ':' (inside the MAC)
+    ("net0 name=eth0,bridge=data,hwaddr=BC:24:11:47:83:11,type=veth\n", "net0 name=eth0,bridge=data,hwaddr=BC"),
+    ("  net0: virtio=BC:24:11:2C:69:EC\nnet0: virtio=BC:24:11:2C:69:ED\n", "net0"),   # twice
+    ("net0: virtio=BC:24:11:2C:69\n", "net0"),                               # not a MAC
+    ("net0: virtio=BC:24:11:2C:69:EC,firewall=2\n", "net0"),
+    ("net0: bridge=web,firewall=1\n", "net0"),                               # no model, no MAC
+    ('net0: virtio=BC:24:11:2C:69:EC,x="open\n', "net0"),
+    ("net1: name=eth0,hwaddr=BC:24:11:47:83:11,ip=10.0.0.300/24,type=veth\n", "net1"),
+    ("net1: name=eth0,hwaddr=BC:24:11:47:83:11,ip6=auto6,type=veth\n", "net1"),
+    ("net1: name=eth0,hwaddr=BC:24:11:47:83:11,ip=fd00::1/64,type=veth\n", "net1"),
+])
+def test_guest_config_lines_proxmox_firewall_rejects(text, key):
+    problems = fwstrict.check_guest_config(text, "lxc" if "type=veth" in text else "qemu")
+    assert [p.key for p in problems] == [key], problems
+
+
+@pytest.mark.parametrize("text", [
+    "",
+    "net0:\n",                                   # nothing after ':': skipped
+    "net0 \n",                                   # no ':': skipped
+    "name: net0\nnameserver: 192.0.2.53\n",      # other keys are not looked at
+    "#net31: e1000e=BC:24:11:2C:69:EC\n",        # the description
+    "net0: virtio=BC:24:11:2C:69:EC\n[snap]\nnet31: e1000e=BC:24:11:2C:69:EC\n",   # main section only
+    "net0:\tvirtio=bc:24:11:2c:69:ec,bridge=web,firewall=yes,link_down=1,trunks=2;3\r\n",
+    'net0: virtio=BC:24:11:2C:69:EC,x="a,\\"b\\""\n',                  # a quoted value
+    "net2: name=eth0,bridge=data,firewall=0,hwaddr=BC:24:11:47:83:12,ip=123.123.123.123/24,type=veth  \n",
+    "net5: name=eth0,hwaddr=BC:24:11:47:83:13,ip=manual,ip6=fd80::1/64,gw6=fd80::ff,type=veth\n",
+])
+def test_guest_config_lines_proxmox_firewall_reads(text):
+    assert fwstrict.check_guest_config(text, "lxc" if "type=veth" in text else "qemu") == []
+
+
+def test_lxc_message_explains_the_lxc_reading():
+    text = "net0: name=eth0,hwaddr=BC:24:11:47:83:11,ip=dhcp,type=macvlan\n"
+    assert "NIC model macvlan" in fwstrict.check_guest_config(text, "lxc")[0].message

@@ -55,6 +55,8 @@ def test_vm_start_writes_sets_into_the_guest_firewall(cluster):
     assert f"guest 101 net0 (on managed bridge web): 10.100.0.5, {LL} [from ipconfig0]" in r.stdout
     assert cluster.running(101)
     assert not any((cluster.pve / "priv/lock").iterdir())          # lock released
+    assert cluster.qm("start", 101).stderr == "VM 101 already running\n"
+    assert cluster.qm("stop", 101).returncode == 0
     r = cluster.qm("start", 101)
     assert r.returncode == 0 and "101.fw: unchanged" in r.stdout and cluster.fw(101) == fw
 
@@ -326,3 +328,197 @@ def test_the_simulator_holds_the_guest_config_lock_through_post_start(cluster, t
     cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
     assert cluster.qm("start", 101).returncode == 0
     assert log.read_text().splitlines() == ["pre-start held", "post-start held"]
+
+
+# ------------------------------------------------------------------ proxmox-firewall and the guest config
+
+DERIVED = __import__("conftest").FIXTURES / "derived/qemu-server"
+VNET0 = YAML + "  vnet0:\n    gateway-mac: 02:00:00:00:09:02\n    gateway-ip: 10.0.0.1\n" \
+               "guests:\n  120:\n    net0: [10.0.0.120]\n    net31: [10.0.0.121]\n"
+NFT_ON = "[OPTIONS]\n\nnftables: 1\n"
+
+
+def _vnet0(cluster, config, nftables_on=True, extra=""):
+    cluster.write("microseg.yaml", VNET0 + extra)
+    if nftables_on:
+        cluster.write("nodes/pve1/host.fw", NFT_ON)
+    cluster.add_guest(120, config.read_text())
+
+
+@pytest.mark.parametrize("name,key,why", [
+    ("e1000e.conf", "net0", "NIC model e1000e is unknown to proxmox-firewall"),
+    ("net31.conf", "net31", "proxmox-firewall knows only net0 to net30"),
+])
+def test_nftables_on_a_config_proxmox_firewall_cannot_read_refuses_the_start(cluster, name, key, why):
+    _vnet0(cluster, DERIVED / name)
+    r = cluster.qm("start", 120)
+    assert r.returncode != 0 and not cluster.running(120)
+    assert "hookscript error for 120 on pre-start" in r.stderr
+    line = next(l for l in r.stderr.splitlines() if "guest 120 not started" in l)
+    assert f"guest 120 {key} (" in line and "qemu-server/120.conf:" in line and why in line
+    assert "pve1 runs proxmox-firewall (nftables: 1 in host.fw)" in line and "not created" in line
+    assert cluster.fw(120) is None
+
+
+def test_nftables_on_an_existing_file_is_not_changed_either(cluster):
+    _vnet0(cluster, DERIVED / "e1000e.conf")
+    old = "[OPTIONS]\n\nenable: 1\n\n[RULES]\n\nIN SSH(ACCEPT)\n"
+    cluster.write("firewall/120.fw", old)
+    r = cluster.qm("start", 120)
+    assert r.returncode != 0 and "not changed" in r.stderr
+    assert cluster.fw(120) == old
+
+
+def test_nftables_on_fail_open_starts_without_writing(cluster):
+    _vnet0(cluster, DERIVED / "e1000e.conf", extra="hookscript:\n  on-failure: fail-open\n")
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0 and cluster.running(120)
+    assert "WARNING: guest 120 starts WITHOUT complete anti-spoofing sets: guest 120 net0" in r.stderr
+    assert "NIC model e1000e" in r.stderr and "(hookscript.on-failure: fail-open)" in r.stderr
+    assert cluster.fw(120) is None
+
+
+def test_nftables_on_strict_false_does_not_lift_it(cluster):
+    _vnet0(cluster, DERIVED / "net31.conf", extra="hookscript:\n  strict: false\n")
+    r = cluster.qm("start", 120)
+    assert r.returncode != 0 and "net31" in r.stderr and cluster.fw(120) is None
+
+
+@pytest.mark.parametrize("name", ["e1000e.conf", "net31.conf"])
+def test_nftables_off_behaviour_unchanged_with_a_warning(cluster, name):
+    _vnet0(cluster, DERIVED / name, nftables_on=False)
+    cluster.write("nodes/pve1/host.fw", "[OPTIONS]\n\nnftables: 0\n")
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0, r.stderr
+    fw = cluster.fw(120)
+    strict_ok(fw)
+    assert "10.0.0.120\n" in fw
+    assert "WARNING: guest 120 net" in r.stderr and "off on this guest's node" in r.stderr
+
+
+def test_nftables_on_a_config_it_reads_starts_as_usual(cluster):
+    _vnet0(cluster, CLOUDINIT)              # the unchanged upstream file: vmxnet3, net0
+    r = cluster.qm("start", 120)
+    assert r.returncode == 0, r.stderr
+    assert "10.0.0.120\n" in cluster.fw(120) and "proxmox-firewall" not in r.stderr
+
+
+def test_nftables_on_the_migration_source_counts_too(cluster):
+    cluster.write("microseg.yaml", VNET0)
+    cluster.write("nodes/pve2/host.fw", NFT_ON)          # the target (pve1) runs pve-firewall
+    cluster.add_guest(120, (DERIVED / "e1000e.conf").read_text(), node="pve2")
+    r = cluster.qm("start", 120, "--migratedfrom", "pve2")
+    assert r.returncode != 0 and "pve2 runs proxmox-firewall" in r.stderr and cluster.fw(120) is None
+
+
+def test_nftables_on_a_guest_not_ours_keeps_its_file(cluster):
+    cluster.write("nodes/pve1/host.fw", NFT_ON)
+    cluster.add_vm(101, {0: f"e1000e={MAC},bridge=vmbr0,firewall=1"})
+    old = (f"[OPTIONS]\n\n{MARK}ipfilter: 1\nenable: 1\n\n"
+           f"[IPSET ipfilter-net0] # managed by pve-microseg\n\n10.100.0.5\n{LL}\n")
+    cluster.write("firewall/101.fw", old)                # our set from when it was on web
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and cluster.running(101)
+    assert "pve1 runs proxmox-firewall" in r.stderr and "already stops every firewall update there" in r.stderr
+    assert "left unchanged" in r.stderr
+    assert cluster.fw(101) == old
+
+
+# ------------------------------------------------------------------ backups (vzdump starts a stopped VM paused)
+
+REFUSED = {0: f"virtio={MAC},bridge=web"}                 # firewall=0, no address: strict refuses it
+FINE = ({0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+
+
+def _during(cluster, tmp_path, command):
+    """PVE_SIM_DURING_BACKUP: `command`, then the flags of tap101i0 into a file."""
+    flags = tmp_path / "flags-during-backup"
+    return {"PVE_SIM_DURING_BACKUP": f"{command}; cat {cluster.sys_class_net}/tap101i0/flags > {flags}"}, flags
+
+
+def test_backup_of_a_stopped_vm_goes_on_and_its_taps_are_held_down(cluster, tmp_path):
+    cluster.add_vm(101, REFUSED)
+    assert cluster.qm("start", 101).returncode != 0          # an ordinary start is refused
+    env, flags = _during(cluster, tmp_path, "true")
+    r = cluster.vzdump(101, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "hookscript error" not in r.stderr and "Finished Backup of VM 101" in r.stdout
+    assert "guest 101: backup start (lock: backup" in r.stderr and "firewall=0" in r.stderr
+    assert "tap101i0 held down for as long as this QEMU runs" in r.stderr
+    assert int(flags.read_text(), 16) & 1 == 0               # down while the backup ran
+    assert not cluster.running(101) and cluster.fw(101) is None
+    assert "lock:" not in cluster.guest_path(101).read_text()
+    assert not (Paths.from_env(cluster.env).held_dir / "101").exists()
+    r = cluster.qm("start", 101)                             # after the backup: decided afresh
+    assert r.returncode != 0 and "guest 101 not started" in r.stderr
+
+
+def test_a_start_during_the_backup_resumes_the_vm_without_network(cluster, tmp_path):
+    """qemu-server's vm_start resumes the backup's paused QEMU (no pre-start):
+    the guest runs from the backup start, and must not have network."""
+    cluster.add_vm(101, REFUSED)
+    env, flags = _during(cluster, tmp_path, "qm start 101")
+    r = cluster.vzdump(101, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "kvm status changed after backup ('running') - keep VM running" in r.stdout
+    assert cluster.state(101) == "running" and cluster.tap_up(101) is False
+    assert r.stderr.count("on pre-start") == 0 and cluster.fw(101) is None
+
+
+def test_stop_mode_backup_resumes_a_running_vm_without_network_if_its_start_fails(cluster):
+    cluster.add_vm(101, *FINE)
+    assert cluster.qm("start", 101).returncode == 0
+    before = cluster.fw(101)
+    path = cluster.guest_path(101)
+    path.write_text(path.read_text().replace("ipconfig0: ip=10.100.0.5/24\n", ""))   # no address any more
+    r = cluster.vzdump(101, "--mode", "stop")
+    assert r.returncode == 0, r.stderr
+    assert "stopping virtual guest" in r.stdout and "resuming VM again" in r.stdout
+    assert cluster.state(101) == "running" and cluster.tap_up(101) is False
+    assert "no address is known" in r.stderr and cluster.fw(101) == before        # nothing half-written
+
+
+def test_backup_of_a_stopped_vm_writes_the_sets_when_it_can(cluster, tmp_path):
+    cluster.add_vm(101, *FINE)
+    env, flags = _during(cluster, tmp_path, "true")
+    r = cluster.vzdump(101, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "10.100.0.5\n" in cluster.fw(101)                 # the paused QEMU may become the guest
+    assert int(flags.read_text(), 16) & 1 == 1 and "held down" not in r.stderr
+    assert not cluster.running(101)
+
+
+def test_backup_start_fail_open_is_as_before(cluster, tmp_path):
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  on-failure: fail-open\n")
+    cluster.add_vm(101, REFUSED)
+    env, flags = _during(cluster, tmp_path, "true")
+    r = cluster.vzdump(101, env=env)
+    assert r.returncode == 0 and "starts WITHOUT complete anti-spoofing sets" in r.stderr
+    assert int(flags.read_text(), 16) & 1 == 1 and "held down" not in r.stderr
+
+
+def test_backup_start_of_a_vm_proxmox_firewall_cannot_read(cluster, tmp_path):
+    _vnet0(cluster, DERIVED / "e1000e.conf")                 # nftables: 1 on pve1
+    r = cluster.vzdump(120)
+    assert r.returncode == 0, r.stderr
+    assert "NIC model e1000e" in r.stderr and "tap120i0 held down" in r.stderr
+    assert cluster.fw(120) is None
+
+
+def test_a_stale_hold_is_dropped_by_the_next_start(cluster):
+    held = Paths.from_env(cluster.env).held_dir
+    held.mkdir(parents=True)
+    (held / "101").write_text("an old reason\n")             # e.g. QEMU failed to start after pre-start
+    cluster.add_vm(101, *FINE)
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and cluster.tap_up(101) is True and "held down" not in r.stderr
+    assert not (held / "101").exists()
+
+
+def test_a_container_with_a_backup_lock_is_an_ordinary_start(cluster):
+    """pve-container's vzdump never starts a stopped container; a start
+    under its lock is root's --skiplock, an ordinary start."""
+    path = cluster.add_ct(200, {0: f"name=eth0,bridge=web,hwaddr={MAC},ip=dhcp,type=veth"})
+    path.write_text(path.read_text() + "lock: backup\n")
+    r = cluster.pct("start", 200, "--skiplock")
+    assert r.returncode != 0 and "guest 200 not started" in r.stderr

@@ -11,6 +11,10 @@ vm_start_nolock in proxmox/qemu-server src/PVE/QemuServer.pm
 `<script> <vmid> <phase>` without a shell, PVE_MIGRATED_FROM set (empty on a
 normal start), the guest config flock held during pre-start and post-start, a non-zero
 pre-start aborts the start with `hookscript error for <vmid> on pre-start`.
+The fake `vzdump` backs a VM up as Proxmox does as far as a hookscript can
+tell: `lock: backup` in the config, a stopped VM started paused through the
+same start path, resumed only by a start or resume during the backup, or by
+vzdump after a stop-mode backup of a running VM (tests/pvesim/guestcmd.py).
 """
 
 import json
@@ -156,8 +160,22 @@ class Cluster:
     def pct(self, *args, **kw):
         return self.run("pct", *args, **kw)
 
+    def vzdump(self, *args, **kw):
+        return self.run("vzdump", *args, **kw)
+
     def running(self, vmid):
+        """Whether the guest's QEMU/container runs (a VM started paused counts, as check_running says)."""
         return (self.root / "run/sim" / f"{vmid}.running").exists()
+
+    def state(self, vmid):
+        """None, 'running' or 'prelaunch' (a VM started paused, its CPUs stopped)."""
+        path = self.root / "run/sim" / f"{vmid}.running"
+        return path.read_text().strip() if path.exists() else None
+
+    def tap_up(self, vmid, index=0):
+        """Whether tap<vmid>i<index> exists and is up (None: it does not exist)."""
+        flags = self.sys_class_net / f"tap{vmid}i{index}" / "flags"
+        return bool(int(flags.read_text(), 16) & 1) if flags.exists() else None
 
     def pvesh(self, *args, **kw):
         """Run the fake pvesh (tests/pvesim/pvesh.py) against this tree."""

@@ -79,6 +79,22 @@ def isolate_port(paths, port):
         f.write("1\n")
 
 
+IFF_UP = 0x1
+
+
+def set_link_down(paths, port):
+    """Take an interface down (what `ip link set <port> down` does): through
+    its sysfs `flags`, which the kernel applies with dev_change_flags.
+    Returns False when it was down already."""
+    path = paths.sys_class_net / port / "flags"
+    flags = int(path.read_text().strip(), 16)
+    if not flags & IFF_UP:
+        return False
+    with open(path, "w") as f:
+        f.write(f"{flags & ~IFF_UP:#x}\n")
+    return True
+
+
 _SCRIPTS = re.compile(r"^\s*addon_scripts_support\s*=\s*(\S+)\s*$", re.M)
 
 

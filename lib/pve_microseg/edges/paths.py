@@ -161,6 +161,11 @@ class Paths:
         return self.run_dir / "ignored"
 
     @property
+    def held_dir(self):
+        """One file per VM whose backup start must hold its tap devices down (see state.py)."""
+        return self.run_dir / "held"
+
+    @property
     def stamp_files(self):
         """The files whose change makes the if-up.d hook decide again."""
         return (self.config, self.legacy_config, self.sdn_running_config)

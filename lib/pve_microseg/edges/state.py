@@ -13,6 +13,10 @@
   hundreds of VNets then costs one Python run, not one per bridge.
 * the parsed microseg.yaml (`/run/pve-microseg/microseg.yaml.json`), keyed
   by the file's exact text: the guest hookscript then does not load PyYAML.
+* a hold (`/run/pve-microseg/held/<vmid>`, holding the reason): a backup
+  start whose pre-start could not complete the sets leaves it for the
+  post-start of the same start, which holds the VM's tap devices down
+  (policy/onfailure.py); every pre-start drops an old one first.
 
 Only flows that act write here; readers (`show`, `apply --dry-run`,
 `status`) never do.
@@ -135,7 +139,7 @@ def applied(paths):
 
 
 def _unlink(path):
-    files.remove(path)
+    return files.remove(path)
 
 
 def mark_applied(paths, bridge, stamp, current=None):
@@ -195,6 +199,31 @@ def forget(paths):
 def record_bindings(paths, port_bindings):
     """After a transaction: exactly these port bindings are loaded."""
     _write_atomic(paths.bindings, json.dumps([b.to_json() for b in port_bindings], sort_keys=True) + "\n")
+
+
+# ------------------------------------------------------------- holds
+
+def hold(paths, vmid, reason):
+    """Ask the coming post-start to hold the VM's tap devices down."""
+    _write_atomic(paths.held_dir / str(vmid), reason.rstrip("\n") + "\n")
+
+
+def release_hold(paths, vmid):
+    """Forget a hold (a new start decides afresh); True if there was one."""
+    return _unlink(paths.held_dir / str(vmid))
+
+
+def take_hold(paths, vmid):
+    """The reason of a hold left by pre-start, removed; None if there is none."""
+    path = paths.held_dir / str(vmid)
+    try:
+        text = files.read_text(path, error=ValueError)
+    except ValueError:
+        text = "(unreadable hold)"
+    if text is None:
+        return None
+    _unlink(path)
+    return text.strip() or "(no reason recorded)"
 
 
 @contextmanager

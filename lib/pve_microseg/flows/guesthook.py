@@ -5,9 +5,17 @@ pre-start   write the guest's `ipfilter-net<N>` sets, `ipfilter: 1` and, if
             cluster lock `firewall-vm-<vmid>`, atomically.  When that cannot
             be done completely, `hookscript.on-failure` decides: fail-closed
             (default) exits non-zero, so Proxmox does not start the guest;
-            fail-open starts it and says so loudly.
-post-start  isolate the guest's ports on plain bridges marked
-            `isolate-ports: true` (what SDN VNets offer natively).
+            fail-open starts it and says so loudly.  A .fw file is never
+            created or changed for a guest whose config proxmox-firewall
+            cannot read while a node concerned runs the nftables backend:
+            that would stop the firewall updates of the whole node
+            (antispoof.nft_guard); that too is a failure.  On vzdump's
+            paused start of a VM (`lock: backup`) a fail-closed failure does
+            not fail the backup: the start goes on and post-start holds the
+            VM's tap devices down (policy/onfailure.py says why).
+post-start  hold the tap devices down after such a backup start; isolate
+            the guest's ports on plain bridges marked `isolate-ports: true`
+            (what SDN VNets offer natively).
 all phases  then run the operator's own hookscript, if one is chained
             (`chain:` in microseg.yaml), with the same arguments.
 
@@ -19,7 +27,7 @@ import sys
 
 from ..edges import node, pmxcfs, pveconf, state
 from ..model.errors import FirewallFileError, GuestConfigError, GuestRefused, MicrosegError
-from ..policy import antispoof, fwstrict
+from ..policy import antispoof, fwstrict, onfailure
 
 PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
 PREFIX = "pve-microseg: "
@@ -32,6 +40,7 @@ class Hook:
         self.out, self.err = out, err
         self.lock_timeout = lock_timeout
         self.owner_node = owner_node        # where the config is, when not this node (guest sync)
+        self._guest = None
 
     def say(self, msg):
         print(PREFIX + msg, file=self.out, flush=True)
@@ -46,10 +55,13 @@ class Hook:
 
     def guest(self):
         """The guest's config; on a live migration it is still under the source node."""
+        if self._guest is not None:
+            return self._guest
         source = self.environ.get("PVE_MIGRATED_FROM") or ""
         owner = source or self.owner_node or self.node()
         gc = pveconf.find_guest_config(self.paths, self.vmid, owner)
         if gc is not None:
+            self._guest = gc
             return gc
         where = f"node {owner}" + (" (migration source)" if source else "")
         raise GuestConfigError(self.paths.nodes_dir / owner, None, None,
@@ -71,6 +83,16 @@ class Hook:
     def cluster_firewall_on(self):
         return antispoof.firewall_on(pveconf.firewall(self.paths.cluster_fw))
 
+    def nftables_nodes(self):
+        """The nodes whose proxmox-firewall reads this guest's config, now or
+        once it runs here, and that run the nftables backend: this node, and
+        on a live migration the source, where the config still is (for `guest
+        sync`: the guest's node)."""
+        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        nodes = [self.owner_node] if self.owner_node else [self.node()] + ([source] if source else [])
+        return [n for n in dict.fromkeys(nodes)
+                if antispoof.nftables_on(pveconf.firewall(self.paths.host_fw(n)))]
+
     # ---------------------------------------------------------- phases
 
     def pre_start(self, cfg):
@@ -79,10 +101,18 @@ class Hook:
                                     cluster_firewall_on=self.cluster_firewall_on())
         for w in guest_plan.warnings:
             self.warn(w)
+        target = self.paths.guest_fw(self.vmid)
+        if guest_plan.unreadable is not None:           # host.fw is read only then
+            guard = antispoof.nft_guard(guest_plan, self.nftables_nodes(), guest.path, str(target),
+                                        target.exists())
+            if guard.action is antispoof.Nft.REFUSE:
+                raise FirewallFileError(guard.message)
+            self.warn(guard.message)
+            if guard.action is antispoof.Nft.LEAVE:
+                return
         if guest_plan.refusals:
             raise GuestRefused("; ".join(guest_plan.refusals) +
                                " (hookscript.strict is on in microseg.yaml)")
-        target = self.paths.guest_fw(self.vmid)
         if not guest_plan.nics and not target.exists():
             self.say(f"guest {self.vmid}: no NIC on a managed bridge, nothing to do")
             return
@@ -133,6 +163,42 @@ class Hook:
                 self.warn(f"guest {self.vmid} {nic.key}: none of {', '.join(ports)} is a port of "
                           f"{nic.bridge}; not isolated")
 
+    def hold_ports(self):
+        """After a backup start whose pre-start could not complete the sets:
+        hold the VM's tap devices down, so that a guest resumed from this
+        QEMU has no network (policy/onfailure.py)."""
+        try:
+            reason = state.take_hold(self.paths, self.vmid)
+        except OSError as e:
+            self.warn(f"guest {self.vmid}: cannot read its hold ({e}); tap devices NOT held down")
+            return
+        if reason is None:
+            return
+        try:
+            guest = self.guest()
+        except MicrosegError as e:
+            self.warn(f"guest {self.vmid}: tap devices NOT held down: {e}")
+            return
+        for nic in guest.nics:
+            port = guest.port(nic)
+            try:
+                node.set_link_down(self.paths, port)
+            except FileNotFoundError:
+                self.warn(f"guest {self.vmid} {nic.key}: {port} does not exist, nothing to hold down")
+                continue
+            except (OSError, ValueError) as e:
+                self.warn(f"guest {self.vmid} {nic.key}: cannot hold {port} down: {e}")
+                continue
+            self.warn(f"guest {self.vmid} {nic.key}: {port} held down for as long as this QEMU runs: this "
+                      f"backup start could not complete the anti-spoofing sets ({reason}); once that is "
+                      "fixed, stop and start the guest")
+
+    def _guest_or_none(self):
+        try:
+            return self.guest()
+        except Exception:           # noqa: BLE001 -- only to tell a backup start; unreadable: not one
+            return None
+
     def _isolate(self, port, bridges):
         if node.bridge_of_port(self.paths, port) not in bridges:
             return False
@@ -142,6 +208,16 @@ class Hook:
             self.warn(f"{port}: cannot set isolated: {e.strerror}")
             return False
         return True
+
+    def _hold(self, error):
+        """Leave the hold for post-start; False (so the start is refused) if it cannot."""
+        try:
+            state.hold(self.paths, self.vmid, str(error))
+            return True
+        except OSError as e:
+            self.warn(f"guest {self.vmid}: cannot record that its tap devices must be held down ({e}); "
+                      "the backup start is refused instead")
+            return False
 
     # ---------------------------------------------------------- chaining
 
@@ -168,6 +244,13 @@ class Hook:
     # ---------------------------------------------------------- main
 
     def run(self):
+        if self.phase == "pre-start":
+            try:
+                state.release_hold(self.paths, self.vmid)       # a new start decides afresh
+            except OSError:
+                pass            # a stale hold holds the ports of the next backup start: the safe side
+        elif self.phase == "post-start":
+            self.hold_ports()
         cfg = None
         try:
             cfg = self.config()
@@ -182,14 +265,24 @@ class Hook:
                 e = MicrosegError(f"internal error {e.__class__.__name__}: {e} (please report it)")
             if self.phase != "pre-start":
                 self.warn(f"guest {self.vmid} {self.phase}: {e}")
-            elif cfg is not None and cfg.hookscript.on_failure == "fail-open":
-                self.warn(f"guest {self.vmid} starts WITHOUT complete anti-spoofing sets: {e} "
-                          "(hookscript.on-failure: fail-open)")
             else:
+                action = onfailure.on_failure(cfg.hookscript.on_failure if cfg is not None else None,
+                                              onfailure.backup_start(self._guest_or_none()))
                 why = ("" if cfg is not None else
                        " (microseg.yaml could not be read, so the default fail-closed applies)")
-                print(f"{PREFIX}guest {self.vmid} not started: {e}{why}", file=self.err, flush=True)
-                return 1
+                if action is onfailure.Failure.START:
+                    self.warn(f"guest {self.vmid} starts WITHOUT complete anti-spoofing sets: {e} "
+                              "(hookscript.on-failure: fail-open)")
+                elif action is onfailure.Failure.HOLD and self._hold(e):
+                    self.warn(f"guest {self.vmid}: backup start (lock: backup: vzdump starts the VM paused, "
+                              f"its guest does not run) WITHOUT complete anti-spoofing sets: {e}{why}; the "
+                              "backup goes on, and the VM's tap devices are held down for as long as this "
+                              "QEMU runs, so a guest resumed from it (a start or resume during the backup, or "
+                              "vzdump resuming it after a stop-mode backup) has no network "
+                              "(hookscript.on-failure: fail-closed)")
+                else:
+                    print(f"{PREFIX}guest {self.vmid} not started: {e}{why}", file=self.err, flush=True)
+                    return 1
         if cfg is None:
             self.warn(f"a chained hookscript, if microseg.yaml names one, was NOT run on {self.phase}: "
                       "microseg.yaml could not be read")

@@ -1,6 +1,6 @@
 """Guests as the cluster knows them: where they run, their NICs."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class GuestConfig:
     nics: tuple               # Nic, by index
     hookscript: str = None
     warnings: tuple = ()
+    lock: str = None          # the config lock (`lock: backup` while vzdump runs), None if unlocked
+    text: str = field(default=None, repr=False, compare=False)   # the file as read (None: unknown)
 
     def port(self, nic, fwbr=False):
         """The device Proxmox plugs into the bridge for this NIC: tap<vmid>i<n>

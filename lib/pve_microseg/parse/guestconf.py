@@ -92,10 +92,13 @@ def _qemu_nic(index, props):
 
 def parse(text, vmid, guest_type, path="<guest config>"):
     """Text of `<vmid>.conf` -> GuestConfig.  Raises GuestConfigError."""
-    nets, ipconfigs, hookscript, warnings = {}, {}, None, []
+    nets, ipconfigs, hookscript, lock, warnings = {}, {}, None, None, []
     for lineno, key, value in main_section(text):
         if key == "hookscript":
             hookscript = value
+            continue
+        if key == "lock":
+            lock = value or None
             continue
         m = _NET.match(key)
         if not m:
@@ -116,7 +119,7 @@ def parse(text, vmid, guest_type, path="<guest config>"):
         except ValueError as e:
             raise GuestConfigError(path, lineno, key, str(e)) from None
     return GuestConfig(vmid=int(vmid), type=guest_type, path=str(path), nics=tuple(nics),
-                       hookscript=hookscript, warnings=tuple(warnings))
+                       hookscript=hookscript, warnings=tuple(warnings), lock=lock, text=text)
 
 
 class _IpconfigError(ValueError):

@@ -23,16 +23,8 @@ from enum import Enum
 
 from ..model.errors import FirewallFileError
 from ..parse import fwfile
-from . import nicaddr
+from . import fwstrict, nicaddr
 
-# proxmox-firewall's guest config parser knows only these NIC models and
-# net0..net30 (NetworkDeviceModel and index_from_net_key in proxmox/proxmox-ve-rs
-# proxmox-ve-config/src/guest/vm.rs@840d1ede9605c8dacb7bb1329da1ee1a642c0a4e); a
-# guest it cannot read makes proxmox-firewall skip the whole update
-# (parse_guests in proxmox/proxmox-firewall proxmox-firewall/src/config.rs
-# @a75265939e3aa152a92961d06c26e611c731da67)
-NFT_KNOWN_MODELS = ("virtio", "e1000", "rtl8139", "vmxnet3", "veth")
-NFT_MAX_NIC = 30
 IPFILTER_MARK = "# ipfilter: 1 below is set by pve-microseg (removed with its last set)"
 _TRUE = ("1", "true", "yes", "on")          # proxmox-firewall's booleans (case-insensitive)
 
@@ -55,6 +47,7 @@ class GuestPlan:
     nics: tuple              # NicPlan
     refusals: tuple          # reasons the start must be refused (strict policy)
     warnings: tuple
+    unreadable: object = None   # fwstrict.GuestConfigProblem: proxmox-firewall cannot read the config
 
 
 def _reason(nic, managed, given, settings, vmid):
@@ -73,12 +66,10 @@ def plan(guest, cfg, ipam, cluster_firewall_on=True):
     ours = any(_reason(n, bridges, given_of[n.index], settings, guest.vmid) for n in guest.nics)
     problems, warnings, nics = [], list(guest.warnings), []
 
-    for nic in guest.nics:
-        if guest.type == "qemu" and nic.model not in NFT_KNOWN_MODELS:
-            warnings.append(f"{nic.key}: NIC model {nic.model}: proxmox-firewall (nftables) is reported "
-                            "not to know this model and may fail to load this guest's firewall")
+    unreadable = (fwstrict.check_guest_config(guest.text, guest.type) or [None])[0] \
+        if guest.text is not None else None
     if not ours:
-        return GuestPlan(vmid=guest.vmid, nics=(), refusals=(), warnings=tuple(warnings))
+        return GuestPlan(vmid=guest.vmid, nics=(), refusals=(), warnings=tuple(warnings), unreadable=unreadable)
     if not cluster_firewall_on:
         problems.append("the datacenter firewall is off (cluster.fw has no 'enable: 1'): Proxmox applies "
                         "no guest firewall, so ipfilter sets have no effect")
@@ -92,8 +83,6 @@ def plan(guest, cfg, ipam, cluster_firewall_on=True):
             why = f"firewall=1 on {nic.bridge or 'no bridge'}; ipfilter: 1 applies to every NIC of the guest"
         if nic.mac in gateway_macs:
             problems.append(f"{nic.key} has the MAC address {nic.mac} of a gateway")
-        if nic.index > NFT_MAX_NIC:
-            warnings.append(f"{nic.key}: proxmox-firewall knows only net0..net30")
         known = nicaddr.nic_addresses(guest, nic, cfg, ipam)
         problems += known.problems
         found, link_local = known.found, known.link_local
@@ -109,7 +98,59 @@ def plan(guest, cfg, ipam, cluster_firewall_on=True):
                             f"link-local {link_local} would pass")
     strict = cfg.hookscript.strict
     return GuestPlan(vmid=guest.vmid, nics=tuple(nics), refusals=tuple(problems) if strict else (),
-                     warnings=tuple(warnings) + (() if strict else tuple(problems)))
+                     warnings=tuple(warnings) + (() if strict else tuple(problems)), unreadable=unreadable)
+
+
+# ------------------------------------------------------------------ proxmox-firewall and the guest config
+
+class Nft(Enum):
+    """What pre-start does about a guest config proxmox-firewall cannot read."""
+
+    WARN = "warn"            # say so, and go on as usual (the nftables backend is off)
+    LEAVE = "leave"          # say so, and leave the existing .fw file as it is (the guest is not ours)
+    REFUSE = "refuse"        # a failure: hookscript.on-failure decides; the .fw file is not touched
+
+
+@dataclass(frozen=True)
+class NftGuard:
+    action: Nft
+    message: str
+
+
+def nftables_on(host_fw):
+    """Whether a node runs the nftables backend: `nftables: 1` in its host.fw
+    [OPTIONS] (pve-firewall reads the key in any case, value 0 or 1, the last
+    line wins; proxmox/pve-firewall src/PVE/Firewall.pm parse_hostfw_option and
+    get_nftables_option @6f1311f349daee920c7eedcc6e53d7fc5e2cfdbf)."""
+    return host_fw.option("nftables") == "1"
+
+
+def nft_guard(guest_plan, nft_nodes, config_path, fw_path, fw_exists):
+    """May pre-start create or change the guest's .fw (fw_path, a string)?
+
+    proxmox-firewall reads the config of every local guest that has a .fw
+    file, and one it cannot read stops the whole update: the node keeps its
+    old ruleset and takes no firewall change, for any guest, until it is
+    fixed.  nft_nodes: the nodes that hold or will hold the guest and run
+    the nftables backend.  None: nothing to say."""
+    problem = guest_plan.unreadable
+    if problem is None:
+        return None
+    what = f"guest {guest_plan.vmid} {problem.key} ({config_path}:{problem.line}): {problem.message}"
+    fw = fw_path
+    if not nft_nodes:
+        return NftGuard(Nft.WARN, f"{what}; proxmox-firewall, the nftables backend (off on this guest's node), "
+                                  "cannot read this guest's config: on a node with nftables: 1 in its host.fw, "
+                                  f"{fw} would stop every firewall update of that node")
+    why = (f"{what}; {', '.join(nft_nodes)} run{'s' if len(nft_nodes) == 1 else ''} proxmox-firewall "
+           "(nftables: 1 in host.fw), which cannot read this guest's config")
+    if guest_plan.nics:
+        return NftGuard(Nft.REFUSE, f"{why}: with {fw} in place it would stop updating the firewall of the "
+                                    f"whole node; {fw} {'not changed' if fw_exists else 'not created'}")
+    if fw_exists:
+        return NftGuard(Nft.LEAVE, f"{why}: {fw} already stops every firewall update there (remove the file "
+                                   "or change the NIC); left unchanged")
+    return NftGuard(Nft.WARN, f"{why}: a {fw} for this guest would stop every firewall update there")
 
 
 # ------------------------------------------------------------------ the file

@@ -7,8 +7,11 @@ Output: findings, each with file, line, severity and a message that says
 what to do.
 
 * error: a file proxmox-firewall's strict parser rejects (fwstrict; one such
-  file freezes the firewall of a whole node); a VNet firewall that is on
-  while a node lacks the nftables backend (it does nothing there);
+  file freezes the firewall of a whole node); a guest's .fw file on a node
+  with the nftables backend when proxmox-firewall cannot read the guest's
+  config (an e1000e NIC, net31: that freezes the node just the same; on a
+  node without the nftables backend it is only info); a VNet firewall that
+  is on while a node lacks the nftables backend (it does nothing there);
 * warning: a rule that can never match because an earlier enabled rule in the
   same file and direction matches everything it would (the classic "ACCEPT
   tcp 80" before "DROP tcp 80 from 10.0.0.0/8"); a reference to an alias or
@@ -270,12 +273,46 @@ def backend_findings(nftables_nodes, here=None, installed=None):
     return findings
 
 
-def lint_cluster(files, nftables_nodes, all_nodes, here=None, installed=None):
+
+@dataclass(frozen=True)
+class GuestConfig:
+    """The config of a guest that has a .fw file, as proxmox-firewall reads it."""
+
+    fw_file: str            # e.g. firewall/101.fw
+    vmid: int
+    node: str
+    type: str               # qemu or lxc
+    name: str               # e.g. nodes/pve1/qemu-server/101.conf
+    text: str
+
+
+def lint_guest_config(gc, nftables):
+    """proxmox-firewall reads the config of each local guest with a .fw file;
+    one it cannot read freezes the node's firewall (fwstrict.check_guest_config)."""
+    problems = fwstrict.check_guest_config(gc.text, gc.type)
+    if not problems:
+        return []
+    p = problems[0]
+    what = f"guest {gc.vmid} {p.key} ({gc.name}:{p.line}): {p.message}"
+    if nftables:
+        return [Finding(gc.fw_file, 0, "error",
+                        f"{what}: proxmox-firewall cannot read this guest's config, so with this file in place "
+                        f"it stops updating the firewall of {gc.node} (the node keeps its old ruleset for every "
+                        "guest); remove the file or change the NIC")]
+    return [Finding(gc.fw_file, 0, "info",
+                    f"{what}: harmless while {gc.node} runs pve-firewall, but with nftables: 1 in its host.fw "
+                    f"this file would stop every firewall update of {gc.node}")]
+
+
+def lint_cluster(files, nftables_nodes, all_nodes, here=None, installed=None, guest_configs=()):
     """files: [(name, text, kind)] with cluster.fw first if present; here,
-    installed: this node and its proxmox-firewall (backend_findings)."""
+    installed: this node and its proxmox-firewall (backend_findings);
+    guest_configs: [GuestConfig] of the guests that have a .fw file."""
     cluster_text = next((t for n, t, k in files if k == "cluster"), "")
     cluster_fw = fwfile.parse(cluster_text)
     findings = []
+    for gc in guest_configs:
+        findings += lint_guest_config(gc, gc.node in nftables_nodes)
     for name, text, kind in files:
         findings += lint_file(name, text, kind, cluster_fw)
         if kind == "vnet" and fwfile.parse(text).option("enable") == "1":

@@ -54,14 +54,21 @@ pve-microseg refuse to edit a file; a missed error can freeze a node.
 
 Not checked: whether referenced ipsets, aliases and groups exist (they may
 live in another file), the file name (a VNet name over 15 characters fails),
-the guest's own config (NIC models, `net31`), anything pve-firewall (Perl)
-dislikes but Rust accepts (e.g. `-dport` without `-p`, which Rust ignores).
+anything pve-firewall (Perl) dislikes but Rust accepts (e.g. `-dport` without
+`-p`, which Rust ignores).
+
+The guest's own config is checked apart, by `check_guest_config(text)`: for
+every local guest that has a `<vmid>.fw`, proxmox-firewall also reads the
+`net<N>` lines of its `qemu-server/<vmid>.conf` or `lxc/<vmid>.conf`, with a
+parser that knows fewer NIC models and NICs than qemu-server allows; one
+guest config it cannot read freezes the node's firewall as a bad `.fw` does.
 """
 
 import ipaddress
 import re
 from dataclasses import dataclass
 
+from ..parse.guestconf import QEMU_MODELS
 from ..parse.fwrule import (ASCII_WS, DIGITS, RuleSyntaxError, ascii_upper, is_name, ltrim, name_at_start,
                             parse_rule, quote, token, trim)
 
@@ -663,3 +670,173 @@ class _Checker:
 
     def line_group(self, line_no, line):
         _check_rule(line, self.kind, in_rules=False)
+
+
+# --- the guest config (qemu-server/<vmid>.conf, lxc/<vmid>.conf) ------------------------
+#
+# proxmox-firewall's Config::parse_guests (proxmox/proxmox-firewall
+# proxmox-firewall/src/config.rs@a75265939e3aa152a92961d06c26e611c731da67) reads
+# the guest config of every local guest that has a <vmid>.fw and hands it to
+# NetworkConfig::parse (proxmox/proxmox-ve-rs proxmox-ve-config/src/guest/vm.rs
+# @840d1ede9605c8dacb7bb1329da1ee1a642c0a4e); any error there fails the whole
+# update.  What that parser does, re-implemented from its behaviour:
+#
+# * lines (LF, a CR before it dropped) trimmed; blank and `#` lines skipped; the
+#   first line starting with `[` ends the main section;
+# * a line starting with `net` that has a `:` and something after it is a NIC:
+#   the key must be `net` + ASCII digits with an index 0..30 (qemu-server and
+#   pve-container allow net0..net31: $MAX_NETS in qemu-server src/PVE/QemuServer.pm
+#   @e6352be67f70042a7433a3a3c712b36d02f9f7cb, $MAX_LXC_NETWORKS in
+#   proxmox/pve-container src/PVE/LXC/Config.pm@94f558522ef61f9858c39c264d0ac4e697e49268),
+#   a key twice is an error;
+# * the value is read as a QEMU NIC property string, else as an LXC one:
+#   QEMU needs `model` and `macaddr`, where `<model>=<MAC>` is understood only
+#   for e1000, rtl8139, virtio and vmxnet3; LXC needs `type` and `hwaddr`; a
+#   model must be one of virtio, e1000, rtl8139, vmxnet3, veth (qemu-server
+#   also offers e1000-82540em, e1000-82544gc, e1000-82545em, e1000e, i82551,
+#   i82557b, i82559er, ne2k_isa, ne2k_pci, pcnet: $nic_model_list in
+#   proxmox/qemu-server src/PVE/QemuServer/Network.pm
+#   @e6352be67f70042a7433a3a3c712b36d02f9f7cb); a MAC is six pairs of hex
+#   digits; `firewall` a boolean; LXC `ip` dhcp, manual or an IPv4 address
+#   with an optional prefix, `ip6` also auto; other keys are not looked at.
+
+NFT_NIC_MODELS = ("virtio", "e1000", "rtl8139", "vmxnet3", "veth")   # NetworkDeviceModel
+NFT_MODEL_KEYS = ("e1000", "rtl8139", "virtio", "vmxnet3")            # `<model>=<MAC>` (key alias)
+NFT_MAX_NET = 30                                                      # index_from_net_key: 0..31
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_SCHEMA_TRUE = ("1", "on", "yes", "true")
+_SCHEMA_FALSE = ("0", "off", "no", "false")
+
+
+@dataclass(frozen=True)
+class GuestConfigProblem:
+    """Why proxmox-firewall cannot read a guest config (one per file: its
+    parser stops at the first)."""
+
+    line: int        # 1-based line in the guest config
+    key: str         # the config key, e.g. 'net0' or 'net31'
+    message: str
+
+    def __str__(self):
+        return f"line {self.line}: {self.key}: {self.message}"
+
+
+def _property_pairs(value):
+    """[(key or None, value)] of a property string, as proxmox-schema splits it
+    (quoted values with \\, \\" and \\n escapes); _Invalid if it cannot."""
+    out, data = [], value
+    while data:
+        key = None
+        if not data.startswith('"'):
+            cut = min((i for i in (data.find(","), data.find("=")) if i >= 0), default=-1)
+            if cut >= 0 and data[cut] == "=":
+                key, data = data[:cut], data[cut + 1:]
+            if not data.startswith('"'):
+                comma = data.find(",")
+                item, data = (data, "") if comma < 0 else (data[:comma], data[comma + 1:])
+                out.append((key, item))
+                continue
+        i, item = 1, []
+        while i < len(data) and data[i] != '"':
+            if data[i] == "\\":
+                i += 1
+                if i == len(data) or data[i] not in '"\\n':
+                    raise _Invalid("a quoted value has an unsupported escape or no end")
+                item.append("\n" if data[i] == "n" else data[i])
+            else:
+                item.append(data[i])
+            i += 1
+        if i == len(data):
+            raise _Invalid("a quoted value has no closing quote")
+        data = data[i + 1:]
+        if data and not data.startswith(","):
+            raise _Invalid("text after a quoted value")
+        data = data[1:]
+        out.append((key, "".join(item)))
+    return out
+
+
+def _nic_fields(value, alias_keys):
+    fields = {}
+    for key, item in _property_pairs(value):
+        if key is None:
+            raise _Invalid(f"{quote(item)} has no key (expected key=value)")
+        for k, v in ((("model", key), ("macaddr", item)) if key in alias_keys else ((key, item),)):
+            if k in fields:
+                raise _Invalid(f"{k!r} is given twice")
+            fields[k] = v
+    return fields
+
+
+def _check_nic_model(model):
+    if model not in NFT_NIC_MODELS:
+        raise _Invalid(f"NIC model {model} is unknown to proxmox-firewall "
+                       f"(it knows {', '.join(NFT_NIC_MODELS)})")
+
+
+def _check_nic_common(fields, model_key, mac_key):
+    for key in (model_key, mac_key):
+        if key not in fields:
+            raise _Invalid(f"no {key!r}")
+    _check_nic_model(fields[model_key])
+    if not _MAC.fullmatch(fields[mac_key]):
+        raise _Invalid(f"{mac_key} {quote(fields[mac_key])} is not a MAC address")
+    if "firewall" in fields and fields["firewall"].lower() not in _SCHEMA_TRUE + _SCHEMA_FALSE:
+        raise _Invalid(f"firewall={fields['firewall']} is not a boolean")
+
+
+def _check_qemu_nic(value):
+    fields = _nic_fields(value, NFT_MODEL_KEYS)
+    if "model" not in fields:
+        for key in fields:
+            if key in QEMU_MODELS:          # qemu-server's `<model>=<MAC>` for a model Rust lacks
+                _check_nic_model(key)
+    _check_nic_common(fields, "model", "macaddr")
+
+
+def _check_lxc_nic(value):
+    fields = _nic_fields(value, ())
+    _check_nic_common(fields, "type", "hwaddr")
+    for key, words, family in (("ip", ("dhcp", "manual"), 4), ("ip6", ("dhcp", "auto", "manual"), 6)):
+        if key in fields and fields[key] not in words and _cidr_family(fields[key]) != family:
+            raise _Invalid(f"{key}={fields[key]} is not an IPv{family} address or one of {', '.join(words)}")
+
+
+def check_guest_config(text, guest_type="qemu"):
+    """The first problem proxmox-firewall's guest config parser has with this
+    config, as a one-element list (empty: it reads the config).  guest_type
+    ('qemu' or 'lxc') only picks which reading the message explains: the
+    parser itself tries the QEMU reading first, then the LXC one."""
+    seen = {}
+    for line_no, raw in enumerate((text or "").split("\n"), start=1):
+        line = trim(raw)
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            break
+        if not line.startswith("net"):
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not value:
+            continue
+        key, value = trim(key), trim(value)
+        m = re.fullmatch(r"net([0-9]+)", key)
+        if not m or int(m.group(1)) > NFT_MAX_NET:
+            why = (f"proxmox-firewall knows only net0 to net{NFT_MAX_NET}" if m else
+                   "proxmox-firewall reads every key starting with 'net' as a NIC")
+            return [GuestConfigProblem(line_no, key, why)]
+        index = int(m.group(1))
+        if index in seen:
+            return [GuestConfigProblem(line_no, key, f"the same NIC index as line {seen[index]}")]
+        seen[index] = line_no
+        problems = []
+        for check in (_check_qemu_nic, _check_lxc_nic):
+            try:
+                check(value)
+                break
+            except _Invalid as e:
+                problems.append(str(e))
+        else:
+            why = problems[1] if guest_type == "lxc" else problems[0]
+            return [GuestConfigProblem(line_no, key, why)]
+    return []

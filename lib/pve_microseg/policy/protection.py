@@ -174,7 +174,7 @@ def node_problems(answers, cfg, cluster_fw, host_fws):
     vnets = any(b.vnet for b in cfg.bridges)
     if vnets:
         for n, host in host_fws.items():
-            if host.option("nftables") != "1":
+            if not antispoof.nftables_on(host):
                 problems.append(f"{n}: nftables: 1 is not set in its host.fw, so VNet firewalls do "
                                 "nothing there")
     for n, backend in sorted(firewall_backends(sorted(host_fws), answers, host_fws).items()):
