@@ -92,10 +92,12 @@ def test_datacenter_firewall_and_lockout(cluster, capsys):
 
 def test_apply_runs_the_sdn_apply_and_reads_its_real_outcome(cluster):
     assert run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")[0] == 8    # not applied yet
-    cluster.write("sdn/.simulate-apply-error", "vnet web: bridge vmbr0 missing on pve2")
+    # the apply's task fails only when it cannot start the nodes' reloads (no quorum)
+    (cluster.root / "run/sim").mkdir(parents=True, exist_ok=True)
+    (cluster.root / "run/sim/reloadnetworkall.no-quorum").write_text("")
     rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
     assert rc == 1 and vnet_fw(cluster) is None
-    (cluster.pve / "sdn/.simulate-apply-error").unlink()
+    (cluster.root / "run/sim/reloadnetworkall.no-quorum").unlink()
     rc, out = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
     assert rc == 0, out
     assert "SDN applied (UPID:" in out
