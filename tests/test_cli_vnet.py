@@ -1,6 +1,10 @@
 """pve-microseg vnet enable|disable, through the simulator's pvesh (checked against the API schema)."""
 
 import json
+import os
+import re
+import signal
+import time
 
 import pytest
 
@@ -90,17 +94,147 @@ def test_datacenter_firewall_and_lockout(cluster, capsys):
     assert "enable: 1" in (cluster.pve / "firewall/cluster.fw").read_text()
 
 
-def test_apply_runs_the_sdn_apply_and_reads_its_real_outcome(cluster):
+ENABLE = ("enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
+
+
+def switch(cluster, name, text=""):
+    (cluster.root / "run/sim").mkdir(parents=True, exist_ok=True)
+    (cluster.root / "run/sim" / name).write_text(text)
+
+
+def nodes_of(out):
+    return {n["node"]: n for n in json.loads(out)["sdn-apply"]["nodes"]}
+
+
+def srvreload(node):
+    return rf"UPID:{node}:[0-9A-F]{{8}}:[0-9A-F]{{8,9}}:[0-9A-F]{{8}}:srvreload:networking:root@pam:"
+
+
+def test_apply_without_quorum_fails_and_undoes_the_run(cluster, capsys):
+    """The apply's own task fails only when it cannot start the nodes' reloads."""
     assert run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")[0] == 8    # not applied yet
-    cluster.write("sdn/.simulate-apply-error", "vnet web: bridge vmbr0 missing on pve2")
-    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
-    assert rc == 1 and vnet_fw(cluster) is None
-    (cluster.pve / "sdn/.simulate-apply-error").unlink()
-    rc, out = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01", "--apply")
+    switch(cluster, "reloadnetworkall.no-quorum")
+    rc, _ = run(cluster, *ENABLE)
+    err = capsys.readouterr().err
+    assert rc == 1 and "the SDN apply failed: cluster not ready - no quorum?" in err
+    assert vnet_fw(cluster) is None
+
+
+def test_apply_reports_each_nodes_reload(cluster):
+    rc, out = run(cluster, *ENABLE)
     assert rc == 0, out
-    assert "SDN applied (UPID:" in out
     assert "web" in json.loads((cluster.pve / "sdn/.running-config").read_text())["vnets"]["ids"]
     assert "pve-microseg: guests-to-gateway" in vnet_fw(cluster)
+    assert re.search(r"^SDN applied \(UPID:pve1:\S+:reloadnetworkall::root@pam:\); each node's network reload:$",
+                     out, re.M), out
+    for node in ("pve1", "pve2"):
+        assert re.search(rf"^  {node}: network reloaded \(task {srvreload(node)}\)$", out, re.M), out
+
+    rc, out = run(cluster, *ENABLE, "--output-format", "json")
+    assert rc == 0, out
+    data = json.loads(out)
+    assert re.fullmatch(r"UPID:pve1:\S+:reloadnetworkall::root@pam:", data["sdn-apply"]["upid"])
+    for node, n in nodes_of(out).items():
+        assert (n["outcome"], n["exitstatus"]) == ("ok", "OK") and re.fullmatch(srvreload(node), n["upid"])
+    assert sorted(nodes_of(out)) == ["pve1", "pve2"]
+
+
+def test_a_node_whose_ifreload_failed_is_named_and_the_exit_status_is_11(cluster, capsys):
+    switch(cluster, "ifreload.pve2", "error: vmbr0: bridge port eno9 does not exist\n")
+    rc, out = run(cluster, *ENABLE)
+    err = capsys.readouterr().err
+    assert rc == 11, out
+    m = re.search(rf"^  pve2: network reload FAILED: command 'ifreload -a' failed: exit code 1; read its log: "
+                  rf"pvesh get /nodes/pve2/tasks/({srvreload('pve2')})/log$", out, re.M)
+    assert m, out
+    assert re.search(rf"^  pve1: network reloaded \(task {srvreload('pve1')}\)$", out, re.M), out
+    assert "pve2: network reload FAILED" in err
+    assert "the network reload failed on pve2: fix the cause (the task log named above), then reload: " \
+           "pvesh set /nodes/pve2/network" in err
+    assert "pve1: network reloaded" not in err
+    # the command given reads the log that says why
+    log = cluster.pvesh("get", f"/nodes/pve2/tasks/{m.group(1)}/log", "--output-format", "json")
+    assert "vmbr0 : error: vmbr0: bridge port eno9 does not exist " in [line["t"] for line in json.loads(log.stdout)]
+    # the other node did reload: the run is not undone
+    assert "pve-microseg: guests-to-gateway" in vnet_fw(cluster)
+    assert "web:" in (cluster.pve / "microseg.yaml").read_text()
+
+    rc, out = run(cluster, *ENABLE, "--output-format", "json")
+    assert rc == 11, out
+    nodes = nodes_of(out)
+    assert (nodes["pve2"]["outcome"], nodes["pve2"]["exitstatus"]) == (
+        "failed", "command 'ifreload -a' failed: exit code 1")
+    assert re.fullmatch(srvreload("pve2"), nodes["pve2"]["upid"])
+    assert f"pvesh get /nodes/pve2/tasks/{nodes['pve2']['upid']}/log" in nodes["pve2"]["detail"]
+    assert nodes["pve1"]["outcome"] == "ok"
+
+    # a reload that failed before does not count for the next apply
+    (cluster.root / "run/sim/ifreload.pve2").unlink()
+    rc, out = run(cluster, *ENABLE, "--output-format", "json")
+    assert rc == 0 and nodes_of(out)["pve2"]["outcome"] == "ok", out
+
+
+def test_a_reload_still_running_at_the_timeout_is_unknown(cluster, capsys):
+    switch(cluster, "ifreload.pve2.running", "8")
+    started = time.monotonic()
+    rc, out = run(cluster, *ENABLE, "--timeout", "1", "--output-format", "json")
+    took = time.monotonic() - started
+    err = capsys.readouterr().err
+    nodes = nodes_of(out)
+    pve2 = nodes["pve2"]
+    try:
+        assert rc == 0, out
+        assert took < 8, took                            # it did not wait for the task
+        assert pve2["outcome"] == "unknown" and pve2["exitstatus"] is None
+        assert re.fullmatch(srvreload("pve2"), pve2["upid"])
+        assert pve2["detail"].startswith(f"network reload still running after 1 s (task {pve2['upid']}): its "
+                                         f"outcome: pvesh get /nodes/pve2/tasks/{pve2['upid']}/status")
+        assert "the apply's call to the node failed: proxy handler failed: Connection to pve2 closed" in pve2["detail"]
+        assert "pve2: network reload still running" in err
+        assert nodes["pve1"]["outcome"] == "ok"
+    finally:
+        os.kill(int(pve2["upid"].split(":")[2], 16), signal.SIGTERM)     # the simulator's worker
+
+
+def test_a_reload_that_ends_within_the_timeout_is_waited_for(cluster):
+    """pve2's reload still runs for seconds after the apply: its outcome is the one it ends with."""
+    switch(cluster, "ifreload.pve2.running", "5")
+    switch(cluster, "ifreload.pve2", "error: vmbr0: bridge port eno9 does not exist\n")
+    rc, out = run(cluster, *ENABLE, "--timeout", "20", "--output-format", "json")
+    assert rc == 11, out
+    pve2 = nodes_of(out)["pve2"]
+    assert (pve2["outcome"], pve2["exitstatus"]) == ("failed", "command 'ifreload -a' failed: exit code 1")
+
+
+def test_an_offline_node_is_unknown_and_not_asked(cluster, capsys):
+    cluster.write(".members", json.dumps({"nodename": "pve1", "nodelist": {
+        "pve1": {"id": 1, "online": 1, "ip": "192.0.2.11"}, "pve2": {"id": 2, "online": 0, "ip": "192.0.2.12"}}}))
+    rc, out = run(cluster, *ENABLE)
+    err = capsys.readouterr().err
+    assert rc == 0, out
+    line = next(line for line in out.splitlines() if line.startswith("  pve2: "))
+    assert line.startswith("  pve2: network reload outcome unknown: the node is offline; reload its network once it "
+                           "is back (pvesh set /nodes/pve2/network)"), out
+    assert ("the apply's call to the node failed: proxy handler failed: ssh: connect to host 192.0.2.12 port 22: "
+            "No route to host; command 'pvesh set /nodes/pve2/network --regenerate-frr 0' failed: "
+            "exit code 255") in line
+    assert "pve2: network reload outcome unknown" in err
+    assert re.search(rf"^  pve1: network reloaded \(task {srvreload('pve1')}\)$", out, re.M), out
+    assert [c for c in cluster.pvesh_proxied() if c[1] == "get"] == []          # no ssh to a node that is down
+
+    rc, out = run(cluster, *ENABLE, "--output-format", "json")
+    assert rc == 0 and nodes_of(out)["pve2"]["outcome"] == "unknown" and nodes_of(out)["pve2"]["upid"] is None
+
+
+def test_apply_dry_run_changes_nothing_and_says_what_it_would_check(cluster):
+    rc, out = run(cluster, *ENABLE, "--dry-run")
+    assert rc == 0, out
+    assert "would run: pvesh set /cluster/sdn" in out
+    assert "each node's network reload (its srvreload task) would then be checked" in out
+    assert not (cluster.pve / "sdn/.running-config").exists() and vnet_fw(cluster) is None
+    assert not (cluster.root / "var/log/pve/tasks").exists()
+    rc, out = run(cluster, *ENABLE, "--dry-run", "--output-format", "json")
+    assert rc == 0 and json.loads(out)["sdn-apply"] is None
 
 
 def test_a_failing_step_undoes_the_run(cluster, tmp_path, capsys):

@@ -65,3 +65,38 @@ def test_missing_binary():
     with pytest.raises(PveshError) as e:
         Pvesh(binary="/nonexistent/pvesh").get("/x")
     assert "is this a Proxmox VE node" in str(e.value)
+
+
+def test_wait_tasks_polls_until_stopped_and_gives_up_at_the_timeout(tmp_path):
+    """A task's status is asked again while it runs, at most `timeout` seconds
+    in all; a status pvesh cannot read is handed back as its error."""
+    count = tmp_path / "count"
+    script = tmp_path / "pvesh"
+    script.write_text(f"""#!/bin/sh
+case "$2" in
+  */UPID:pve1:*) n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}
+      [ $n -ge 3 ] && echo '{{"status":"stopped","exitstatus":"OK"}}' || echo '{{"status":"running"}}';;
+  */UPID:pve2:*) echo '{{"status":"running"}}';;
+  *) echo "proxy handler failed: ssh: connect to host 192.0.2.13 port 22: No route to host" >&2; exit 255;;
+esac
+""")
+    script.chmod(0o755)
+    p = Pvesh(binary=str(script))
+    one = "UPID:pve1:00000001:00000002:00000003:srvreload:networking:root@pam:"
+    two = "UPID:pve2:00000001:00000002:00000003:srvreload:networking:root@pam:"
+    three = "UPID:pve3:00000001:00000002:00000003:srvreload:networking:root@pam:"
+    out = p.wait_tasks([one, two, three], timeout=1.5, interval=0.1)
+    assert out[one] == {"status": "stopped", "exitstatus": "OK"} and count.read_text().strip() == "3"
+    assert out[two] == {"status": "running"}                      # still running at the timeout
+    assert isinstance(out[three], PveshError) and "No route to host" in str(out[three])
+    asked = [str(c) for c in p.calls]
+    assert asked.count(f"pvesh get /nodes/pve3/tasks/{three}/status") == 1     # an error is not asked again
+    assert f"pvesh get /nodes/pve2/tasks/{two}/status" in asked
+    assert p.wait_tasks([], timeout=5) == {}
+
+
+def test_tasks_lists_a_nodes_tasks_with_filters(fake):
+    p, log = fake
+    assert p.tasks("pve2", typefilter="srvreload", since=100, source="all") == {"a": 1}
+    assert ("get /nodes/pve2/tasks --typefilter srvreload --since 100 --source all --output-format json"
+            in log.read_text())

@@ -3,6 +3,7 @@ and the endpoints it implements over the fake /etc/pve tree."""
 
 import json
 import re
+import time
 
 import pytest
 
@@ -388,12 +389,28 @@ def write_sdn(cluster):
                                      "\tdhcp-range start-address=10.100.0.50,end-address=10.100.0.99\n")
 
 
+def srvreload_of(cluster, node, *args):
+    """The srvreload tasks node lists, newest first."""
+    return get_json(cluster, f"/nodes/{node}/tasks", "--typefilter", "srvreload", "--source", "all", *args)
+
+
+def switch(cluster, name, text=""):
+    (cluster.root / "run/sim").mkdir(parents=True, exist_ok=True)
+    (cluster.root / "run/sim" / name).write_text(text)
+
+
+def members(cluster, **online):
+    cluster.write(".members", json.dumps({"nodename": "pve1", "nodelist": {
+        n: {"id": i + 1, "online": int(online.get(n, True)), "ip": f"192.0.2.{11 + i}"}
+        for i, n in enumerate(("pve1", "pve2"))}}))
+
+
 def test_sdn_apply_prints_the_task_log_then_the_upid(cluster):
     write_sdn(cluster)
     out = ok(cluster.pvesh("set", "/cluster/sdn"))
     *log, upid = out.splitlines()
     assert UPID.fullmatch(upid)
-    assert log[-1] == "TASK OK" and "reload network configuration on node 'pve2'" in log
+    assert log == ["pve1: reloading network config", "pve2: reloading network config", "TASK OK"]
     running = json.loads((cluster.pve / "sdn/.running-config").read_text())
     assert running["version"] == 1
     assert running["vnets"]["ids"]["web"] == {"type": "vnet", "zone": "dmz", "tag": 100, "isolate-ports": 1}
@@ -407,17 +424,140 @@ def test_sdn_apply_prints_the_task_log_then_the_upid(cluster):
     assert get_json(cluster, f"/nodes/pve1/tasks/{upid}/log")[-1] == {"n": len(log), "t": "TASK OK"}
 
 
-def test_failed_sdn_apply_still_exits_0(cluster):
+def test_each_node_reloads_in_its_own_srvreload_task(cluster):
+    """reloadnetworkall only starts `pvesh set /nodes/<node>/network` per node
+    (proxied to the others); each node's srvreload task is that node's own."""
     write_sdn(cluster)
-    ok(cluster.pvesh("set", "/cluster/sdn"))
-    cluster.write("sdn/.simulate-apply-error", "ifreload -a failed on pve2\n")
+    apply_upid = ok(cluster.pvesh("set", "/cluster/sdn")).splitlines()[-1]
+    assert cluster.pvesh_proxied() == [("pve2", "set", "/nodes/pve2/network")]
+    for node in ("pve1", "pve2"):
+        [task] = srvreload_of(cluster, node)
+        upid = task["upid"]
+        assert re.fullmatch(rf"UPID:{node}:[0-9A-F]{{8}}:[0-9A-F]{{8,9}}:[0-9A-F]{{8}}:srvreload:networking:root@pam:",
+                            upid)
+        assert (task["node"], task["type"], task["id"], task["user"]) == (node, "srvreload", "networking", "root@pam")
+        # not archived yet (the node's next task archives it): RUNNING in the list, stopped in its status
+        assert task["status"] == "RUNNING" and "endtime" not in task
+        assert task["starttime"] >= int(apply_upid.split(":")[4], 16)
+        assert get_json(cluster, f"/nodes/{node}/tasks", "--typefilter", "srvreload") == []   # source=archive
+        status = get_json(cluster, f"/nodes/{node}/tasks/{upid}/status")
+        assert (status["status"], status["exitstatus"]) == ("stopped", "OK")
+        assert get_json(cluster, f"/nodes/{node}/tasks/{upid}/log") == [{"n": 1, "t": "TASK OK"}]
+        other = "pve2" if node == "pve1" else "pve1"
+        fails(cluster.pvesh("get", f"/nodes/{other}/tasks/{upid}/status"),
+              "400 Parameter verification failed.\nupid: no such task\n"
+              "pvesh get <api_path> [OPTIONS] [FORMAT_OPTIONS]\n")
+
+
+def test_a_failed_ifreload_fails_the_nodes_srvreload_not_the_apply(cluster):
+    write_sdn(cluster)
+    switch(cluster, "ifreload.pve2", "error: vmbr0: bridge port eno9 does not exist\ninfo: not logged\n")
     out = ok(cluster.pvesh("set", "/cluster/sdn", "--output-format", "json"))
     *log, upid = out.splitlines()
-    assert log[-1] == "TASK ERROR: ifreload -a failed on pve2"
     upid = json.loads(upid)
     assert UPID.fullmatch(upid)
-    assert get_json(cluster, f"/nodes/pve1/tasks/{upid}/status")["exitstatus"] == "ifreload -a failed on pve2"
-    assert json.loads((cluster.pve / "sdn/.running-config").read_text())["version"] == 2   # committed anyway
+    assert log == ["pve1: reloading network config", "pve2: reloading network config", "TASK OK"]
+    assert get_json(cluster, f"/nodes/pve1/tasks/{upid}/status")["exitstatus"] == "OK"
+    assert json.loads((cluster.pve / "sdn/.running-config").read_text())["version"] == 1   # committed
+    [bad] = srvreload_of(cluster, "pve2")
+    status = get_json(cluster, f"/nodes/pve2/tasks/{bad['upid']}/status")
+    assert (status["status"], status["exitstatus"]) == ("stopped", "command 'ifreload -a' failed: exit code 1")
+    assert [line["t"] for line in get_json(cluster, f"/nodes/pve2/tasks/{bad['upid']}/log")] == [
+        "vmbr0 : error: vmbr0: bridge port eno9 does not exist ",
+        "TASK ERROR: command 'ifreload -a' failed: exit code 1"]
+    [good] = srvreload_of(cluster, "pve1")
+    assert get_json(cluster, f"/nodes/pve1/tasks/{good['upid']}/status")["exitstatus"] == "OK"
+
+
+def test_an_offline_node_is_only_warned_about_in_the_apply_log(cluster):
+    write_sdn(cluster)
+    members(cluster, pve2=False)
+    *log, upid = ok(cluster.pvesh("set", "/cluster/sdn")).splitlines()
+    assert log == ["pve1: reloading network config", "pve2: reloading network config",
+                   "proxy handler failed: ssh: connect to host 192.0.2.12 port 22: No route to host",
+                   "command 'pvesh set /nodes/pve2/network --regenerate-frr 0' failed: exit code 255",
+                   "TASK OK"]
+    assert get_json(cluster, f"/nodes/pve1/tasks/{upid}/status")["exitstatus"] == "OK"
+    assert len(srvreload_of(cluster, "pve1")) == 1
+    fails(cluster.pvesh("get", "/nodes/pve2/tasks"),
+          "proxy handler failed: ssh: connect to host 192.0.2.12 port 22: No route to host\n")
+    nodes = {r["node"]: r["status"] for r in get_json(cluster, "/cluster/resources", "--type", "node")}
+    assert nodes == {"pve1": "online", "pve2": "offline"}
+
+
+def test_frr_is_regenerated_when_a_controller_is_or_was_configured(cluster):
+    write_sdn(cluster)
+    cluster.write("sdn/controllers.cfg", "evpn: ctl\n\tasn 65000\n\tpeers 192.0.2.1\n")
+    members(cluster, pve2=False)
+    assert "--regenerate-frr 1' failed" in ok(cluster.pvesh("set", "/cluster/sdn"))
+    cluster.write("sdn/controllers.cfg", "")
+    assert "--regenerate-frr 1' failed" in ok(cluster.pvesh("set", "/cluster/sdn"))      # it was
+    assert "--regenerate-frr 0' failed" in ok(cluster.pvesh("set", "/cluster/sdn"))
+
+
+def test_without_quorum_the_apply_task_fails_before_any_node(cluster):
+    write_sdn(cluster)
+    switch(cluster, "reloadnetworkall.no-quorum")
+    out = ok(cluster.pvesh("set", "/cluster/sdn", "--output-format", "json"))
+    *log, upid = out.splitlines()
+    assert log == ["TASK ERROR: cluster not ready - no quorum?"]
+    status = get_json(cluster, f"/nodes/pve1/tasks/{json.loads(upid)}/status")
+    assert status["exitstatus"] == "cluster not ready - no quorum?"
+    assert srvreload_of(cluster, "pve1") == [] and srvreload_of(cluster, "pve2") == []
+    assert json.loads((cluster.pve / "sdn/.running-config").read_text())["version"] == 1   # committed anyway
+
+
+def test_the_task_list_archives_filters_and_pages(cluster):
+    write_sdn(cluster)
+    first = ok(cluster.pvesh("set", "/cluster/sdn")).splitlines()[-1]
+    switch(cluster, "ifreload.pve1", "error: vmbr9: no such bridge\n")
+    second = ok(cluster.pvesh("set", "/cluster/sdn")).splitlines()[-1]
+    # each task start archives the tasks that ended: the first apply and its srvreload are in `index`
+    archived = get_json(cluster, "/nodes/pve1/tasks")
+    assert [t["upid"] for t in archived if t["type"] == "reloadnetworkall"] == [first]
+    assert all(t["status"] == "OK" and "endtime" in t for t in archived)
+    listed = get_json(cluster, "/nodes/pve1/tasks", "--source", "all")
+    # the active list first (the second apply, then its srvreload), then the archive
+    assert [t["type"] for t in listed[:2]] == ["reloadnetworkall", "srvreload"]
+    assert sorted(t["type"] for t in listed[2:]) == ["reloadnetworkall", "srvreload"]
+    assert listed[0]["upid"] == second and listed[0]["status"] == "RUNNING"
+    assert len(get_json(cluster, "/nodes/pve1/tasks", "--source", "active")) == 2
+    assert len(srvreload_of(cluster, "pve1")) == 2
+    assert srvreload_of(cluster, "pve1", "--limit", "1") == srvreload_of(cluster, "pve1")[:1]
+    assert srvreload_of(cluster, "pve1", "--start", "1") == srvreload_of(cluster, "pve1")[1:]
+    later = max(t["starttime"] for t in srvreload_of(cluster, "pve1")) + 1
+    assert srvreload_of(cluster, "pve1", "--since", str(later)) == []
+    assert [t["upid"] for t in srvreload_of(cluster, "pve1", "--until", str(later))] == [
+        t["upid"] for t in srvreload_of(cluster, "pve1")]
+    assert get_json(cluster, "/nodes/pve1/tasks", "--typefilter", "vzdump", "--source", "all") == []
+    assert get_json(cluster, "/nodes/pve1/tasks", "--userfilter", "admin@pve", "--source", "all") == []
+    # the failed srvreload, once archived, is an error; the running ones count as unknown
+    ok(cluster.pvesh("set", "/cluster/sdn"))
+    errors = get_json(cluster, "/nodes/pve1/tasks", "--errors", "1")
+    assert [(t["type"], t["status"]) for t in errors] == [("srvreload", "command 'ifreload -a' failed: exit code 1")]
+    fails(cluster.pvesh("get", "/nodes/pve1/tasks", "--source", "some"),
+          "400 Parameter verification failed.\nsource: value 'some' does not have a value in the enumeration "
+          "'archive, active, all'\npvesh get <api_path> [OPTIONS] [FORMAT_OPTIONS]\n")
+
+
+def test_a_srvreload_that_runs_on_is_running_until_it_ends(cluster):
+    """pve2's reload outlives the call that started it (its ssh session drops)."""
+    write_sdn(cluster)
+    switch(cluster, "ifreload.pve2.running", "1.5")
+    *log, upid = ok(cluster.pvesh("set", "/cluster/sdn")).splitlines()
+    assert log == ["pve1: reloading network config", "pve2: reloading network config",
+                   "proxy handler failed: Connection to pve2 closed by remote host.",
+                   "command 'pvesh set /nodes/pve2/network --regenerate-frr 0' failed: exit code 255",
+                   "TASK OK"]
+    [task] = srvreload_of(cluster, "pve2")
+    status = get_json(cluster, f"/nodes/pve2/tasks/{task['upid']}/status")
+    assert status["status"] == "running" and "exitstatus" not in status
+    deadline = time.monotonic() + 10
+    while status["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = get_json(cluster, f"/nodes/pve2/tasks/{task['upid']}/status")
+    assert (status["status"], status["exitstatus"]) == ("stopped", "OK")
+    assert get_json(cluster, f"/nodes/pve2/tasks/{task['upid']}/log") == [{"n": 1, "t": "TASK OK"}]
 
 
 def test_sdn_lock_token(cluster):

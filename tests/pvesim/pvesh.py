@@ -18,6 +18,12 @@ behaviour was taken from:
   [sectioncfg] proxmox/pve-common src/PVE/SectionConfig.pm@f665029eac78022e81810ab2e44eace57ade13fb
   [sdn]       proxmox/pve-network src/PVE/API2/Network/SDN.pm, src/PVE/Network/SDN.pm
               @ecf98c5d8f12fac9d61f3da27376aaab0ab598dc
+  [network]   proxmox/pve-manager PVE/API2/Network.pm@14a22df35955d97dfc1af21e117dc894a29df0c9
+              (reload_network_config: the `srvreload` task)
+  [tasks]     proxmox/pve-manager PVE/API2/Tasks.pm@14a22df35955d97dfc1af21e117dc894a29df0c9;
+              proxmox/pve-common src/PVE/UPID.pm, src/PVE/RESTEnvironment.pm (active_workers),
+              src/PVE/INotify.pm (the active list), src/PVE/ProcFSTools.pm
+              @f665029eac78022e81810ab2e44eace57ade13fb
   [schema]    tests/fixtures/pve-api-subset.json (pve-docs api-viewer/apidata.js, see SOURCES.txt)
 
 Simulated:
@@ -40,7 +46,10 @@ Simulated:
 * proxying: a `proxyto` method whose node is not the local one runs locally
   (as that node) and is recorded in run/sim/pvesh-proxied.log; with
   `--noproxy` it fails `proxy loop detected - aborting`; an unknown node
-  fails the host name lookup;
+  fails the host name lookup; a node /etc/pve/.members lists with `online: 0`
+  fails as pvesh's ssh to it does (`proxy handler failed: ssh: connect to
+  host <ip> port 22: No route to host`), and /cluster/resources shows it
+  `offline`;
 * firewall files [fw-api, pmxcfs]: read leniently like pve-firewall (lowercased ipset
   names and option keys, unparsable lines dropped), written back whole in the
   API's canonical form under the cfs lock (firewall-cluster, firewall-vm-<vmid>,
@@ -49,15 +58,32 @@ Simulated:
 * endpoints: /cluster/firewall/options, .../ipset[/{name}[/{cidr}]] for the
   cluster and for guests (qemu and lxc), firewall options (cluster, guest,
   VNet), rules and rules/{pos} (cluster, guest, VNet), guest config GET/PUT (main section, `digest`, `delete`,
-  `revert`, the guest config flock), /cluster/resources, PUT /cluster/sdn (a
-  synchronous worker task: log and UPID on stdout, exit 0 even on TASK ERROR;
-  fails when /etc/pve/sdn/.simulate-apply-error exists), task status and log.
+  `revert`, the guest config flock), /cluster/resources;
+* worker tasks [pvesh, tasks]: run synchronously (log and UPID on stdout, exit
+  0 even on TASK ERROR), UPIDs with the worker's real pid and start, a task
+  log per task in the node's own task directory (the tree's var/log/pve/tasks
+  for the local node, run/sim/nodes/<node>/var/log/pve/tasks for the
+  others: a task is only found on its node), the active list and the
+  `index` archive kept as active_workers keeps them; GET /nodes/{node}/tasks
+  (filters, `source`), .../{upid}/status (running while the worker's process
+  runs), .../{upid}/log;
+* the SDN apply [sdn, network]: PUT /cluster/sdn commits .running-config and
+  runs `reloadnetworkall`, which calls `pvesh set /nodes/<node>/network` for
+  each node (this simulator again, proxied to remote nodes); that starts the
+  node's own `srvreload` task.  A node's failed reload fails its srvreload
+  task only; an unreachable node is only warned about in reloadnetworkall's
+  log; reloadnetworkall itself ends OK unless it has no quorum.  Switches
+  (files under run/sim): `reloadnetworkall.no-quorum`; `ifreload.<node>`
+  (ifreload -a fails there, printing the file's lines); `ifreload.<node>.running`
+  (that node's srvreload runs on in the background for the file's seconds,
+  and the ssh session of the call that started it drops).
 
 Not simulated: permissions (every call runs as root@pam), the real text table
 layout, rule checks beyond the basic ones in verify_rule(), macros, references
 to aliases/ipsets in rules, pending changes of running guests (config PUT
 writes the main section directly, as a successful hotplug would), the network
-reload itself (interfaces.d/sdn, ifreload, FRR), warnings pve-firewall prints
+reload itself (interfaces.d/sdn, interfaces.new, ifreload, FRR: only its
+outcome, through the switches), warnings pve-firewall prints
 while parsing broken files.  Other schema endpoints answer "not implemented".
 
 Environment: PVE_MICROSEG_PVE_DIR (the fake /etc/pve), PVE_SIM_LOCK_DIR (guest
@@ -65,12 +91,14 @@ config flocks), PVE_SIM_NODE (default: the `local` link),
 PVE_SIM_CFS_LOCK_TIMEOUT (seconds, default 10, as the API uses).
 """
 
+import fcntl
 import functools
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -975,18 +1003,48 @@ class Sim:
         self.pve = Path(environ["PVE_MICROSEG_PVE_DIR"])
         self.root = self.pve.parent.parent
         self.lock_dir = Path(environ.get("PVE_SIM_LOCK_DIR") or self.root / "run/lock")
-        self.node = environ.get("PVE_SIM_NODE") or os.path.basename(os.readlink(self.pve / "local"))
+        self.local = os.path.basename(os.readlink(self.pve / "local"))
+        self.node = environ.get("PVE_SIM_NODE") or self.local
         self.lock_timeout = float(environ.get("PVE_SIM_CFS_LOCK_TIMEOUT") or pmxcfs.LOCK_TIMEOUT)
         self.run_sim = self.root / "run/sim"
-        self.task_dir = self.root / "var/log/pve/tasks"
+        self.environ = environ
 
     @property
     def lock_root(self):
         return self.pve / "priv" / "lock"
 
+    @property
+    def task_dir(self):
+        """/var/log/pve/tasks of the node this call runs on (node-local: the
+        tree's own for the local node, run/sim/nodes/<node>/... for the others)."""
+        if self.node == self.local:
+            return self.root / "var/log/pve/tasks"
+        return self.run_sim / "nodes" / self.node / "var/log/pve/tasks"
+
     def nodes(self):
         base = self.pve / "nodes"
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def members(self):
+        """The `nodelist` of /etc/pve/.members ({} when there is none)."""
+        try:
+            return json.loads((self.pve / ".members").read_text()).get("nodelist") or {}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def nodelist(self):
+        """The cluster's nodes as PVE::Cluster::get_nodelist has them [pmxcfs]:
+        .members' nodelist, else the nodes/ directories (here sorted; upstream
+        in hash order)."""
+        return sorted(self.members()) or self.nodes()
+
+    def online(self, node):
+        """False when .members lists the node as not online."""
+        info = self.members().get(node)
+        return info is None or bool(info.get("online"))
+
+    def node_ip(self, node):
+        return (self.members().get(node) or {}).get("ip") or node
 
     def cfs_lock(self, lockid):
         """The cluster-wide lock the API takes, with Proxmox's error texts."""
@@ -1037,6 +1095,7 @@ class Call:
     method: str
     info: dict
     params: dict          # validated and typed, path placeholders included
+    proxied: bool = False  # the call came through proxyto from another node
 
 
 # =============================================================== endpoints
@@ -1533,7 +1592,10 @@ def vm_resources(call):
 
 
 def node_resources(call):
-    return [{"id": f"node/{n}", "type": "node", "node": n, "status": "online"} for n in call.sim.nodes()]
+    """`offline` for a node .members lists as not online (extract_node_stats in
+    proxmox/pve-manager PVE/API2Tools.pm@14a22df35955d97dfc1af21e117dc894a29df0c9)."""
+    return [{"id": f"node/{n}", "type": "node", "node": n,
+             "status": "online" if call.sim.online(n) else "offline"} for n in call.sim.nodes()]
 
 
 def storage_resources(call):
@@ -1614,39 +1676,206 @@ def running_section(api, name, text):
     return {"ids": ids}
 
 
-def new_upid(node, wtype, wid="", user="root@pam"):
+def proc_stat(pid):
+    """(state, start in clock ticks since boot) of /proc/<pid>/stat, or (None, None)."""
     try:
-        pstart = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
     except (OSError, IndexError, ValueError):
-        pstart = 0
-    return f"UPID:{node}:{os.getpid():08X}:{pstart:08X}:{int(time.time()):08X}:{wtype}:{wid}:{user}:"
+        return None, None
+
+
+def proc_starttime(pid):
+    return proc_stat(pid)[1]
+
+
+def new_upid(node, wtype, wid="", user="root@pam", pid=None):
+    """PVE::UPID::encode [tasks]: the worker's pid and start, the task's start time."""
+    pid = os.getpid() if pid is None else pid
+    return (f"UPID:{node}:{pid:08X}:{proc_starttime(pid) or 0:08X}:{int(time.time()):08X}:"
+            f"{wtype}:{wid}:{user}:")
 
 
 UPID_RE = re.compile(r"UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):"
-                     r"([0-9A-Fa-f]{8}):([^:\s]+):([^:\s]*):([^:\s]+):")
+                     r"([0-9A-Fa-f]{8}):([^:\s/]+):([^:\s/]*):([^:\s/]+):")
 
 
-def task_file(sim, upid):
+def decode_upid(upid):
     m = UPID_RE.fullmatch(upid)
-    return sim.task_dir / m.group(5)[-1] / upid if m else None
+    if not m:
+        return None
+    return {"upid": upid, "node": m.group(1), "pid": int(m.group(3), 16), "pstart": int(m.group(4), 16),
+            "starttime": int(m.group(5), 16), "type": m.group(6), "id": m.group(7), "user": m.group(8)}
 
 
-def run_task(call, wtype, work):
-    """A worker task run synchronously, as in the CLI [pvesh]: its log goes to
-    stdout and into the task log, then the UPID is returned (exit 0 even when
-    the task fails)."""
-    upid = new_upid(call.sim.node, wtype)
+def task_file(task_dir, upid):
+    """The task's log: <task dir>/<last hex digit of its start time>/<UPID> [tasks]."""
+    m = UPID_RE.fullmatch(upid)
+    return task_dir / m.group(5)[-1] / upid if m else None
+
+
+def task_running(upid, zombie_runs=True):
+    """Whether the UPID's process still runs (same pid and start) [tasks]:
+    read_task_status asks read_proc_starttime (a zombie counts), active_workers
+    check_process_running (a zombie does not; ProcFSTools.pm [pvesh])."""
+    task = decode_upid(upid)
+    state, start = proc_stat(task["pid"]) if task else (None, None)
+    return start is not None and start == task["pstart"] and (zombie_runs or state != "Z")
+
+
+def exit_status(last):
+    """PVE::UPID::read_status [tasks]: the status from the log's last line."""
+    if last == "TASK OK":
+        return "OK"
+    for prefix, keep in (("TASK ERROR: ", ""), ("TASK WARNINGS: ", "WARNINGS: ")):
+        if last.startswith(prefix):
+            return keep + last[len(prefix):]
+    return "unexpected status"
+
+
+def read_status(path):
+    lines = path.read_text().splitlines() if path and path.exists() else []
+    return exit_status(lines[-1] if lines else "")
+
+
+def normalize_status_type(status):
+    """PVE::UPID::normalize_status_type [tasks]."""
+    if not status or status == "unexpected status":
+        return "unknown"
+    if status == "OK":
+        return "ok"
+    return "warning" if re.fullmatch(r"WARNINGS: \d+", status) else "error"
+
+
+ACTIVE_LINE = re.compile(r"(\S+)\s(0|1)(\s([0-9A-Za-z]{8})(\s(\s*\S.*))?)?")
+INDEX_LINE = re.compile(r"(\S+)(\s([0-9A-Za-z]{8})(\s(\S.*))?)?")
+MAX_FINISHED = 25
+
+
+def read_active(task_dir):
+    """/var/log/pve/tasks/active as PVE::INotify reads it [tasks]: `<upid> <saved 0|1>[ <endtime>[ <status>]]`."""
+    path = task_dir / "active"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        m = ACTIVE_LINE.fullmatch(line)
+        task = decode_upid(m.group(1)) if m else None
+        if task:
+            task.update(saved=m.group(2) == "1", endtime=int(m.group(4), 16) if m.group(4) else None,
+                        status=m.group(6))
+            out.append(task)
+    return out
+
+
+def write_active(task_dir, tasks):
+    lines = []
+    for t in tasks:
+        line = f"{t['upid']} {1 if t['saved'] else 0}"
+        if t.get("endtime"):
+            line += f" {t['endtime']:08X}" + (f" {t['status']}" if t.get("status") else "")
+        lines.append(line + "\n")
+    (task_dir / "active").write_text("".join(lines))
+
+
+def active_workers(task_dir, new_upid):
+    """RESTEnvironment::active_workers as a task starts [tasks]: the tasks of
+    the active list that ended get their end time and status and are archived
+    into `index` (`<upid> <endtime> <status>`); the list keeps the running
+    ones (the new one counts as running), then a few that ended.  So a task
+    that ended stays in the active list, without status, until the node's
+    next task starts: GET .../tasks with `source=all` shows it as RUNNING,
+    the default `source=archive` not at all."""
+    task_dir.mkdir(parents=True, exist_ok=True)
+    with open(task_dir / ".active.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        running, ended, seen = [], [], set()
+        new = decode_upid(new_upid)
+        new.update(saved=False, endtime=None, status=None)
+        for task in read_active(task_dir) + [new]:
+            if task["upid"] in seen:
+                continue
+            seen.add(task["upid"])
+            (running if task is new or task_running(task["upid"], zombie_runs=False) else ended).append(task)
+        ended.sort(key=lambda t: t["starttime"], reverse=True)
+        archive = []
+        for task in ended:
+            if not task["endtime"]:
+                task["endtime"] = int(time.time())
+                task["status"] = read_status(task_file(task_dir, task["upid"]))
+            if not task["saved"]:
+                archive.append(f"{task['upid']} {task['endtime']:08X} {task['status']}\n")
+                task["saved"] = True
+        if archive:
+            with open(task_dir / "index", "a") as index:
+                index.write("".join(archive))
+        write_active(task_dir, running + ended[:max(0, MAX_FINISHED - len(running))])
+
+
+def _start_log(task_dir, upid):
+    path = task_file(task_dir, upid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
+def _end_log(work):
     log = []
     try:
         work(log)
         log.append("TASK OK")
     except ApiError as e:
         log.append(f"TASK ERROR: {e.message}")
-    path = task_file(call.sim, upid)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return log
+
+
+def run_task(call, wtype, work, wid=""):
+    """A worker task run synchronously, as in the CLI [pvesh]: it is entered
+    in the node's active list, its log goes to stdout and into the task log,
+    then the UPID is returned (exit 0 even when the task fails)."""
+    upid = new_upid(call.sim.node, wtype, wid)
+    active_workers(call.sim.task_dir, upid)
+    path = _start_log(call.sim.task_dir, upid)
+    log = _end_log(work)
     path.write_text("".join(f"{line}\n" for line in log))
     sys.stdout.write("".join(f"{line}\n" for line in log))
     sys.stdout.flush()
+    return upid
+
+
+def run_detached(call, wtype, wid, seconds, work):
+    """A worker that goes on in its own session after the call that started
+    it is gone (fork_worker's setsid [pvesh]): its UPID is the worker's; it
+    runs `seconds`, then `work`, then writes its end.  An intermediate
+    process reaps it at once, as init would.  Returns the UPID."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid_r, pid_w = os.pipe()
+    path_r, path_w = os.pipe()
+    if os.fork() == 0:                             # the intermediate
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            worker = os.fork()
+            if worker == 0:                        # the worker
+                try:
+                    path = Path(os.read(path_r, 4096).decode())
+                    time.sleep(seconds)
+                    path.write_text("".join(f"{line}\n" for line in _end_log(work)))
+                finally:
+                    os._exit(0)
+            os.write(pid_w, str(worker).encode())
+            os.close(pid_w)
+            os.waitpid(worker, 0)
+        finally:
+            os._exit(0)
+    os.close(pid_w)
+    pid = int(os.read(pid_r, 64).decode())
+    upid = new_upid(call.sim.node, wtype, wid, pid=pid)
+    active_workers(call.sim.task_dir, upid)
+    path = _start_log(call.sim.task_dir, upid)
+    os.write(path_w, str(path).encode())
+    os.close(path_w)
     return upid
 
 
@@ -1661,8 +1890,22 @@ def check_sdn_lock(call):
             lock.unlink()
 
 
+def has_frr(running):
+    """running_config_has_frr [sdn] (without a node's local FRR config)."""
+    return bool(((running.get("controllers") or {}).get("ids")) or ((running.get("fabrics") or {}).get("ids")))
+
+
 @handler("PUT", "/cluster/sdn")
 def sdn_apply(call):
+    """reload [sdn]: commit .running-config under the SDN lock, then the task
+    `reloadnetworkall`, which for each node of the node list logs `<node>:
+    reloading network config` and runs `pvesh set /nodes/<node>/network
+    --regenerate-frr 0|1` (here: this simulator, as this node), reading its
+    stdout only for the UPID; the call's stderr goes into the log, and a
+    failed call is only warned about (`command '...' failed: exit code N`).
+    The task fails only when it cannot start (no quorum: switch
+    run/sim/reloadnetworkall.no-quorum); a node's failed reload is that
+    node's srvreload task's, never this task's."""
     sim, api = call.sim, load_api()
     with sim.cfs_lock("domain-sdn"):
         check_sdn_lock(call)
@@ -1671,43 +1914,129 @@ def sdn_apply(call):
                    for name in SDN_FILES}
         running["version"] = int(old.get("version", 0)) + 1
         sim.write(sim.pve / "sdn/.running-config", json.dumps(running, sort_keys=True))
+    frr = 1 if has_frr(old) or has_frr(running) else 0
 
     def work(log):
-        failure = sim.pve / "sdn/.simulate-apply-error"
-        log.append(f"applying SDN configuration version {running['version']} (simulated)")
-        for node in sim.nodes():
-            log.append(f"reload network configuration on node '{node}'")
-            if failure.exists():
-                raise ApiError(failure.read_text().strip() or "simulated SDN apply failure")
+        if (sim.run_sim / "reloadnetworkall.no-quorum").exists():
+            raise ApiError("cluster not ready - no quorum?")            # PVE::Cluster::check_cfs_quorum [pmxcfs]
+        for node in sim.nodelist():
+            log.append(f"{node}: reloading network config")
+            argv = ["pvesh", "set", f"/nodes/{node}/network", "--regenerate-frr", str(frr)]
+            r = subprocess.run([sys.executable, str(HERE / "bin" / "pvesh"), *argv[1:]],
+                               env=dict(sim.environ, PVE_SIM_NODE=sim.node), capture_output=True, text=True)
+            upid = None
+            for line in r.stdout.splitlines():
+                m = re.search(r"[\"']?(UPID:[^\s\"']+)[\"']?$", line)
+                if m:
+                    upid = m.group(1)
+            log.extend(line.rstrip("\n") for line in r.stderr.splitlines())
+            if r.returncode != 0:
+                log.append(f"command '{' '.join(argv)}' failed: exit code {r.returncode}")
+            elif not (upid and UPID_RE.fullmatch(upid)):
+                log.append(f"unable to parse worker upid '{upid or ''}'")
     return run_task(call, "reloadnetworkall", work)
+
+
+@handler("PUT", "/nodes/{node}/network")
+def reload_network(call):
+    """reload_network_config [network]: the node's task `srvreload` (id
+    `networking`): generate the SDN interfaces (not simulated), `ifreload -a`
+    (of its stderr only `warning|error: <iface>:` lines are logged, as
+    `<iface> : <line> `; a failure ends the task `TASK ERROR: command
+    'ifreload -a' failed: exit code 1`), FRR if asked (not simulated).
+    Switches, per node: run/sim/ifreload.<node> (ifreload -a fails, printing
+    the file's lines on stderr); run/sim/ifreload.<node>.running (the task
+    runs on for the file's number of seconds, and the ssh session of the
+    proxied call drops meanwhile: `Connection to <ip> closed by remote host.`
+    is OpenSSH's text [I])."""
+    sim = call.sim
+    failure = sim.run_sim / f"ifreload.{sim.node}"
+    hang = sim.run_sim / f"ifreload.{sim.node}.running"
+
+    def work(log):
+        if failure.exists():
+            for line in failure.read_text().splitlines():
+                m = re.search(r"(warning|error): (\S+):", line)
+                if m:
+                    log.append(f"{m.group(2)} : {line} ")
+            raise ApiError("command 'ifreload -a' failed: exit code 1")
+
+    if hang.exists():
+        if not call.proxied:
+            raise ApiError(f"pvesh simulator: {hang.name} needs a node other than the local one")
+        run_detached(call, "srvreload", "networking", float(hang.read_text().strip() or 5), work)
+        raise ApiError(f"proxy handler failed: Connection to {sim.node_ip(sim.node)} closed by remote host.")
+    return run_task(call, "srvreload", work, wid="networking")
 
 
 def read_task(call):
     upid = call.params["upid"]
-    path = task_file(call.sim, upid)
+    path = task_file(call.sim.task_dir, upid)
     if path is None:
         raise param_error({"upid": "unable to parse worker upid"})
     if not path.exists():
         raise param_error({"upid": "no such task"})
-    return UPID_RE.fullmatch(upid), path.read_text().splitlines()
+    return decode_upid(upid), path.read_text().splitlines()
 
 
-def exit_status(last):
-    if last == "TASK OK":
-        return "OK"
-    for prefix, keep in (("TASK ERROR: ", ""), ("TASK WARNINGS: ", "WARNINGS: ")):
-        if last.startswith(prefix):
-            return keep + last[len(prefix):]
-    return "unexpected status"
+@handler("GET", "/nodes/{node}/tasks")
+def task_list(call):
+    """node_tasks [tasks]: with `source` active or all, the active list first
+    (tasks not archived yet; one without status shows RUNNING), then unless
+    `source=active` the archive `index`, newest first; filtered by user,
+    type, vmid, since/until (start time), status; `start`/`limit` count the
+    tasks that pass."""
+    p = call.params
+    start, limit, source = p.get("start", 0), p.get("limit", 50), p.get("source", "archive")
+    statuses = {"ok", "warning", "error", "unknown"}
+    if p.get("statusfilter") is not None and not p.get("errors"):
+        statuses = {s.lower() for s in split_list(p["statusfilter"])}
+    elif p.get("errors"):
+        statuses.discard("ok")
+    count, res = 0, []
+
+    def passes(task):
+        nonlocal count
+        if p.get("userfilter") and p["userfilter"].lower() not in task["user"].lower():
+            return False
+        if p.get("typefilter") and task["type"] != p["typefilter"]:
+            return False
+        if p.get("vmid") and task["id"] != str(p["vmid"]):
+            return False
+        if p.get("since") is not None and task["starttime"] < p["since"]:
+            return False
+        if p.get("until") is not None and task["starttime"] > p["until"]:
+            return False
+        if normalize_status_type(task.get("status")) not in statuses:
+            return False
+        count += 1
+        return count > start and len(res) < limit
+
+    task_dir = call.sim.task_dir
+    if source in ("active", "all"):
+        for task in read_active(task_dir):
+            if not task.pop("saved") and passes(task):
+                res.append(dict(task, status=task.get("status") or "RUNNING"))
+    if source != "active":
+        index = task_dir / "index"
+        for line in reversed(index.read_text().splitlines() if index.exists() else []):
+            m = INDEX_LINE.fullmatch(line)
+            task = decode_upid(m.group(1)) if m else None
+            if task:
+                task.update(endtime=int(m.group(3), 16) if m.group(3) else None, status=m.group(5))
+                if passes(task):
+                    res.append(task)
+    return [{k: v for k, v in t.items() if v is not None} for t in res]
 
 
 @handler("GET", "/nodes/{node}/tasks/{upid}/status")
 def task_status(call):
-    m, lines = read_task(call)
-    return {"upid": call.params["upid"], "node": m.group(1), "pid": int(m.group(3), 16),
-            "pstart": int(m.group(4), 16), "starttime": int(m.group(5), 16), "type": m.group(6),
-            "id": m.group(7), "user": m.group(8), "status": "stopped",
-            "exitstatus": exit_status(lines[-1] if lines else "")}
+    """read_task_status [tasks]: running while the UPID's process runs, then
+    stopped with the exitstatus of the log's last line."""
+    task, lines = read_task(call)
+    if task_running(task["upid"]):
+        return dict(task, status="running")
+    return dict(task, status="stopped", exitstatus=exit_status(lines[-1] if lines else ""))
 
 
 @handler("GET", "/nodes/{node}/tasks/{upid}/log")
@@ -1725,6 +2054,7 @@ class Invocation:
     def __init__(self, argv, environ, out=sys.stdout, err=sys.stderr):
         self.argv, self.environ, self.out, self.err = list(argv), environ, out, err
         self.noproxy = False
+        self.proxied = False
         self.usage = None
 
     def run(self):
@@ -1795,7 +2125,7 @@ class Invocation:
         fn = HANDLERS.get((method, template))
         if fn is None:
             raise ApiError(f"pvesh simulator: '{method} {template}' is not implemented")
-        result = fn(Call(sim, template, method, info, typed(params, props)))
+        result = fn(Call(sim, template, method, info, typed(params, props), self.proxied))
         if not std.get("quiet"):
             self.out.write(render(result, info.get("returns"), std.get("output-format", "text")))
 
@@ -1810,7 +2140,12 @@ class Invocation:
             raise ApiError(f"hostname lookup '{node}' failed - failed to get address info for: "
                            f"{node}: Name or service not known")
         sim.record_proxy(node, verb, Api.normalise(path))
+        if not sim.online(node):
+            # proxy_handler's ssh to the node fails; run_command's errmsg and ssh's last stderr line [pvesh]
+            raise ApiError(f"proxy handler failed: ssh: connect to host {sim.node_ip(node)} port 22: "
+                           "No route to host")
         sim.node = node
+        self.proxied = True
 
     def _ls(self, api, path, template, info, rest):
         if info is None:

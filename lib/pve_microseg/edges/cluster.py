@@ -38,6 +38,15 @@ def members(paths):
     return vmlist_parse.parse_members(text)
 
 
+def online(paths):
+    """{node: online?} from /etc/pve/.members; {} when it cannot be read."""
+    try:
+        text = files.read_text(paths.members, missing="")
+    except ConfigError:
+        return {}
+    return vmlist_parse.parse_members_online(text)
+
+
 def nodes(paths):
     """The nodes /etc/pve/nodes knows, sorted."""
     try:

@@ -13,15 +13,20 @@ src/PVE/CLIFormatter.pm@f665029eac78022e81810ab2e44eace57ade13fb); errors go
 to stderr with a non-zero exit (usually 255); worker tasks run in the
 foreground, print their log, then the UPID, and exit 0 even when the task
 failed (fork_worker in src/PVE/RESTEnvironment.pm@f665029e...) --
-`task_result` asks for the real outcome.
+`task_result` asks for the real outcome, `wait_tasks` waits (bounded) for
+tasks that still run: GET /nodes/<node>/tasks/<upid>/status answers
+`status: running|stopped` and, once stopped, `exitstatus` (read_task_status
+in proxmox/pve-manager PVE/API2/Tasks.pm@14a22df35955d97dfc1af21e117dc894a29df0c9).
 """
 
 import json
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from ..model.errors import PveshError
+from ..parse import tasklog
 
 CHANGING = ("set", "create", "delete")
 
@@ -94,9 +99,34 @@ class Pvesh:
     def delete(self, path, **params):
         return self.run("delete", path, **params)
 
+    def task_status(self, upid):
+        """GET /nodes/<the UPID's node>/tasks/<upid>/status."""
+        decoded = tasklog.decode_upid(upid)
+        node = decoded.node if decoded else (upid.split(":")[1] if upid.startswith("UPID:") else "localhost")
+        return self.get(f"/nodes/{node}/tasks/{upid}/status") or {}
+
     def task_result(self, upid):
         """(ok, exitstatus) of a finished worker task; pvesh itself exits 0 either way."""
-        node = upid.split(":")[1] if upid.startswith("UPID:") else "localhost"
-        status = self.get(f"/nodes/{node}/tasks/{upid}/status") or {}
-        exitstatus = status.get("exitstatus", "unknown")
+        exitstatus = self.task_status(upid).get("exitstatus", "unknown")
         return exitstatus == "OK" or str(exitstatus).startswith("WARNINGS"), exitstatus
+
+    def tasks(self, node, **filters):
+        """GET /nodes/<node>/tasks: the node's task list, newest first."""
+        return self.get(f"/nodes/{node}/tasks", **filters) or []
+
+    def wait_tasks(self, upids, timeout, interval=1.0):
+        """{upid: its last status, or the PveshError asking for it}, once every
+        task has stopped or `timeout` seconds have passed, whichever is first."""
+        deadline = time.monotonic() + timeout
+        out, pending = {}, list(dict.fromkeys(upids))
+        while True:
+            for upid in pending:
+                try:
+                    out[upid] = self.task_status(upid)
+                except PveshError as e:
+                    out[upid] = e
+            pending = [u for u in pending if isinstance(out[u], dict) and out[u].get("status") == "running"]
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                return out
+            time.sleep(min(interval, left))

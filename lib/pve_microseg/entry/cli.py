@@ -45,7 +45,8 @@ environment (for tests and unusual layouts):
 exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 3 nftables refused the change (nothing changed), 4 nftables unavailable,
 7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing,
-9 'status' found something unprotected, 10 'check' found errors or warnings.
+9 'status' found something unprotected, 10 'check' found errors or warnings,
+11 'vnet enable --apply': a node's network reload failed.
 """
 
 
@@ -171,7 +172,11 @@ def build_parser():
     ve.add_argument("--allow", action="append", choices=PRESETS, metavar="PRESET",
                     help=f"also let guests use: {', '.join(PRESETS)} (repeatable)")
     ve.add_argument("--apply", action="store_true",
-                    help="run the SDN apply (pvesh set /cluster/sdn) and check its task's outcome")
+                    help="run the SDN apply (pvesh set /cluster/sdn) and check each node's network "
+                         "reload (exit 11 if one failed)")
+    ve.add_argument("--timeout", type=float, default=vnet.RELOAD_TIMEOUT, metavar="SECONDS",
+                    help="with --apply: how long to wait for network reloads still running "
+                         f"(default {vnet.RELOAD_TIMEOUT:g})")
     ve.add_argument("--enable-datacenter-firewall", action="store_true",
                     help="turn the datacenter firewall on if it is off")
     ve.add_argument("--i-have-console-access", action="store_true",
@@ -264,7 +269,8 @@ def cmd_vnet(args, paths, environ):
     if args.action == "enable":
         result = vnet.enable(paths, pvesh, args.vnet, gateway_macs=args.gateway_mac or (), allow=args.allow or (),
                              apply_sdn=args.apply, enable_datacenter=args.enable_datacenter_firewall,
-                             lockout_confirmed=args.i_have_console_access, dry_run=args.dry_run)
+                             lockout_confirmed=args.i_have_console_access, dry_run=args.dry_run,
+                             timeout=args.timeout)
     else:
         result = vnet.disable(paths, pvesh, args.vnet, dry_run=args.dry_run)
     return result, render.vnet

@@ -172,6 +172,8 @@ def import_legacy(data):
 
 def vnet(data):
     lines = _calls(data) + list(data["notes"])
+    applied = data.get("sdn-apply")
+    lines += [f"  {n['node']}: {n['detail']}" for n in (applied or {}).get("nodes", [])]
     if not data["pvesh"] and not data["notes"]:
         lines.append(f"{data['vnet']}: nothing to change")
     return lines

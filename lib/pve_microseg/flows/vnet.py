@@ -2,13 +2,14 @@
 its VNet firewall (through pvesh).
 
 What the VNet firewall gets and what must hold first is policy/vnetfw.py's;
-this module reads the cluster, calls pvesh and edits microseg.yaml.
+what became of an SDN apply on each node is policy/sdnapply.py's; this module
+reads the cluster, calls pvesh and edits microseg.yaml.
 """
 
 from ..edges import cluster, pmxcfs, pveconf
-from ..model.errors import ConfigError, MicrosegError, PrerequisiteError, PveshError, RolledBack
-from ..parse import addresses
-from ..policy import vnetfw, yamledit
+from ..model.errors import ConfigError, ExitCode, MicrosegError, PrerequisiteError, PveshError, RolledBack
+from ..parse import addresses, tasklog
+from ..policy import sdnapply, vnetfw, yamledit
 from . import configedit
 from .result import Result
 
@@ -36,7 +37,14 @@ _SDN_LOCKED = ("the SDN configuration is locked ({lock} exists: an SDN edit in p
                "(pvesh set /cluster/sdn), or run again then")
 
 
+# How long `vnet enable --apply` waits for a node's network reload that still runs.
+RELOAD_TIMEOUT = 30.0
+
+
 def _apply_sdn(pvesh, report):
+    """PUT /cluster/sdn; its task's result, or None in a dry run.  The task
+    fails only when it cannot start the nodes' reloads at all (no quorum):
+    what each node's reload did is _node_reloads'."""
     try:
         res = pvesh.set("/cluster/sdn")
     except PveshError as e:
@@ -45,24 +53,66 @@ def _apply_sdn(pvesh, report):
         raise
     if res is None:                   # dry run
         report.append("the SDN apply (pvesh set /cluster/sdn) would run; it applies every pending SDN "
-                      "change and a pending /etc/network/interfaces.new on each node")
-        return
+                      "change and a pending /etc/network/interfaces.new on each node, and each node's "
+                      "network reload (its srvreload task) would then be checked")
+        return None
     ok, status = pvesh.task_result(res["upid"])
     if not ok:
         raise MicrosegError(f"the SDN apply failed: {status} (task {res['upid']})")
     if status != "OK":
-        report.append(f"the SDN apply ended with {status}: a node may not have reloaded its network; "
-                      f"see the task log (pvesh get /nodes/<node>/tasks/{res['upid']}/log)")
-    report.append(f"SDN applied ({res['upid']})")
+        report.append(f"the SDN apply ended with {status}: see its task log "
+                      f"(pvesh get /nodes/<node>/tasks/{res['upid']}/log)")
+    report.append(f"SDN applied ({res['upid']}); each node's network reload:")
+    return res
+
+
+def _node_reloads(paths, pvesh, res, timeout):
+    """[NodeReload] of each node the apply went through: its srvreload task of
+    this apply, found in its task list and read (waiting up to `timeout`
+    seconds for those still running).  Never raises: what cannot be read is
+    `unknown`."""
+    sections = tasklog.reload_sections(res.get("log") or [])
+    nodes = sorted(sections) or cluster.nodes(paths)
+    apply_task = tasklog.decode_upid(res["upid"])
+    if apply_task is None:
+        return [sdnapply.NodeReload(n, sdnapply.UNKNOWN, f"network reload outcome unknown: cannot read "
+                                    f"the apply's UPID {res['upid']!r}") for n in nodes]
+    started = apply_task.starttime
+    online = cluster.online(paths)
+    reloads, found = {}, {}
+    for node in nodes:
+        call_failed = tasklog.call_failure(sections.get(node, []))
+        if online.get(node) is False:
+            reloads[node] = sdnapply.offline(node, call_failed)
+            continue
+        try:
+            tasks = pvesh.tasks(node, typefilter=sdnapply.TASK_TYPE, since=sdnapply.since(started), source="all")
+        except PveshError as e:
+            reloads[node] = sdnapply.unreachable(node, e, call_failed)
+            continue
+        task, count = sdnapply.pick(tasks, started)
+        if task is None:
+            reloads[node] = sdnapply.not_found(node, started, call_failed)
+        else:
+            found[node] = (task["upid"], count, call_failed)
+    statuses = pvesh.wait_tasks([upid for upid, _, _ in found.values()], timeout)
+    for node, (upid, count, call_failed) in found.items():
+        status = statuses[upid]
+        if isinstance(status, PveshError):
+            reloads[node] = sdnapply.status_unreadable(node, upid, status)
+        else:
+            reloads[node] = sdnapply.judge(node, upid, status, timeout, count, call_failed)
+    return [reloads[n] for n in nodes]
 
 
 def _rules_path(vnet):
     return f"/cluster/sdn/vnets/{vnet}/firewall/rules"
 
 
-def _result(vnet, action, pvesh, report, dry_run):
-    return Result({"vnet": vnet, "action": action, "dry-run": dry_run,
-                   "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "notes": report})
+def _result(vnet, action, pvesh, report, dry_run, extra=None, exit_code=ExitCode.OK, warnings=()):
+    data = {"vnet": vnet, "action": action, "dry-run": dry_run,
+            "pvesh": [str(c) for c in pvesh.calls if c.verb != "get"], "notes": report}
+    return Result(dict(data, **(extra or {})), exit_code, list(warnings))
 
 
 def _record(paths, vnet, macs, current_opts, turn_on_dc):
@@ -104,9 +154,13 @@ def _configure(pvesh, vnet, allow, current_opts, turn_on_dc, created):
 
 
 def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enable_datacenter=False,
-           lockout_confirmed=False, dry_run=False):
+           lockout_confirmed=False, dry_run=False, timeout=RELOAD_TIMEOUT):
     """Record, then rules, then DROP last: the VNet is never on DROP without
-    its ACCEPT rules.  A failure undoes what this run did and says so."""
+    its ACCEPT rules.  A failure undoes what this run did and says so.
+
+    With `apply_sdn`, each node's network reload is checked last: a node whose
+    reload failed does not undo the run (the other nodes did reload, and the
+    VNet firewall protects them), it ends with ExitCode.NODE_RELOAD."""
     if not (_in_running_config(paths, vnet) or vnet in pveconf.pending_vnets(paths)):
         raise ConfigError(paths.sdn_vnets, None, vnet, f"no SDN VNet {vnet!r} (pending or running)")
     pre = prerequisites(paths, vnet, enable_datacenter, lockout_confirmed)
@@ -124,16 +178,25 @@ def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enabl
     edit = configedit.edit(paths, _record(paths, vnet, macs, current_opts, turn_on_dc), dry_run=dry_run)
     if edit.changed:
         report.append(("would change" if dry_run else "changed") + f" {paths.config}:\n" + edit.diff())
-    created = []
+    created, applied = [], None
     try:
         if apply_sdn:
-            _apply_sdn(pvesh, report)
+            applied = _apply_sdn(pvesh, report)
         _configure(pvesh, vnet, allow, current_opts, turn_on_dc, created)
     except MicrosegError as e:
         if dry_run:
             raise
         raise RolledBack(e, _undo(paths, pvesh, vnet, created, edit)) from None
-    return _result(vnet, "enable", pvesh, report, dry_run)
+    if applied is None:
+        return _result(vnet, "enable", pvesh, report, dry_run, {"sdn-apply": None})
+    reloads = _node_reloads(paths, pvesh, applied, timeout)
+    failed = [r for r in reloads if r.outcome == sdnapply.FAILED]
+    warnings = [r.text() for r in reloads if r.outcome != sdnapply.OK]
+    if failed:
+        warnings.append(sdnapply.reload_again(failed))
+    return _result(vnet, "enable", pvesh, report, dry_run,
+                   {"sdn-apply": {"upid": applied["upid"], "nodes": [r.to_json() for r in reloads]}},
+                   ExitCode.NODE_RELOAD if failed else ExitCode.OK, warnings)
 
 
 def _undo(paths, pvesh, vnet, created, edit):

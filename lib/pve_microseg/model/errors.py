@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     PREREQUISITE = 8        # a prerequisite of 'vnet enable' is missing
     UNPROTECTED = 9         # 'status' found something unprotected
     FINDINGS = 10           # 'check' found errors or warnings
+    NODE_RELOAD = 11        # 'vnet enable --apply': a node's network reload failed
 
 
 class MicrosegError(Exception):

@@ -32,3 +32,14 @@ def parse_members(text):
         return {n: (info or {}).get("ip") for n, info in (data.get("nodelist") or {}).items()}
     except (ValueError, AttributeError, TypeError):
         return {}
+
+
+def parse_members_online(text):
+    """{node: whether pmxcfs counts it online}, for the nodes whose entry says;
+    {} when the text is not what pmxcfs writes."""
+    try:
+        data = json.loads(text)
+        return {n: bool(info["online"]) for n, info in (data.get("nodelist") or {}).items()
+                if isinstance(info, dict) and "online" in info}
+    except (ValueError, AttributeError, TypeError):
+        return {}
