@@ -1,3 +1,3 @@
 """pve-microseg: microsegmentation for Proxmox VE clusters."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
