@@ -75,9 +75,13 @@ def fake_node(tmp_path):
 class FakeNft:
     """Records transactions instead of talking to the kernel."""
 
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, nd_target=False):
         self.transactions = []
         self.fail = fail
+        self.nd_target = nd_target      # what knows_nd_target() answers (nftables >= 1.1)
+
+    def knows_nd_target(self):
+        return self.nd_target
 
     def __call__(self, dry_run=False):
         return self

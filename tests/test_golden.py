@@ -11,10 +11,20 @@ import golden
 from pve_microseg.policy import nftsyntax, ruleset
 
 
+@pytest.mark.parametrize("nd_target", [True, False], ids=["nft-1.1", "nft-1.0.6"])
 @pytest.mark.parametrize("scenario", golden.SCENARIOS)
-def test_ruleset_equals_the_golden_file(scenario, tmp_path):
-    assert golden.rendered(scenario, tmp_path) == golden.expected(scenario), (
+def test_ruleset_equals_the_golden_file(scenario, nd_target, tmp_path):
+    assert golden.rendered(scenario, tmp_path, nd_target) == golden.expected(scenario, nd_target), (
         f"the ruleset of tests/golden/{scenario}.yaml changed: review it with 'make golden' and 'git diff'")
+
+
+def test_the_nft_1_1_rule_is_in_every_golden_file():
+    """Each file holds the one rule only nftables >= 1.1 loads, once, in guest-bind."""
+    for scenario in golden.SCENARIOS:
+        text = golden.expected(scenario)
+        assert text.count(ruleset.ND_TARGET_COMMENT) == 1
+        assert "iifname . icmpv6 taddr != @bind-ip6" in text
+        assert ruleset.ND_TARGET_COMMENT not in golden.expected(scenario, nd_target=False)
 
 
 def test_every_scenario_named_by_the_issue_is_there():

@@ -53,3 +53,38 @@ def test_set_link_down_clears_iff_up_through_sysfs(fake_node):
     assert node.set_link_down(fake_node.paths, "tap101i0") is False
     with pytest.raises(FileNotFoundError):
         node.set_link_down(fake_node.paths, "tap101i1")
+
+
+def test_set_link_down_on_a_real_bridge_port(tmp_path):
+    """On this machine's kernel, in a network namespace of its own: a tap in a
+    bridge goes down (the bridge port is disabled), and the bridge's
+    promiscuous mode does not become the tap's own (flags read back from
+    sysfs include it)."""
+    import os
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    from pathlib import Path
+    import pve_microseg
+    ns = f"msegt{os.getpid()}"
+    ip = ["ip", "-n", ns]
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["tuntap", "add", "tap101i0", "mode", "tap"], ["link", "add", "br9", "type", "bridge"],
+                    ["link", "set", "tap101i0", "master", "br9"], ["link", "set", "br9", "up"],
+                    ["link", "set", "tap101i0", "up"]):
+            subprocess.run(ip + cmd, check=True)
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from pve_microseg.edges import node; "
+                "from pve_microseg.edges.paths import Paths; "
+                "print(node.set_link_down(Paths.from_env({}), 'tap101i0'))")
+        lib = str(Path(pve_microseg.__file__).parents[1])
+        r = subprocess.run(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", code, lib],
+                           capture_output=True, text=True)
+        assert r.stdout.strip() == "True", r.stderr
+        subprocess.run(ip + ["link", "set", "tap101i0", "nomaster"], check=True)
+        flags = subprocess.run(ip + ["-o", "link", "show", "tap101i0"], capture_output=True, text=True).stdout
+        assert "UP" not in flags.split("<")[1].split(">")[0].split(",")
+        assert "PROMISC" not in flags and "ALLMULTI" not in flags
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])

@@ -27,6 +27,9 @@ class KernelSets:
     def set_elements(self, family, table, name):
         return None if self.sets is None else list(self.sets.get(name, []))
 
+    def knows_nd_target(self):
+        return False
+
     def run(self, transaction):
         self.transactions.append(transaction)
 

@@ -292,3 +292,20 @@ def test_hook_up_replaces_a_table_its_update_cannot_build_on(fake_node):
     (t,) = nft.transactions
     assert {"delete": {"table": {"family": "bridge", "name": "pve_microseg"}}} in t["nftables"]
     assert loaded_bridges(t) == ["vnet0"] and set(state.applied(n.paths)) == {"vnet0"}
+
+
+def test_every_transaction_follows_what_this_nodes_nftables_can_load(fake_node):
+    """apply, the if-up.d hook and the if-down.d hook ask the nftables edge
+    whether it reads `icmpv6 taddr` and build guest-bind accordingly: a
+    transaction without the rule would silently drop it on nftables >= 1.1."""
+    from conftest import FakeNft
+    n = node_with_vnet0(fake_node)
+    for nd in (True, False):
+        nft = FakeNft(nd_target=nd)
+        reconcile.apply(n.paths, nft)
+        state.forget(n.paths)
+        reconcile.hook_up(n.paths, "vnet0", nft, log())
+        reconcile.hook_down(n.paths, "vnet0", nft, log())
+        assert len(nft.transactions) == 3
+        for t in nft.transactions:
+            assert ('"field": "taddr"' in json.dumps(t)) is nd

@@ -255,3 +255,29 @@ def test_a_bound_ip_source_leaves_guest_bind_after_one_lookup():
                          vmid=102, nic="net0", bridge="vnet1", mode="mac")
     assert not [c for c in commands(ruleset.full([bridge()], [any_ip]), "add", "element")
                 if c["name"].startswith("bind-fast")]
+
+
+def _bind_chain(transaction):
+    return [c["add"]["rule"] for c in transaction["nftables"]
+            if "add" in c and "rule" in c["add"] and c["add"]["rule"]["chain"] == ruleset.GUEST_BIND_CHAIN]
+
+
+def test_nd_target_is_bound_only_where_nftables_can_match_it():
+    """nftables >= 1.1: a neighbour advertisement's target must be one of the
+    port's IPv6 addresses, checked before the IPv6 fast path (which looks at
+    the source only) and after the IPv4 one (IPv4 pays nothing); 1.0.6
+    cannot load the rule, so it is left out there."""
+    with_nd = _bind_chain(ruleset.full([], nd_target=True))
+    without = _bind_chain(ruleset.full([]))
+    assert len(with_nd) == len(without) + 1
+    assert not any(r.get("comment") == ruleset.ND_TARGET_COMMENT for r in without)
+    comments = [r.get("comment") for r in with_nd]
+    i = comments.index(ruleset.ND_TARGET_COMMENT)
+    assert comments[i - 1] == "a bound MAC and IPv4 source (one lookup)"
+    assert comments[i + 1] == "a bound MAC and IPv6 source (one lookup)"
+    expr = json.dumps(with_nd[i]["expr"])
+    assert '"field": "taddr"' in expr and f'"@{ruleset.BIND_IP6}"' in expr and f'"@{ruleset.ANY_IP6}"' in expr
+    assert with_nd[i]["expr"][-1] == {"drop": None}
+    # every transaction that refills guest-bind carries the same choice
+    for t in (ruleset.update([], nd_target=True), ruleset.remove_bridge("vmbr0", [], nd_target=True)):
+        assert [r.get("comment") for r in _bind_chain(t)] == comments

@@ -240,3 +240,42 @@ def test_nftables_without_proxmox_firewall_matters_for_vnets(cluster):
     rc, data, out = cluster_status(cluster)
     assert rc == 9 and any(p.startswith("pve1: nftables: 1 is set in its host.fw, but proxmox-firewall is "
                                         "not installed") for p in data["problems"]), data["problems"]
+
+
+class TableNft:
+    """This node's kernel table as libnftables lists it: `web`'s chains, and
+    guest-bind with or without the rule only nftables >= 1.1 loads."""
+
+    def __init__(self, nd):
+        self.nd = nd
+
+    def __call__(self, dry_run=False):
+        return self
+
+    def list_table(self, family, table):
+        from pve_microseg.policy import ruleset
+        objs = [{"chain": {"name": "fwd-web"}}, {"chain": {"name": "pre-web"}}]
+        if self.nd:
+            objs.append({"rule": {"chain": ruleset.GUEST_BIND_CHAIN, "comment": ruleset.ND_TARGET_COMMENT}})
+        return objs
+
+    def set_elements(self, family, table, name):
+        return []
+
+
+def test_each_node_says_whether_nd_targets_are_bound(cluster):
+    """nftables 1.0.6 (Debian 12) cannot bind a neighbour advertisement's
+    target to the port: status says so per node, from the kernel's table,
+    as a note (nothing pve-microseg can change there)."""
+    for nd in (True, False):
+        local_answer = status.local(Paths.from_env(cluster.env), nft_factory=TableNft(nd)).data
+        assert local_answer["nd-target-bound"] is nd
+        assert ("target bound to the port" if nd else "target NOT bound") in "\n".join(render.status_local(local_answer))
+    assert "nd-target-bound" not in status.local(Paths.from_env(cluster.env)).data   # markers only: cannot tell
+    remote = dict(status.local(Paths.from_env(cluster.env), nft_factory=TableNft(False)).data, node="pve2")
+    (cluster.answers / "pve2.json").write_text(json.dumps(remote))
+    data = status.cluster(Paths.from_env(cluster.env), nft_factory=TableNft(True), timeout=2).data
+    assert data["nd-target-bound"] == {"pve1": True, "pve2": False}
+    text = "\n".join(render.status(data))
+    assert "note: on pve2 (nftables < 1.1, Debian 12) a neighbour advertisement's target is not bound" in text
+    assert "on pve1" not in text

@@ -173,11 +173,12 @@ def neighbor_solicitation(mac, src, target, nonce):
     return _nd_frame(group_mac, mac, src, group, ICMP6_NS, body, nonce)
 
 
-def neighbor_advertisement(mac, target, nonce, dst="ff02::1", dst_mac=None, router=False):
-    """Unsolicited NA (override) claiming `target` for `mac`, by default to all nodes."""
+def neighbor_advertisement(mac, target, nonce, dst="ff02::1", dst_mac=None, router=False, src=None):
+    """Unsolicited NA (override) claiming `target` for `mac`, by default to
+    all nodes, from `target` itself unless `src` is given."""
     flags = (0x80000000 if router else 0) | 0x20000000
     body = struct.pack("!I", flags) + ip_bytes(target) + nd_option(ND_OPT_TLLA, mac_bytes(mac))
-    return _nd_frame(dst_mac or multicast_mac6(dst), mac, target, dst, ICMP6_NA, body, nonce)
+    return _nd_frame(dst_mac or multicast_mac6(dst), mac, src or target, dst, ICMP6_NA, body, nonce)
 
 
 def router_solicitation(mac, src, nonce):

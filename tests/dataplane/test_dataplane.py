@@ -25,7 +25,7 @@ CASES = [pytest.param(release, mode, check, id=f"{release}:{mode}:{check.name}")
 def test_dataplane(dataplane, release, mode, check):
     row = dataplane(release, mode).rows.get(check.name)
     assert row is not None, f"{check.name} was not run in the guest"
-    assert row["expected"] == check.expected(mode)
+    assert row["expected"] == check.expected(mode, release)
     assert row["observed"] == row["expected"], (
         f"{check.description}: expected {row['expected']}, observed {row['observed']} ({row['detail']})"
         + (f" -- a guest could {check.impact}" if check.kind == "attack" and mode == "microseg" else ""))

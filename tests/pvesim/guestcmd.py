@@ -28,7 +28,7 @@ the same commit and proxmox/pve-manager PVE/VZDump.pm (exec_backup_task)
 
 Environment: PVE_MICROSEG_PVE_DIR (the fake /etc/pve), PVE_SIM_LOCK_DIR (where
 the guest config flocks live), PVE_MICROSEG_SYS_CLASS_NET (where tap devices
-appear), PVE_SIM_NODE (default: the `local` link).
+appear; unset: none are made), PVE_SIM_NODE (default: the `local` link).
 """
 
 import fcntl
@@ -136,7 +136,9 @@ class Guest:
         self.flock = lock_dir / (f"lock-{vmid}.conf" if self.sub == "qemu-server" else f"pve-config-{vmid}.lock")
         self.state_dir = self.pve.parent.parent / "run/sim"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.sys_class_net = Path(os.environ["PVE_MICROSEG_SYS_CLASS_NET"])
+        # unset on a real kernel (the dataplane tier's containers): no fake taps
+        net = os.environ.get("PVE_MICROSEG_SYS_CLASS_NET")
+        self.sys_class_net = Path(net) if net else None
         self.env = dict(os.environ, PVE_MIGRATED_FROM=migrated_from)
         self.kind = "VM" if self.sub == "qemu-server" else "CT"
 
@@ -170,7 +172,7 @@ class Guest:
 
     def taps(self, cfg, up):
         """QEMU's netdevs: pve-bridge creates tap<vmid>i<n> up; they go with the process."""
-        if self.sub != "qemu-server":
+        if self.sub != "qemu-server" or self.sys_class_net is None:
             return
         for key in cfg:
             if key.startswith("net") and key[3:].isdigit():

@@ -79,19 +79,24 @@ def isolate_port(paths, port):
         f.write("1\n")
 
 
-IFF_UP = 0x1
+IFF_UP, IFF_PROMISC, IFF_ALLMULTI = 0x1, 0x100, 0x200
 
 
 def set_link_down(paths, port):
     """Take an interface down (what `ip link set <port> down` does): through
     its sysfs `flags`, which the kernel applies with dev_change_flags.
-    Returns False when it was down already."""
+    Returns False when it was down already.
+
+    The flags read include PROMISC and ALLMULTI whenever the bridge holds
+    the port in those modes; written back they would become the port's own
+    (an extra promiscuity reference, seen on kernel 6.18 here), so they are
+    left out: a tap QEMU created has none of its own."""
     path = paths.sys_class_net / port / "flags"
     flags = int(path.read_text().strip(), 16)
     if not flags & IFF_UP:
         return False
     with open(path, "w") as f:
-        f.write(f"{flags & ~IFF_UP:#x}\n")
+        f.write(f"{flags & ~(IFF_UP | IFF_PROMISC | IFF_ALLMULTI):#x}\n")
     return True
 
 

@@ -98,7 +98,16 @@ def find_guest_config(paths, vmid, node):
 
 def ipam(paths, vmid=None):
     """The IPAM's guest addresses (current location first), or an empty state;
-    with `vmid`, only that guest's entries are validated."""
+    with `vmid`, only that guest's entries are validated.
+
+    priv/ipam.db is read only when sdn/pve-ipam-state.json does not exist, as
+    PVE 8 does: its libpve-network-perl falls back to the legacy file until
+    the first write of the new one (proxmox/pve-network
+    src/PVE/Network/SDN/Ipams/PVEPlugin.pm@2e32df1, branch stable-bookworm,
+    0.11.3).  PVE 9 dropped the fallback ("ipam: remove fallback code for
+    ipam.db and mac cache", 3245a20, on master): a PVE 9 node whose cluster
+    never wrote the new file would see an empty IPAM where pve-microseg
+    still reads the old one (kept: a supported release, PVE 8, reads it)."""
     for path in (paths.ipam_state, paths.legacy_ipam_state):
         text = files.read_text(path)
         if text is not None:

@@ -244,7 +244,7 @@ def cmd_apply(args, paths, environ):
 
 
 def cmd_show(args, paths, environ):
-    return reconcile.show(paths, environ), (render.show_nft if args.nft else render.show)
+    return reconcile.show(paths, environ, Nft), (render.show_nft if args.nft else render.show)
 
 
 def cmd_hookscript(args, paths, environ):

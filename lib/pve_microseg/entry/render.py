@@ -187,8 +187,11 @@ def status_local(data):
         return [f"{data['node']}: {data['error']}"] + pfw
     lines = [f"{name}: {'present' if b['present'] else 'not present'}, "
              f"{'rules loaded' if b['rules'] else 'no rules'}" for name, b in sorted(data["bridges"].items())]
+    nd = [] if "nd-target-bound" not in data else [
+        "IPv6 neighbour advertisements: target bound to the port" if data["nd-target-bound"] else
+        "IPv6 neighbour advertisements: target NOT bound to the port (nftables < 1.1)"]
     return lines + [f"{u['port']} on {u['bridge']}: no port-security binding, sends nothing"
-                    for u in data.get("unbound-ports", [])] + pfw
+                    for u in data.get("unbound-ports", [])] + pfw + nd
 
 
 def status(data):
@@ -203,6 +206,11 @@ def status(data):
         lines.append("proxmox-firewall: " + ", ".join(
             f"{n} {b['proxmox-firewall']}" + (" (nftables: 1)" if b["nftables"] else "")
             for n, b in backends.items()))
+    open_nd = sorted(n for n, bound in (data.get("nd-target-bound") or {}).items() if not bound)
+    if open_nd:
+        lines.append(f"note: on {', '.join(open_nd)} (nftables < 1.1, Debian 12) a neighbour advertisement's "
+                     "target is not bound to the port: a guest can claim another guest's IPv6 address to the "
+                     "gateway (nftables 1.1, Debian 13 / PVE 9, binds it)")
     if data["unmanaged-vnets"]:
         lines.append(f"SDN VNets pve-microseg does not manage: {', '.join(data['unmanaged-vnets'])} "
                      "('pve-microseg vnet enable <vnet>' to isolate their guests)")

@@ -131,15 +131,27 @@ def environment_warnings(paths):
     return [] if ok else [why]
 
 
-def plan(paths, source):
+def nd_target(nft_factory):
+    """Whether this node's nftables can bind a neighbour advertisement's
+    target to the port (ruleset.skeleton); False when it cannot be told."""
+    if nft_factory is None:
+        return False
+    try:
+        return nft_factory(dry_run=True).knows_nd_target()
+    except MicrosegError:
+        return False
+
+
+def plan(paths, source, nd=False):
     return planning.plan(source.bridges, state.applied(paths), node.bridges_present(paths),
-                         source.bindings or ())
+                         source.bindings or (), nd_target=nd)
 
 
-def show(paths, environ=None):
-    """The desired state of this node, and what is loaded; changes nothing."""
+def show(paths, environ=None, nft_factory=None):
+    """The desired state of this node, and what is loaded; changes nothing.
+    With nft_factory, the ruleset is the one this node's nftables would load."""
     source = read(paths, here=node.local_node(paths, environ))
-    p = plan(paths, source)
+    p = plan(paths, source, nd_target(nft_factory))
     present = {b.name for b in p.desired} - set(p.absent)
     loaded = state.applied(paths)
     data = {
@@ -160,7 +172,7 @@ def apply(paths, nft_factory, dry_run=False, environ=None):
     dry_run the kernel only checks it), then record what is loaded.  The
     port bindings of this node's guests are rebuilt from their configs."""
     source = read(paths, here=node.local_node(paths, environ))
-    p = plan(paths, source)
+    p = plan(paths, source, nd_target(nft_factory))
     warnings = source.warnings + environment_warnings(paths) + binding_summary(source)
     if dry_run:
         nft_factory(dry_run=True).run(p.transaction)
@@ -199,9 +211,10 @@ def sync(paths, source, nft_factory):
     rebind = source.bindings is not None and \
         state.loaded_bindings(paths) != [b.to_json() for b in source.bindings]
     if load or removed or rebind:
+        nd = nd_target(nft_factory)
         try:
             nft_factory().run(ruleset.update(ruleset.vlan_parents(source.bridges), load=load, remove=removed,
-                                             port_bindings=source.bindings if rebind else None))
+                                             port_bindings=source.bindings if rebind else None, nd_target=nd))
         except NftablesError:
             # The table in the kernel is not what update() builds on (one
             # left by an older version, e.g. 0.3.0's interval bind sets):
@@ -209,7 +222,7 @@ def sync(paths, source, nft_factory):
             # (bindings unknown and none recorded: every guest port closed).
             bindings_now = source.bindings if source.bindings is not None else \
                 tuple(PortBinding.from_json(b) for b in state.loaded_bindings(paths) or [])
-            nft_factory().run(ruleset.full(source.bridges, bindings_now))
+            nft_factory().run(ruleset.full(source.bridges, bindings_now, nd_target=nd))
             load, rebind = list(source.bridges), True
             source = dataclasses.replace(source, bindings=tuple(bindings_now))
     state.record(paths, source.bridges, source.stamp)
@@ -247,7 +260,7 @@ def hook_down(paths, iface, nft_factory, log):
         if iface in applied:
             # a bridge whose record cannot be read counts as plain (its VLAN bridges stay covered)
             rest = [n for n, b in applied.items() if n != iface and (b is None or not b.vnet)]
-            nft_factory().run(ruleset.remove_bridge(iface, sorted(rest)))
+            nft_factory().run(ruleset.remove_bridge(iface, sorted(rest), nd_target=nd_target(nft_factory)))
             state.unmark_applied(paths, iface)
             log.info(f"{iface}: down, L2 isolation rules removed")
 

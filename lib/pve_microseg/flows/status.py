@@ -15,12 +15,17 @@ from ..policy import protection, ruleset
 from .result import Result
 
 
-def loaded_bridges(nft_factory):
-    """The bridges whose chains are in this node's table."""
+def loaded_table(nft_factory):
+    """(the bridges whose chains are in this node's table, whether its
+    guest-bind chain binds a neighbour advertisement's target: nftables >= 1.1)."""
     objs = nft_factory().list_table(ruleset.FAMILY, ruleset.TABLE) or []
     prefix = ruleset.fwd_chain("")
-    return {o["chain"]["name"][len(prefix):] for o in objs
-            if "chain" in o and o["chain"]["name"].startswith(prefix)}
+    bridges = {o["chain"]["name"][len(prefix):] for o in objs
+               if "chain" in o and o["chain"]["name"].startswith(prefix)}
+    nd = any("rule" in o and o["rule"].get("chain") == ruleset.GUEST_BIND_CHAIN
+             and o["rule"].get("comment") == ruleset.ND_TARGET_COMMENT for o in objs)
+    return bridges, nd
+
 
 
 def bound_ports(nft_factory):
@@ -51,7 +56,7 @@ def local(paths, nft_factory=None, cfg=None):
     pfw = proxmox_firewall(paths)
     if nft_factory is not None:
         try:
-            loaded, bound, how = loaded_bridges(nft_factory), bound_ports(nft_factory), "nftables"
+            (loaded, nd), bound, how = loaded_table(nft_factory), bound_ports(nft_factory), "nftables"
         except MicrosegError as e:
             data = {"node": here, "error": f"cannot read nftables: {e}", "proxmox-firewall": pfw}
             return Result(data, ExitCode.UNPROTECTED)
@@ -65,6 +70,8 @@ def local(paths, nft_factory=None, cfg=None):
              for name in [b.name, *protection.vlan_bridges(b.name, present, cfg.names)]}
     unbound = protection.unbound_ports(ports, bound)
     data = {"node": here, "source": how, "bridges": bridges, "unbound-ports": unbound, "proxmox-firewall": pfw}
+    if nft_factory is not None and loaded:
+        data["nd-target-bound"] = nd
     bad = protection.local_unprotected(bridges) or unbound
     return Result(data, ExitCode.UNPROTECTED if bad else ExitCode.OK)
 
@@ -97,4 +104,6 @@ def cluster(paths, nft_factory=None, timeout=5.0):
     unmanaged = sorted(set(sdn.vnets) - cfg.names)
     data = protection.report(here, nodes, answers, bridge_rows, unmanaged, guest_rows, problems,
                              protection.firewall_backends(nodes, answers, host_fws))
+    data["nd-target-bound"] = {n: answers[n]["nd-target-bound"] for n in nodes
+                               if isinstance(answers.get(n, {}).get("nd-target-bound"), bool)}
     return Result(data, ExitCode.UNPROTECTED if data["problems"] else ExitCode.OK)

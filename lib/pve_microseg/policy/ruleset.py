@@ -128,8 +128,10 @@ def _ipv6_as_int(ip):
 
 # ---------------------------------------------------------------- skeleton
 
-def skeleton():
-    """Commands that create (idempotently) and refill the shared objects."""
+def skeleton(nd_target=False):
+    """Commands that create (idempotently) and refill the shared objects.
+    nd_target: libnftables reads `icmpv6 taddr` (nftables >= 1.1, Debian 13):
+    a neighbour advertisement's target is then bound to the port too."""
     base = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"add": {"map": _t(name=PREROUTING_MAP, type="ifname", map="verdict")}},
@@ -179,7 +181,7 @@ def skeleton():
               "DHCPv6 client"),
         _rule(GUEST_UPLINK_CHAIN, _DROP, "guest frame not addressed to the gateway"),
     ]
-    base += _bind_rules()
+    base += _bind_rules(nd_target)
     return base
 
 
@@ -191,18 +193,33 @@ def _port_is_not(bound_set, field):
             _match(_meta("iifname"), f"@{_ANY_SET[bound_set]}", "!=")]
 
 
-def _bind_rules():
+ND_TARGET_COMMENT = ("guest claims an IPv6 address that is not its own in a neighbour advertisement "
+                     "(nftables >= 1.1)")
+
+
+def _bind_rules(nd_target=False):
     """guest-bind: a guest port sends only with its NIC's MAC and, with
     mac+ip, from its NIC's addresses; a port without a binding sends nothing.
     Address-less requests (DHCP, ARP probes, IPv6 duplicate address
     detection) pass: they claim no address.  First the fast path: an IP
     packet whose port, MAC and source address are bound together returns
-    after one lookup (the checks below would all pass it)."""
+    after one lookup (the checks below would all pass it).
+
+    With nd_target, a neighbour advertisement's target (the address it
+    claims, what the ARP sender address is for IPv4) must be bound to the
+    port as well; it is checked before the IPv6 fast path, which looks at
+    the source address only.  nftables 1.0.6 (Debian 12) has no
+    `icmpv6 taddr` and cannot put the raw bytes into a set lookup through
+    its JSON interface, so there the target is checked against the
+    gateway's addresses only (bridge_rules)."""
+    nd = [_rule(GUEST_BIND_CHAIN, [_icmpv6_type(["nd-neighbor-advert"])]
+                + _port_is_not(BIND_IP6, _payload("icmpv6", "taddr")) + _DROP, ND_TARGET_COMMENT)]
     return [
         _rule(GUEST_BIND_CHAIN, [_match({"concat": [_meta("iifname"), _payload("ether", "saddr"),
                                                     _payload("ip", "saddr")]}, f"@{FAST_IP4}"),
                                  {"return": None}],
               "a bound MAC and IPv4 source (one lookup)"),
+        *(nd if nd_target else []),
         _rule(GUEST_BIND_CHAIN, [_match({"concat": [_meta("iifname"), _payload("ether", "saddr"),
                                                     _payload("ip6", "saddr")]}, f"@{FAST_IP6}"),
                                  {"return": None}],
@@ -424,14 +441,14 @@ def _vlan_maps(names):
 
 # ----------------------------------------------------------- transactions
 
-def full(bridges, port_bindings=()):
+def full(bridges, port_bindings=(), nd_target=False):
     """Replace the whole table with exactly these bridges and port bindings
-    (one transaction)."""
+    (one transaction).  nd_target: see skeleton."""
     cmds = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
     ]
-    cmds += skeleton()
+    cmds += skeleton(nd_target)
     for bridge in sorted(bridges, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     cmds += _vlan_maps(vlan_parents(bridges))
@@ -454,14 +471,14 @@ def _removal(name):
     return cmds
 
 
-def update(managed, load=(), remove=(), port_bindings=None):
+def update(managed, load=(), remove=(), port_bindings=None, nd_target=False):
     """(Re)load some bridges and remove others, in one transaction, leaving
     the other bridges' rules alone.  `managed`: the names of the plain
     bridges (vlan_parents) with rules once it is done (the VLAN maps are
     refilled for them).
     Creates the shared objects if needed.  With port_bindings, they replace
-    every binding; without, the bindings loaded stay."""
-    cmds = skeleton()
+    every binding; without, the bindings loaded stay.  nd_target: see skeleton."""
+    cmds = skeleton(nd_target)
     for bridge in sorted(load, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     cmds += _vlan_maps(managed)         # before removals: no element may name a chain removed
@@ -472,10 +489,10 @@ def update(managed, load=(), remove=(), port_bindings=None):
     return {"nftables": cmds}
 
 
-def remove_bridge(name, managed):
+def remove_bridge(name, managed, nd_target=False):
     """Remove one bridge's rules; a no-op if it has none.  `managed`: the
     plain bridges that keep theirs (vlan_parents)."""
-    return update(managed, remove=[name])
+    return update(managed, remove=[name], nd_target=nd_target)
 
 
 def delete_table():
