@@ -385,38 +385,38 @@ def run_source_spoofing(wire, attacker=ATTACKER, victims=VICTIMS):
     cap = wire.exchange(sends, seconds=1.0, expect=[(GATEWAY, n) for n in expect.values()])
     for name, n in expect.items():
         out[name] = (_delivered(seen(cap, GATEWAY, n)), "sniffed on gateway gw0.100")
+    out.update(_claims_at_gateway(wire, a, victims, "arp-sender-spoof", lambda v: v.ip4,
+                                  lambda v, n: F.arp(F.ARP_REQUEST, a.mac, a.mac, v.ip4, "00:00:00:00:00:00",
+                                                     GATEWAY_IP4, n)))
+    return out
+
+
+def _claims_at_gateway(wire, a, victims, prop, address, build):
+    """Claims of each victim's `address` sent to the gateway by the attacker
+    (`build(victim, nonce)`): the gateway's neighbour entry for the victim
+    (stale, as after traffic) is the judge, and the gateway's sniffer."""
+    out = {}
     for v in victims:
-        set_neighbours(GATEWAY_NS, [(v.ip4, v.mac)], state="stale", dev=GATEWAY_IF)
+        set_neighbours(GATEWAY_NS, [(address(v), v.mac)], state="stale", dev=GATEWAY_IF)
         time.sleep(0.05)
         n = F.new_nonce()
-        cap = wire.exchange([(a.ns, F.arp(F.ARP_REQUEST, a.mac, a.mac, v.ip4, "00:00:00:00:00:00",
-                                          GATEWAY_IP4, n))], seconds=0.5, expect=[(GATEWAY, n)])
-        mac = neighbour_mac(GATEWAY_NS, v.ip4, GATEWAY_IF)
-        out[f"arp-sender-spoof/{pair(a, v)}"] = (
+        cap = wire.exchange([(a.ns, build(v, n))], seconds=0.5, expect=[(GATEWAY, n)])
+        mac = neighbour_mac(GATEWAY_NS, address(v), GATEWAY_IF)
+        out[f"{prop}/{pair(a, v)}"] = (
             _delivered(seen(cap, GATEWAY, n) or mac == a.mac),
-            f"sniffed on gateway: {seen(cap, GATEWAY, n)}; gateway neighbour {v.ip4} -> {mac}")
-        set_neighbours(GATEWAY_NS, [(v.ip4, v.mac)], state="stale", dev=GATEWAY_IF)
+            f"sniffed on gateway: {seen(cap, GATEWAY, n)}; gateway neighbour {address(v)} -> {mac}")
+        set_neighbours(GATEWAY_NS, [(address(v), v.mac)], state="stale", dev=GATEWAY_IF)
     return out
 
 
 def run_na_claims(wire, attacker=ATTACKER, victims=VICTIMS):
     """A neighbour advertisement to the gateway (unicast, override) that
-    claims the victim's IPv6 address for the attacker's MAC, from the
-    attacker's own bound MAC and address: the gateway's neighbour entry for
-    the victim (stale, as after traffic) is the judge, and its sniffer."""
-    a, out = attacker, {}
-    for v in victims:
-        set_neighbours(GATEWAY_NS, [(v.ip6, v.mac)], state="stale", dev=GATEWAY_IF)
-        time.sleep(0.05)
-        n = F.new_nonce()
-        frame = F.neighbor_advertisement(a.mac, v.ip6, n, dst=GATEWAY_IP6, dst_mac=GATEWAY_MAC, src=a.ip6)
-        cap = wire.exchange([(a.ns, frame)], seconds=0.5, expect=[(GATEWAY, n)])
-        mac = neighbour_mac(GATEWAY_NS, v.ip6, GATEWAY_IF)
-        out[f"na-claim-guest/{pair(a, v)}"] = (
-            _delivered(seen(cap, GATEWAY, n) or mac == a.mac),
-            f"sniffed on gateway: {seen(cap, GATEWAY, n)}; gateway neighbour {v.ip6} -> {mac}")
-        set_neighbours(GATEWAY_NS, [(v.ip6, v.mac)], state="stale", dev=GATEWAY_IF)
-    return out
+    claims the victim's IPv6 address for the attacker's MAC, sent from the
+    attacker's own bound MAC and address."""
+    a = attacker
+    return _claims_at_gateway(wire, a, victims, "na-claim-guest", lambda v: v.ip6,
+                              lambda v, n: F.neighbor_advertisement(a.mac, v.ip6, n, dst=GATEWAY_IP6,
+                                                                    dst_mac=GATEWAY_MAC, src=a.ip6))
 
 
 def run_mac_steal(wire, attacker=ATTACKER, victims=VICTIMS):

@@ -29,22 +29,22 @@ def guest_configs(paths, guests):
             yield g, None, e
 
 
+def _members_text(paths):
+    """/etc/pve/.members, or "" when it cannot be read."""
+    try:
+        return files.read_text(paths.members, missing="")
+    except ConfigError:
+        return ""
+
+
 def members(paths):
     """{node: ip} from /etc/pve/.members; {} when it cannot be read."""
-    try:
-        text = files.read_text(paths.members, missing="")
-    except ConfigError:
-        return {}
-    return vmlist_parse.parse_members(text)
+    return vmlist_parse.parse_members(_members_text(paths))
 
 
 def online(paths):
     """{node: online?} from /etc/pve/.members; {} when it cannot be read."""
-    try:
-        text = files.read_text(paths.members, missing="")
-    except ConfigError:
-        return {}
-    return vmlist_parse.parse_members_online(text)
+    return vmlist_parse.parse_members_online(_members_text(paths))
 
 
 def nodes(paths):
