@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from pve_microseg.flows import reconcile
 from pve_microseg.edges import state
 from pve_microseg.edges.log import Log
@@ -309,3 +311,45 @@ def test_every_transaction_follows_what_this_nodes_nftables_can_load(fake_node):
         assert len(nft.transactions) == 3
         for t in nft.transactions:
             assert ('"field": "taddr"' in json.dumps(t)) is nd
+
+
+def _run_dir_broken(n, how):
+    """/run/pve-microseg not a directory, or on a full file system."""
+    import shutil
+    import subprocess
+    rd = n.paths.run_dir
+    if how == "not a directory":
+        shutil.rmtree(rd, ignore_errors=True)
+        rd.parent.mkdir(parents=True, exist_ok=True)
+        rd.write_text("not a directory\n")
+        return lambda: None
+    if os.geteuid() != 0:
+        pytest.skip("mounting a full tmpfs needs root")
+    rd.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(rd)], check=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={rd}/fill", "bs=4k", "count=1"], capture_output=True)
+    return lambda: subprocess.run(["umount", str(rd)])
+
+
+@pytest.mark.parametrize("how", ["not a directory", "disk full"])
+def test_state_that_cannot_be_written_never_stops_the_rules(fake_node, how):
+    """Issue 12: a run directory we cannot write (lock, markers, bindings)
+    is reported, and the rules load anyway, from the hook and from apply;
+    show still answers."""
+    from conftest import FakeNft
+    n = node_with_vnet0(fake_node)
+    fill_cache(n)
+    n.write_config(CONFIG + "# changed since the cache\n")
+    undo = _run_dir_broken(n, how)
+    try:
+        nft, lg = FakeNft(), log()
+        reconcile.hook_up(n.paths, "vnet0", nft, lg)
+        assert loaded_bridges(nft.transactions[0]) == ["vnet0"]
+        assert "the rules are loaded, but what was loaded cannot be recorded" in lg.stream.text
+        nft = FakeNft()
+        result = reconcile.apply(n.paths, nft)
+        assert len(nft.transactions) == 1
+        assert any("cannot be recorded" in w for w in result.warnings)
+        assert reconcile.show(n.paths).data["bridges"][0]["bridge"] == "vnet0"
+    finally:
+        undo()

@@ -126,7 +126,7 @@ def applied(paths):
     out = {}
     try:
         entries = list(paths.applied_dir.iterdir())
-    except FileNotFoundError:
+    except OSError:          # absent, or not a directory we can read: nothing recorded
         return out
     for e in entries:
         if e.name.startswith("."):
@@ -228,11 +228,21 @@ def take_hold(paths, vmid):
 
 @contextmanager
 def locked(paths):
-    """Serialise our transactions and state updates on this node."""
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock, "a") as f:
+    """Serialise our transactions and state updates on this node.
+
+    Yields None, or why the lock could not be taken (the run directory is
+    not a directory, is read-only, the disk is full): the caller goes on
+    without it and says so.  Loading the rules matters more than
+    serialising them; a lock we cannot take must not leave a bridge open."""
+    try:
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(paths.lock, "a")
+    except OSError as e:
+        yield f"cannot take the lock {paths.lock} ({e.strerror or e}): going on without it"
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            yield None
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)

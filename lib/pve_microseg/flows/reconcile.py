@@ -177,10 +177,10 @@ def apply(paths, nft_factory, dry_run=False, environ=None):
     if dry_run:
         nft_factory(dry_run=True).run(p.transaction)
     else:
-        with state.locked(paths):
+        with state.locked(paths) as no_lock:
+            warnings += [no_lock] if no_lock else []
             nft_factory().run(p.transaction)
-            state.record(paths, p.desired, source.stamp)
-            state.record_bindings(paths, source.bindings or ())
+            warnings += _recorded(paths, p.desired, source.stamp, source.bindings or ())
         warnings += remember(paths, source)
     data = {
         "origin": source.origin,
@@ -199,11 +199,25 @@ def apply(paths, nft_factory, dry_run=False, environ=None):
     return Result(data, warnings=warnings)
 
 
+def _recorded(paths, bridges, stamp, port_bindings=None):
+    """Record what a transaction loaded; [warning] when it cannot be written.
+    The rules are loaded either way: a record we cannot write only means the
+    next run of the hook loads them again."""
+    try:
+        state.record(paths, bridges, stamp)
+        if port_bindings is not None:
+            state.record_bindings(paths, port_bindings)
+    except OSError as e:
+        return [f"the rules are loaded, but what was loaded cannot be recorded in {paths.run_dir} "
+                f"({e.strerror or e}): the next ifup/ifreload loads them again"]
+    return []
+
+
 def sync(paths, source, nft_factory):
     """Load what changed since the last decision, in one transaction.
 
-    Returns (loaded names, removed names).  Bridges whose model did not
-    change keep their rules untouched (and their counters).
+    Returns (loaded names, removed names, warnings).  Bridges whose model
+    did not change keep their rules untouched (and their counters).
     """
     current = state.applied(paths)
     added, removed, changed, _ = planning.diff(current, source.bridges)
@@ -225,10 +239,8 @@ def sync(paths, source, nft_factory):
             nft_factory().run(ruleset.full(source.bridges, bindings_now, nd_target=nd))
             load, rebind = list(source.bridges), True
             source = dataclasses.replace(source, bindings=tuple(bindings_now))
-    state.record(paths, source.bridges, source.stamp)
-    if rebind:
-        state.record_bindings(paths, source.bindings)
-    return sorted(b.name for b in load), removed
+    warnings = _recorded(paths, source.bridges, source.stamp, source.bindings if rebind else None)
+    return sorted(b.name for b in load), removed, warnings
 
 
 def hook_up(paths, iface, nft_factory, log, environ=None):
@@ -241,11 +253,16 @@ def hook_up(paths, iface, nft_factory, log, environ=None):
     source = read(paths, fallback_on_error=True, here=node.local_node(paths, environ))
     for w in source.warnings + binding_summary(source):
         log.warning(w)
-    with state.locked(paths):
-        loaded, removed = sync(paths, source, nft_factory)
-        if source.bridge(iface) is None:
-            state.mark_ignored(paths, iface, source.stamp)
-    for w in remember(paths, source):
+    with state.locked(paths) as no_lock:
+        if no_lock:
+            log.warning(no_lock)
+        loaded, removed, warnings = sync(paths, source, nft_factory)
+        if source.bridge(iface) is None and not warnings:
+            try:
+                state.mark_ignored(paths, iface, source.stamp)
+            except OSError:
+                pass        # only costs a Python start at the next ifup
+    for w in warnings + remember(paths, source):
         log.warning(w)
     for name in loaded:
         log.info(f"{name}: L2 isolation rules loaded ({source.origin} configuration)")
