@@ -192,3 +192,17 @@ def test_intra_vnet_routing_setting():
     assert resolve.config(doc, [], _sdn("simple")).bridge("v1").intra_vnet_routing == "drop"
     with pytest.raises(ConfigError, match=r"microseg.yaml:1: intra-vnet-routing: 'maybe' is not one of: drop, allow"):
         microseg_yaml.parse_document("intra-vnet-routing: maybe\n", "microseg.yaml")
+
+
+def test_interface_and_node_names_match_whole_strings():
+    """Issue 12: `$` matched before a final newline, so "vmbr0\\n" passed as a
+    bridge name and never matched the real bridge."""
+    from pve_microseg.parse import names
+    for good in ("vmbr0", "vnet1", "vmbr0.100", "a"):
+        assert names.is_ifname(good)
+    for bad in ("vmbr0\n", "../x", "/etc", ".", "..", "", "a" * 16, "vmbr\u0660", None):
+        assert not names.is_ifname(bad), bad
+    for good in ("pve1", "node-2", "a"):
+        assert names.is_node(good)
+    for bad in ("pve1\n", "../pve1", "-pve", "pve-", "pve_1", "", "n" * 64):
+        assert not names.is_node(bad), bad

@@ -522,3 +522,17 @@ def test_a_container_with_a_backup_lock_is_an_ordinary_start(cluster):
     path.write_text(path.read_text() + "lock: backup\n")
     r = cluster.pct("start", 200, "--skiplock")
     assert r.returncode != 0 and "guest 200 not started" in r.stderr
+
+
+@pytest.mark.parametrize("source", ["../pve2", "pve2/../../x", "pve2\n", "-x"])
+def test_migration_source_must_be_a_node_name(cluster, source):
+    """Issue 12: PVE_MIGRATED_FROM names a directory under /etc/pve/nodes;
+    anything but a node name is refused (fail-closed), nothing is read there."""
+    import io
+    from pve_microseg.entry import hookscript
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    err = io.StringIO()
+    rc = hookscript.main(["101", "pre-start"], environ=dict(cluster.env, PVE_MIGRATED_FROM=source),
+                         out=io.StringIO(), err=err)
+    assert rc != 0 and "is not a node name" in err.getvalue(), err.getvalue()
+    assert not (cluster.pve / "firewall" / "101.fw").exists()

@@ -353,3 +353,12 @@ def test_state_that_cannot_be_written_never_stops_the_rules(fake_node, how):
         assert reconcile.show(n.paths).data["bridges"][0]["bridge"] == "vnet0"
     finally:
         undo()
+
+
+@pytest.mark.parametrize("iface", ["../../etc/x", "/etc/passwd", "vnet0\n", "."])
+def test_hook_refuses_an_iface_that_is_not_an_interface_name(fake_node, iface):
+    """IFACE names marker files of ours: a path is refused before anything is read or written."""
+    from pve_microseg.entry import ifupdown
+    n = node_with_vnet0(fake_node)
+    assert ifupdown.main(["up"], environ=dict(n.env, IFACE=iface)) == 2
+    assert not n.paths.run_dir.exists() or not any(n.paths.run_dir.rglob("*"))

@@ -14,6 +14,7 @@ from ..edges.nft import Nft
 from ..edges.paths import Paths
 from ..flows.reconcile import hook_down, hook_up
 from ..model.errors import MicrosegError
+from ..parse.names import is_ifname
 
 
 def main(argv=None, environ=None):
@@ -24,6 +25,10 @@ def main(argv=None, environ=None):
         print("usage: IFACE=<interface> python3 -m pve_microseg.hook up|down", file=sys.stderr)
         return 2
     log = Log()
+    if not is_ifname(iface):
+        # IFACE names files of ours (markers): never a path
+        log.error(f"IFACE={iface!r} is not an interface name: nothing done")
+        return 2
     paths = Paths.from_env(environ)
     try:
         if argv[0] == "up":

@@ -27,6 +27,7 @@ import sys
 
 from ..edges import node, pmxcfs, pveconf, state
 from ..model.errors import FirewallFileError, GuestConfigError, GuestRefused, MicrosegError
+from ..parse import names
 from ..policy import antispoof, fwstrict, onfailure
 
 PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
@@ -53,11 +54,20 @@ class Hook:
     def node(self):
         return node.local_node(self.paths, self.environ)
 
+    def migrated_from(self):
+        """PVE_MIGRATED_FROM (the source node of a live migration), or "".
+        It names a directory under /etc/pve/nodes: a node name, nothing else."""
+        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        if source and not names.is_node(source):
+            raise GuestConfigError(self.paths.nodes_dir, None, "PVE_MIGRATED_FROM",
+                                   f"{source!r} is not a node name")
+        return source
+
     def guest(self):
         """The guest's config; on a live migration it is still under the source node."""
         if self._guest is not None:
             return self._guest
-        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        source = self.migrated_from()
         owner = source or self.owner_node or self.node()
         gc = pveconf.find_guest_config(self.paths, self.vmid, owner)
         if gc is not None:
@@ -88,7 +98,7 @@ class Hook:
         once it runs here, and that run the nftables backend: this node, and
         on a live migration the source, where the config still is (for `guest
         sync`: the guest's node)."""
-        source = self.environ.get("PVE_MIGRATED_FROM") or ""
+        source = self.migrated_from()
         nodes = [self.owner_node] if self.owner_node else [self.node()] + ([source] if source else [])
         return [n for n in dict.fromkeys(nodes)
                 if antispoof.nftables_on(pveconf.firewall(self.paths.host_fw(n)))]
