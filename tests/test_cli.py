@@ -194,3 +194,14 @@ def test_up_hook_starts_python_after_a_configuration_change(node, conf):
 def test_up_hook_starts_python_for_a_new_bridge(node):
     _decide(node)
     assert _up_hook(node, "vnet7").stderr != ""
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9", "soon"])
+def test_timeouts_must_be_a_finite_positive_number(value, capsys):
+    """Issue 12: `status --timeout nan` went into a traceback, -1 and 0 were accepted."""
+    from pve_microseg.entry import cli
+    for argv in (["status", "--timeout", value], ["vnet", "enable", "web", "--apply", "--timeout", value]):
+        with pytest.raises(SystemExit) as e:
+            cli.build_parser().parse_args(argv)
+        assert e.value.code == 2
+        assert "--timeout" in capsys.readouterr().err

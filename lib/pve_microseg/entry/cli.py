@@ -50,6 +50,17 @@ exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
 """
 
 
+def _seconds(text):
+    """A --timeout: a finite number of seconds above 0 and at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:          # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r}: expected more than 0 and at most 86400 seconds")
+    return value
+
+
 def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
@@ -174,7 +185,7 @@ def build_parser():
     ve.add_argument("--apply", action="store_true",
                     help="run the SDN apply (pvesh set /cluster/sdn) and check each node's network "
                          "reload (exit 11 if one failed)")
-    ve.add_argument("--timeout", type=float, default=vnet.RELOAD_TIMEOUT, metavar="SECONDS",
+    ve.add_argument("--timeout", type=_seconds, default=vnet.RELOAD_TIMEOUT, metavar="SECONDS",
                     help="with --apply: how long to wait for network reloads still running "
                          f"(default {vnet.RELOAD_TIMEOUT:g})")
     ve.add_argument("--enable-datacenter-firewall", action="store_true",
@@ -193,7 +204,7 @@ def build_parser():
                     "unprotected, so monitoring can alert on it.")
     st.add_argument("--local", action="store_true",
                     help="only this node's L2 rules (what other nodes ask for over ssh)")
-    st.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each node (default 5)")
+    st.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each node (default 5)")
     _output_format(st)
 
     ck = sub.add_parser(
