@@ -18,7 +18,15 @@ RUNNING_CONFIG_FW = FIXTURES / "proxmox-firewall/proxmox-firewall/tests/input/.r
 
 
 def in_ci():
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(reason):
+    """Skip, or fail under CI=true: CI must have every tool and privilege a
+    test needs, so a CI image that lacks one cannot pass silently."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: a missing prerequisite is a failure)")
+    pytest.skip(reason)
 
 
 class FakeNode:

@@ -14,11 +14,12 @@ import subprocess
 import pytest
 
 from pve_microseg.edges.nft import Nft
+from conftest import unavailable
 
 
 def _nft_version():
     if shutil.which("nft") is None:
-        pytest.skip("nft is not installed")
+        unavailable("nft is not installed")
     out = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout
     m = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
     assert m, f"cannot read the version in {out!r}"
@@ -27,18 +28,18 @@ def _nft_version():
 
 def test_probe_answers_what_the_installed_nftables_can_load():
     if os.geteuid() != 0:
-        pytest.skip("the probe needs CAP_NET_ADMIN (it checks a rule with the kernel, never commits)")
+        unavailable("the probe needs CAP_NET_ADMIN (it checks a rule with the kernel, never commits)")
     try:
         import nftables  # noqa: F401
     except ImportError:
-        pytest.skip("python3-nftables is not installed")
+        unavailable("python3-nftables is not installed")
     version = _nft_version()
     if version == (1, 0, 6):
         assert Nft().knows_nd_target() is False
     elif version >= (1, 1, 0):
         assert Nft().knows_nd_target() is True
     else:
-        pytest.skip(f"nftables {version}: neither Debian 12's nor Debian 13's")
+        unavailable(f"nftables {version}: neither Debian 12's nor Debian 13's")
     # the probe left nothing behind
     r = subprocess.run(["nft", "list", "table", "inet", "pve_microseg_probe"], capture_output=True, text=True)
     assert r.returncode != 0

@@ -6,6 +6,7 @@ from pve_microseg.edges import node
 from pve_microseg.parse import guestconf
 from pve_microseg.policy import onfailure
 from pve_microseg.policy.onfailure import Failure
+from conftest import unavailable
 
 NET = "net0: virtio=BC:24:11:2C:69:EC,bridge=web\n"
 
@@ -64,7 +65,7 @@ def test_set_link_down_on_a_real_bridge_port(tmp_path):
     import shutil
     import subprocess
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2")
+        unavailable("needs root and iproute2")
     from pathlib import Path
     import pve_microseg
     ns = f"msegt{os.getpid()}"

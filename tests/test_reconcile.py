@@ -8,6 +8,7 @@ import pytest
 from pve_microseg.flows import reconcile
 from pve_microseg.edges import state
 from pve_microseg.edges.log import Log
+from conftest import unavailable
 
 CONFIG = "bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
 
@@ -324,7 +325,7 @@ def _run_dir_broken(n, how):
         rd.write_text("not a directory\n")
         return lambda: None
     if os.geteuid() != 0:
-        pytest.skip("mounting a full tmpfs needs root")
+        unavailable("mounting a full tmpfs needs root")
     rd.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(rd)], check=True)
     subprocess.run(["dd", "if=/dev/zero", f"of={rd}/fill", "bs=4k", "count=1"], capture_output=True)

@@ -12,6 +12,7 @@ import yaml
 
 from pve_microseg.model.errors import ConfigError
 from pve_microseg.parse import yamlnodes
+from conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 FLOW_BOMB = "bridges: " + "[" * 40000 + "]" * 40000 + "\n"          # 80 KB
@@ -24,7 +25,7 @@ def test_too_deep_is_a_config_error_with_its_line(monkeypatch, text, line, loade
     if loader == "pure Python":
         monkeypatch.setattr(yamlnodes, "_LOADER", yaml.SafeLoader)
     elif not hasattr(yaml, "CSafeLoader"):
-        pytest.skip("PyYAML without libyaml")
+        unavailable("PyYAML without libyaml (python3-yaml has it)")
     with pytest.raises(ConfigError) as e:
         yamlnodes.compose(text, "/etc/pve/microseg.yaml")
     assert e.value.line == line and f"nested deeper than {yamlnodes.MAX_DEPTH} levels" in str(e.value)

@@ -37,22 +37,21 @@ class Nft:
         not): a rule using it is checked, never committed, in a scratch
         table.  False when the check cannot run (no CAP_NET_ADMIN)."""
         probe = {"family": "inet", "table": "pve_microseg_probe", "chain": "probe"}
-        rc, _, _ = self._checker().json_cmd({"nftables": [
-            {"add": {"table": {"family": "inet", "name": probe["table"]}}},
-            {"add": {"chain": {"family": "inet", "table": probe["table"], "name": probe["chain"]}}},
-            {"add": {"rule": dict(probe, expr=[
-                {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
-                           "right": "nd-neighbor-advert"}},
-                {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "taddr"}},
-                           "right": "fe80::1"}}])}},
-        ]})
+        dry_run = self._nft.get_dry_run()
+        self._nft.set_dry_run(True)
+        try:
+            rc, _, _ = self._nft.json_cmd({"nftables": [
+                {"add": {"table": {"family": "inet", "name": probe["table"]}}},
+                {"add": {"chain": {"family": "inet", "table": probe["table"], "name": probe["chain"]}}},
+                {"add": {"rule": dict(probe, expr=[
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+                               "right": "nd-neighbor-advert"}},
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "taddr"}},
+                               "right": "fe80::1"}}])}},
+            ]})
+        finally:
+            self._nft.set_dry_run(dry_run)
         return rc == 0
-
-    def _checker(self):
-        import nftables
-        ctx = nftables.Nftables()
-        ctx.set_dry_run(True)
-        return ctx
 
     def list_table(self, family, table):
         """The table as libnftables JSON objects, or None if it does not exist."""
