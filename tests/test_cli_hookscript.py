@@ -148,3 +148,27 @@ def test_after_removal_a_linked_microseg_yaml_is_not_followed(removed, tmp_path)
     (removed.pve / "microseg.yaml").symlink_to(elsewhere)
     r = removed.qm("start", 101)
     assert r.returncode != 0 and "not started" in ours(r.stderr)
+
+
+def test_teardown_names_the_guests_of_this_node_that_still_have_the_hookscript(cluster):
+    from conftest import FakeNft
+    from pve_microseg.edges.paths import Paths
+    from pve_microseg.entry import render
+    from pve_microseg.flows import reconcile
+    cluster.write("microseg.yaml", "guests:\n  102:\n    chain: local:snippets/site.sh\n")
+    nic = {0: "virtio=BC:24:11:2C:69:EC,bridge=vmbr0,firewall=1"}
+    cluster.add_vm(101, nic)
+    cluster.add_vm(102, nic)
+    cluster.add_ct(201, {0: "name=eth0,hwaddr=BC:24:11:2C:69:ED,bridge=vmbr0,firewall=1"})
+    cluster.add_vm(103, nic, hookscript=False)                         # never attached
+    cluster.add_vm(104, nic, node="pve2")                              # another node's
+    nft = FakeNft()
+    result = reconcile.teardown(Paths.from_env(cluster.env), nft, cluster.env)
+    assert nft.transactions                                            # removed all the same
+    assert [g["vmid"] for g in result.data["guests-with-hookscript"]] == [101, 102, 201]
+    text = "\n".join(render.teardown(result.data))
+    assert f"guest 101 (qemu) still has the hookscript local:snippets/{HOOKSCRIPT.name} attached" in text
+    assert "'qm set 101 --delete hookscript'" in text
+    assert "'qm set 102 --hookscript local:snippets/site.sh' (the script it chained)" in text
+    assert "'pct set 201 --delete hookscript'" in text
+    assert "103" not in text and "104" not in text
