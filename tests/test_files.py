@@ -78,6 +78,19 @@ def test_a_link_to_a_device_is_not_read(tmp_path):
     assert "symbolic link" in str(e.value)
 
 
+def test_root_s_own_files_may_be_linked_but_never_to_a_device(tmp_path):
+    conf = tmp_path / "ifupdown2.conf.real"
+    conf.write_text("addon_scripts_support=1\n")
+    link = tmp_path / "ifupdown2.conf"
+    link.symlink_to(conf)
+    assert files.read_text(link, follow_links=True) == "addon_scripts_support=1\n"
+    link.unlink()
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError) as e:
+        files.read_text(link, follow_links=True)
+    assert "character device" in str(e.value)
+
+
 def test_a_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "101.fw"
     os.mkfifo(fifo)

@@ -2,9 +2,10 @@
 
 read_text   the text of a regular file, or `missing` when there is none;
             never more than `limit` bytes (pmxcfs's own limit, 1 MiB, by
-            default), never through a symbolic link, never a device, FIFO,
-            socket or directory, UTF-8 or an error (with errors="replace":
-            bytes that are not UTF-8 replaced).  A refusal names the file and
+            default), never through a symbolic link (unless told: root's own
+            node-local files), never a device, FIFO, socket or directory,
+            UTF-8 or an error (with errors="replace": bytes that are not
+            UTF-8 replaced).  A refusal names the file and
             why, never what the file holds.
 write_atomic  write a temporary file beside the target and rename it over
             the target, so a reader sees the old file or the new one, never
@@ -55,10 +56,13 @@ def _size(limit):
     return f"{limit} bytes"
 
 
-def read_text(path, missing=None, limit=MAX_SIZE, error=ConfigError, errors="strict"):
-    """The text of `path`, or `missing` if it does not exist."""
+def read_text(path, missing=None, limit=MAX_SIZE, error=ConfigError, errors="strict", follow_links=False):
+    """The text of `path`, or `missing` if it does not exist.  `follow_links`
+    only for a node-local file root alone can plant (dpkg's status,
+    ifupdown2.conf, the packaged hookscript): an administrator may link it."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return missing
     except OSError as e:
