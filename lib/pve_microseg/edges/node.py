@@ -54,7 +54,7 @@ def installed_version(paths, package):
     """The version of `package` installed on this node, from dpkg's status
     file; None when it is not installed; ConfigError when the file cannot
     be read."""
-    text = files.read_text(paths.dpkg_status, limit=DPKG_STATUS_MAX, errors="replace")
+    text = files.read_text(paths.dpkg_status, limit=DPKG_STATUS_MAX, errors="replace", follow_links=True)
     if text is None:
         raise ConfigError(paths.dpkg_status, None, None, "not found")
     return dpkg.installed_version(text, package)
@@ -113,7 +113,7 @@ def ifupdown2_runs_scripts(paths):
     `config.get('addon_scripts_support', '0') == '1'`).
     """
     try:
-        text = files.read_text(paths.ifupdown2_conf)
+        text = files.read_text(paths.ifupdown2_conf, follow_links=True)
     except ConfigError as e:
         return None, str(e)
     if text is None:

@@ -20,11 +20,17 @@
 
 Only flows that act write here; readers (`show`, `apply --dry-run`,
 `status`) never do.
+
+Everything here is root's alone: directories 0700, files 0600 (the cached
+microseg.yaml is 0640 root:www-data on pmxcfs; a copy must not be readable
+by more).  Files are written with files.write_atomic (exclusive temporary
+file, never through a link); the modes an older version left (0755/0644)
+are tightened by the next run that saves the last good configuration
+(every `apply`, the package's postinst included).
 """
 
 import fcntl
 import json
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -34,9 +40,34 @@ from ..model.bridge import ManagedBridge
 from ..parse import document_json
 from . import files
 
+FILE_MODE = 0o600
 
-def _write_atomic(path, text):
-    files.write_atomic(path, text, parents=True)
+
+def _private_dirs(paths, directory):
+    """Create `directory` (run_dir, state_dir or below) and every directory
+    from that root down, each 0700."""
+    for root in (paths.run_dir, paths.state_dir):
+        if directory == root or root in directory.parents:
+            files.private_dir(root)
+            for part in directory.relative_to(root).parts:
+                root = root / part
+                files.private_dir(root)
+            return
+    files.private_dir(directory)
+
+
+def _write_atomic(paths, path, text):
+    _private_dirs(paths, path.parent)
+    files.write_atomic(path, text, mode=FILE_MODE)
+
+
+def tighten(paths):
+    """Make the directories and the cached copies of microseg.yaml an older
+    version left world-readable root's alone (OSError if it cannot)."""
+    for d in (paths.state_dir, paths.run_dir):
+        files.private_dir(d)
+    for f in (paths.cache, _document_cache(paths)):
+        files.private_file(f, FILE_MODE)
 
 
 def _read_json(path):
@@ -52,18 +83,21 @@ def _cache_doc(bridges, source):
 
 
 def save_cache(paths, bridges, source):
-    """Store the configuration if it changed; returns True if written."""
+    """Store the configuration if it changed; returns True if written.
+    Either way, the modes an older version left are tightened (OSError if
+    that or the write fails)."""
     doc = _cache_doc(bridges, source)
     try:
         old = _read_json(paths.cache)
         if isinstance(old, dict):
             old.pop("written", None)
-        if old == doc:
-            return False
     except ValueError:
-        pass
+        old = None
+    tighten(paths)
+    if old == doc:
+        return False
     doc["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _write_atomic(paths.cache, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    _write_atomic(paths, paths.cache, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return True
 
 
@@ -97,7 +131,7 @@ def cached_document(paths, text):
 
 def save_document(paths, text, doc):
     """Keep the parsed form of `text` for the next guest start (OSError if it cannot)."""
-    _write_atomic(_document_cache(paths), json.dumps(
+    _write_atomic(paths, _document_cache(paths), json.dumps(
         {"version": __version__, "text": text, "document": document_json.to_json(doc)}))
 
 
@@ -118,7 +152,7 @@ def config_stamp(paths):
 
 
 def _stamp(path, stamp):
-    os.utime(path, ns=(stamp, stamp))
+    files.set_mtime(path, stamp)
 
 
 def applied(paths):
@@ -146,7 +180,7 @@ def mark_applied(paths, bridge, stamp, current=None):
     """Record that `bridge`'s rules are loaded (rewrite only if the model changed)."""
     marker = paths.applied_dir / bridge.name
     if current is None or current != bridge or not marker.exists():
-        _write_atomic(marker, json.dumps(bridge.to_json(), sort_keys=True) + "\n")
+        _write_atomic(paths, marker, json.dumps(bridge.to_json(), sort_keys=True) + "\n")
     _stamp(marker, stamp)
     _unlink(paths.ignored_dir / bridge.name)
 
@@ -158,9 +192,8 @@ def unmark_applied(paths, name):
 def mark_ignored(paths, name, stamp):
     """Record that bridge `name` was found unmanaged at this stamp."""
     marker = paths.ignored_dir / name
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    _stamp(marker, stamp)
+    _private_dirs(paths, marker.parent)
+    files.touch(marker, stamp, mode=FILE_MODE)
 
 
 def record(paths, bridges, stamp):
@@ -198,14 +231,14 @@ def forget(paths):
 
 def record_bindings(paths, port_bindings):
     """After a transaction: exactly these port bindings are loaded."""
-    _write_atomic(paths.bindings, json.dumps([b.to_json() for b in port_bindings], sort_keys=True) + "\n")
+    _write_atomic(paths, paths.bindings, json.dumps([b.to_json() for b in port_bindings], sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------- holds
 
 def hold(paths, vmid, reason):
     """Ask the coming post-start to hold the VM's tap devices down."""
-    _write_atomic(paths.held_dir / str(vmid), reason.rstrip("\n") + "\n")
+    _write_atomic(paths, paths.held_dir / str(vmid), reason.rstrip("\n") + "\n")
 
 
 def release_hold(paths, vmid):
@@ -235,8 +268,8 @@ def locked(paths):
     without it and says so.  Loading the rules matters more than
     serialising them; a lock we cannot take must not leave a bridge open."""
     try:
-        paths.run_dir.mkdir(parents=True, exist_ok=True)
-        f = open(paths.lock, "a")
+        files.private_dir(paths.run_dir)
+        f = files.open_private(paths.lock, FILE_MODE)
     except OSError as e:
         yield f"cannot take the lock {paths.lock} ({e.strerror or e}): going on without it"
         return

@@ -128,6 +128,13 @@ def teardown(data):
     for g in data["guests-without-l2-isolation"]:
         lines.append(f"guest {g['vmid']} ({g['type']}, {', '.join(g['nics'])}) "
                      f"{'would lose' if dry else 'lost'} its L2 isolation")
+    for g in data["guests-with-hookscript"]:
+        tool = "pct" if g["type"] == "lxc" else "qm"
+        restore = (f"'{tool} set {g['vmid']} --hookscript {g['chain']}' (the script it chained)"
+                   if g["chain"] else f"'{tool} set {g['vmid']} --delete hookscript'")
+        lines.append(f"guest {g['vmid']} ({g['type']}) still has the hookscript {g['hookscript']} attached: "
+                     f"without pve-microseg its start fails (fail-closed) or goes on unprotected (fail-open); "
+                     f"detach it: {restore}")
     return lines
 
 

@@ -13,7 +13,7 @@ def hookscript(paths, storage="local", dry_run=False, environ=None):
         raise ConfigError(paths.storage_cfg, None, storage, f"no storage {storage!r}")
     volume = f"{st.id}:snippets/{paths.hookscript.name}"
     target = cluster.snippet_path(paths, volume)
-    script = files.read_text(paths.hookscript, error=MicrosegError)
+    script = files.read_text(paths.hookscript, error=MicrosegError, follow_links=True)
     if script is None:
         raise MicrosegError(f"{paths.hookscript}: No such file or directory "
                             "(is the pve-microseg package installed?)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..edges import cluster, node, pveconf, state
 from ..model.binding import PortBinding
 from ..model.errors import ConfigError, ExitCode, MicrosegError, NftablesError
-from ..policy import bindings, plan as planning, protection, ruleset
+from ..policy import bindings, hookscripts, plan as planning, protection, ruleset
 from .result import Result
 
 
@@ -284,22 +284,31 @@ def hook_down(paths, iface, nft_factory, log):
 
 def teardown(paths, nft_factory, environ=None, dry_run=False):
     """Remove our table and forget every decision (package removal); name
-    the guests of this node that lose their L2 isolation."""
+    the guests of this node that lose their L2 isolation, and those that
+    still have our hookscript attached (once the package is gone, its copy
+    in snippets/ refuses their start under fail-closed)."""
     here = node.local_node(paths, environ)
     warnings = []
     try:
-        managed = pveconf.config(paths).names
+        cfg = pveconf.config(paths)
     except ConfigError as e:
         warnings.append(f"cannot read the configuration ({e}); guests are not named")
-        managed = frozenset()
-    exposed = []
+        cfg = None
+    managed = cfg.names if cfg is not None else frozenset()
+    exposed, attached = [], []
     for guest, gc, _ in cluster.guest_configs(paths, [g for g in cluster.guests(paths) if g.node == here]):
         nics = protection.nics_on(gc, managed) if gc is not None else []
         if nics:
             exposed.append({"vmid": guest.vmid, "type": guest.type, "nics": [f"{n.key}@{n.bridge}" for n in nics]})
+        if gc is not None and hookscripts.is_ours(gc.hookscript, paths.hookscript.name):
+            settings = cfg.guests.get(guest.vmid) if cfg is not None else None
+            attached.append({"vmid": guest.vmid, "type": guest.type, "hookscript": gc.hookscript,
+                             "chain": (settings.chain if settings else None)
+                             or (cfg.hookscript.chain if cfg is not None else None)})
     if not dry_run:
         with state.locked(paths):
             nft_factory().run(ruleset.delete_table())
             state.forget(paths)
     return Result({"node": here, "dry-run": dry_run, "removed": not dry_run,
-                   "guests-without-l2-isolation": exposed}, ExitCode.OK, warnings)
+                   "guests-without-l2-isolation": exposed, "guests-with-hookscript": attached},
+                  ExitCode.OK, warnings)
