@@ -299,3 +299,12 @@ def test_inverse_puts_the_old_lines_back_verbatim_and_drops_an_entry_it_created(
     theirs = written(created, ("bridges", "app"), {"gateway-mac": "m"})
     text, _ = yamledit.inverse(BASE, created, theirs, ("guests", "102"))
     assert text == written(BASE, ("bridges", "app"), {"gateway-mac": "m"})
+
+
+def test_a_flow_entry_merged_into_becomes_a_block_entry_with_its_values_and_comment_as_written():
+    text = "guests:\n  101: {net0: [10.0.0.5, '10.0.0.6'], chain: \"/x\"}   # web CT\n  102:\n    net0: []\n"
+    new = written(text, ("guests", "101"), {"port-security": "mac"})
+    assert new == ("guests:\n  101:   # web CT\n    net0: [10.0.0.5, '10.0.0.6']\n    chain: \"/x\"\n"
+                   "    port-security: mac\n  102:\n    net0: []\n")
+    assert yamledit.remove_key(text, ("guests", "101"), "chain") == \
+        "guests:\n  101:   # web CT\n    net0: [10.0.0.5, '10.0.0.6']\n  102:\n    net0: []\n"

@@ -392,7 +392,10 @@ def set_entry(text, where, fields, merge=False, path="microseg.yaml"):
         fields = dict(_existing_fields(lines, vnode, path, fname), **fields)
     start, end = _entry_lines(lines, knode, vnode)
     _refuse_removal(root, start, end, path, fname)
-    lines[start:end] = _render_entry(key, fields, knode.start.column, nl)
+    new = _render_entry(key, fields, knode.start.column, nl)
+    if end - start == 1:                                    # `101: {...}   # comment`: the comment stays
+        new[0] = new[0][:-len(nl)] + _comment_after(lines[start], vnode) + nl
+    lines[start:end] = new
     return "".join(lines)
 
 
