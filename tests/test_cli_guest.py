@@ -132,3 +132,68 @@ def test_sync_json(cluster):
     data = json.loads(out)
     assert rc == 0 and data["synced"][0]["vmid"] == 101
     assert any("10.100.0.5" in line for line in data["synced"][0]["log"])
+
+
+def failing_pvesh(cluster, tmp_path, meanwhile):
+    """A pvesh that, asked to set guest 201's hookscript, lets another
+    command edit microseg.yaml (`meanwhile`, a shell line) and then fails."""
+    wrapper = tmp_path / "pvesh-meanwhile"
+    wrapper.write_text(f"""#!/bin/sh
+if [ "$1" = set ] && [ "$2" = /nodes/pve1/lxc/201/config ]; then
+  cd {cluster.pve} && {meanwhile}
+  echo "VM 201 is locked (backup)" >&2; exit 255
+fi
+exec {HERE / "bin" / "pvesh"} "$@"
+""")
+    wrapper.chmod(0o755)
+    cluster.env["PVE_MICROSEG_PVESH"] = str(wrapper)
+
+
+DB = "  db:\\n    gateway-mac: 02:00:00:00:02:01\\n    gateway-ip: 10.200.0.1"
+
+
+def test_a_failed_attach_takes_back_its_own_edit_only(cluster, tmp_path):
+    """Another command adds a bridge between our record and the failure: it stays."""
+    failing_pvesh(cluster, tmp_path, f"sed -i 's/^bridges:$/bridges:\\n{DB}/' microseg.yaml")
+    rc, out = run(cluster, "attach", "201")
+    assert rc == 1 and "VM 201 is locked" in out and "undone: the chain recorded" in out, out
+    assert (cluster.pve / "microseg.yaml").read_text() == YAML.replace(
+        "bridges:\n", "bridges:\n" + DB.replace("\\n", "\n") + "\n") + "\nguests:\n"
+    assert hookscript(cluster, 201, "lxc") == "local:snippets/site.sh"
+
+
+def test_a_failed_attach_leaves_a_chain_someone_changed_meanwhile_and_says_so(cluster, tmp_path):
+    failing_pvesh(cluster, tmp_path, "sed -i 's|chain: local:snippets/site.sh|chain: local:snippets/v2.sh|' "
+                                     "microseg.yaml")
+    rc, out = run(cluster, "attach", "201")
+    assert rc == 1 and "guests.201.chain was changed by another edit meanwhile" in out, out
+    assert "    chain: local:snippets/v2.sh\n" in (cluster.pve / "microseg.yaml").read_text()
+
+
+def test_a_failed_attach_with_nobody_else_editing_leaves_the_file_as_it_was(cluster, tmp_path):
+    failing_pvesh(cluster, tmp_path, "true")
+    rc, out = run(cluster, "attach", "201")
+    assert rc == 1 and "undone: the chain recorded" in out
+    assert (cluster.pve / "microseg.yaml").read_text() == YAML
+
+
+def test_a_chain_with_a_hash_is_chained_and_restored_whole(cluster):
+    (cluster.snippets / "site.sh # v2").write_text("#!/bin/sh\nexit 0\n")
+    (cluster.snippets / "site.sh # v2").chmod(0o755)
+    path = cluster.guest_path(201, "lxc")
+    path.write_text(path.read_text().replace("hookscript: local:snippets/site.sh",
+                                             "hookscript: local:snippets/site.sh # v2"))
+    assert run(cluster, "attach", "201")[0] == 0
+    assert "    chain: 'local:snippets/site.sh # v2'\n" in (cluster.pve / "microseg.yaml").read_text()
+    rc, out = run(cluster, "detach", "201")
+    assert rc == 0 and "local:snippets/site.sh # v2 restored" in out, out
+    assert hookscript(cluster, 201, "lxc") == "local:snippets/site.sh # v2"
+
+
+def test_detach_removes_the_chain_line_only(cluster):
+    assert run(cluster, "attach", "201")[0] == 0
+    text = (cluster.pve / "microseg.yaml").read_text().replace(
+        "  201:\n", "  201:   # the web CT\n    port-security: mac   # DHCP\n    net0: [10.100.0.6]\n")
+    (cluster.pve / "microseg.yaml").write_text(text)
+    assert run(cluster, "detach", "201")[0] == 0
+    assert (cluster.pve / "microseg.yaml").read_text() == text.replace("    chain: local:snippets/site.sh\n", "")

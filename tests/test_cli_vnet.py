@@ -312,3 +312,46 @@ exec {PVESH} "$@"
     err = capsys.readouterr().err
     assert rc != 0 and "the SDN configuration is locked" in err and "invalid lock token provided!" in err
     assert vnet_fw(cluster) is None
+
+
+def test_a_failing_step_keeps_what_another_command_wrote_meanwhile(cluster, tmp_path, capsys):
+    """Between our record and the failure, another command adds a guest's
+    settings and a comment to microseg.yaml: undoing our edit keeps both."""
+    apply_sdn(cluster)
+    cluster.write("microseg.yaml",
+                  "# ours\nbridges:\n  db:   # kept\n    gateway-mac: 02:00:00:00:02:01\n    gateway-ip: 10.200.0.1\n")
+    wrapper = tmp_path / "pvesh-meanwhile"
+    wrapper.write_text(f"""#!/bin/sh
+if [ "$1" = create ]; then
+  printf 'guests:\\n  101:\\n    port-security: mac   # theirs\\n' >> {cluster.pve}/microseg.yaml
+  echo "cfs-lock 'firewall-vnet-web' error: got lock request timeout" >&2; exit 255
+fi
+exec {PVESH} "$@"
+""")
+    wrapper.chmod(0o755)
+    cluster.env["PVE_MICROSEG_PVESH"] = str(wrapper)
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")
+    err = capsys.readouterr().err
+    assert rc == 7 and f"restored {cluster.pve / 'microseg.yaml'}" in err, err
+    assert (cluster.pve / "microseg.yaml").read_text() == (
+        "# ours\nbridges:\n  db:   # kept\n    gateway-mac: 02:00:00:00:02:01\n    gateway-ip: 10.200.0.1\n"
+        "guests:\n  101:\n    port-security: mac   # theirs\n")
+
+
+def test_a_failing_step_leaves_a_record_someone_changed_meanwhile_and_says_so(cluster, tmp_path, capsys):
+    apply_sdn(cluster)
+    wrapper = tmp_path / "pvesh-meanwhile"
+    wrapper.write_text(f"""#!/bin/sh
+if [ "$1" = create ]; then
+  sed -i 's/gateway-mac: .02:00:00:00:01:01./gateway-mac: 02:00:00:00:01:09/' {cluster.pve}/microseg.yaml
+  echo "cfs-lock 'firewall-vnet-web' error: got lock request timeout" >&2; exit 255
+fi
+exec {PVESH} "$@"
+""")
+    wrapper.chmod(0o755)
+    cluster.env["PVE_MICROSEG_PVESH"] = str(wrapper)
+    rc, _ = run(cluster, "enable", "web", "--gateway-mac", "02:00:00:00:01:01")
+    err = capsys.readouterr().err
+    assert rc == 7 and "bridges.web.gateway-mac was changed by another edit meanwhile" in err, err
+    text = (cluster.pve / "microseg.yaml").read_text()
+    assert text == "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:09\n", text

@@ -39,22 +39,25 @@ def select(paths, vmids=(), vnet=None, all_guests=False):
 
 
 def _record_chain(paths, vmid, chain, dry_run):
-    return configedit.edit(paths, lambda t: yamledit.set_entry(
-        t, ("guests", str(vmid)), {"chain": chain}, merge=True, path=paths.config), dry_run=dry_run)
+    where = ("guests", str(vmid))
+    return configedit.edit(paths, lambda t: yamledit.set_entry(t, where, {"chain": chain}, merge=True,
+                                                               path=paths.config),
+                           dry_run=dry_run, entry=where)
 
 
 def _forget_chain(paths, vmid):
-    """microseg.yaml's text -> the text without guests: <vmid>: chain:."""
+    """microseg.yaml's text -> the text without guests: <vmid>: chain: (the
+    entry's other lines stay as they are; an entry left empty goes)."""
+    where = ("guests", str(vmid))
+
     def change(text):
         g = configedit.parse(paths, text).guests.get(vmid)
         if g is None or g.chain is None:
             return text
-        if not g.addresses and not g.policy_in:
-            return yamledit.remove_entry(text, ("guests", str(vmid)), path=paths.config)
-        fields = {f"net{i}": list(a) for i, a in g.addresses.items()}
-        if g.policy_in:
-            fields["policy-in"] = g.policy_in
-        return yamledit.set_entry(text, ("guests", str(vmid)), fields, path=paths.config)
+        text = yamledit.remove_key(text, where, "chain", path=paths.config)
+        if yamledit.fields_of(text, where, path=paths.config) == {}:
+            text = yamledit.remove_entry(text, where, path=paths.config)
+        return text
     return change
 
 
@@ -73,8 +76,9 @@ def _one(paths, pvesh, action, guest, ours, settings, dry_run):
             pvesh.set(guest.api_path, hookscript=step.volume)
         except MicrosegError as e:
             if recorded.changed and not dry_run:
-                configedit.edit(paths, lambda t: recorded.old)
-                raise RolledBack(e, f"undone: the chain recorded in {paths.config}") from None
+                undone = configedit.undo(paths, recorded)
+                raise RolledBack(e, f"undone: the chain recorded in {paths.config}" if undone.complete
+                                 else undone.text()) from None
             raise
     elif step.step is Step.SET:
         pvesh.set(guest.api_path, hookscript=step.volume)

@@ -129,9 +129,9 @@ def _record(paths, vnet, macs, current_opts, turn_on_dc):
         if spec is None or spec.vnet_firewall_before is None:
             before = {"enable": current_opts.get("enable", ""),
                       "policy_forward": current_opts.get("policy_forward", ""),
-                      "added-bridge": "false" if spec else "true"}
+                      "added-bridge": spec is None}            # true/false: read back as that text
             if turn_on_dc:
-                before["enabled-datacenter-firewall"] = "true"
+                before["enabled-datacenter-firewall"] = True
             fields["vnet-firewall-before"] = before
         if not fields:
             return text
@@ -175,7 +175,8 @@ def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enabl
     macs = [addresses.parse_mac(m) for m in gateway_macs]
     current_opts = pvesh.get(f"/cluster/sdn/vnets/{vnet}/firewall/options") or {}
     turn_on_dc = enable_datacenter and pre.notes_of(vnetfw.Need.TURN_ON_DATACENTER)
-    edit = configedit.edit(paths, _record(paths, vnet, macs, current_opts, turn_on_dc), dry_run=dry_run)
+    edit = configedit.edit(paths, _record(paths, vnet, macs, current_opts, turn_on_dc), dry_run=dry_run,
+                           entry=("bridges", vnet))
     if edit.changed:
         report.append(("would change" if dry_run else "changed") + f" {paths.config}:\n" + edit.diff())
     created, applied = [], None
@@ -200,7 +201,8 @@ def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enabl
 
 
 def _undo(paths, pvesh, vnet, created, edit):
-    """Best effort: remove the rules this run created, put microseg.yaml back."""
+    """Best effort: remove the rules this run created, take its microseg.yaml
+    edit back (an inverse edit: what another command wrote since stays)."""
     notes = []
     try:
         have = vnetfw.ours(pvesh.get(_rules_path(vnet)))
@@ -208,11 +210,10 @@ def _undo(paths, pvesh, vnet, created, edit):
             pvesh.delete(f"{_rules_path(vnet)}/{pos}")
         if created:
             notes.append(f"removed the {len(created)} rule(s) this run had added")
-        if edit.changed:
-            configedit.edit(paths, lambda text: edit.old)
-            notes.append(f"restored {paths.config}")
     except MicrosegError as e:
         notes.append(f"could not undo everything ({e}); run 'pve-microseg vnet disable {vnet}'")
+    if edit.changed:
+        notes.append(configedit.undo(paths, edit).text())
     return "undone: " + ("; ".join(notes) or "nothing had changed")
 
 

@@ -47,6 +47,13 @@ def compose(text, path, problem="not valid YAML"):
         raise ConfigError(path, None, None, f"{problem}: nested too deeply") from None
 
 
+def events(text, path, problem="not valid YAML"):
+    """The parser's events of a file that composes (every check of `compose`
+    first): what yamledit needs to see aliases where they are written."""
+    compose(text, path, problem)
+    return list(yaml.parse(text, Loader=_LOADER))
+
+
 def line_of(node):
     """1-based line of a node."""
     return node.start_mark.line + 1
