@@ -105,10 +105,14 @@ class Hook:
                 everyone = cluster.guests(self.paths)
             except MicrosegError as e:
                 everyone, unreadable = [], [f"the guest list ({e})"]
+            dirs = {}           # (node, type) -> directory: a Path per guest costs more than its read
             for g in everyone:
                 if g.vmid == guest.vmid or not (query.scan or g.vmid in query.listed):
                     continue
-                path = self.paths.guest_config(g.node, g.type, g.vmid)
+                where = dirs.get((g.node, g.type))
+                if where is None:
+                    where = dirs[(g.node, g.type)] = str(self.paths.guest_config(g.node, g.type, g.vmid).parent)
+                path = f"{where}/{g.vmid}.conf"
                 try:
                     text = files.read_text(path, error=GuestConfigError)
                     if text is None:

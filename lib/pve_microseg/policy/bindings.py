@@ -21,7 +21,9 @@ The mode of a port is the weakest of its bridge's and its guest's setting
 (`guests: <vmid>: port-security:` can lower a bridge's, never raise it).
 """
 
+import functools
 import ipaddress
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -81,13 +83,13 @@ class ClaimQuery:
 
     A guest config claims an address on a bridge only if its text names the
     bridge (`bridge=<name>`) and, for an IPv4 address, holds the address as
-    written (an IPv4 address has one spelling); an IPv6 address has many, so
-    every config with an `ip6=` on the bridge is read."""
+    written (an IPv4 address has one spelling), for an IPv6 address an
+    `ip6=` value that is the address in any spelling."""
 
     vmid: int
     bridges: frozenset          # the bridges of the guest's NICs
-    ipv4: frozenset             # its candidate addresses
-    ipv6: bool                  # it has an IPv6 candidate
+    ipv4: frozenset             # its candidate addresses, IPv4
+    ipv6: frozenset             # and IPv6 (canonical)
     scan: bool                  # it has an address from its own config: every config may claim it
     listed: frozenset           # guests that claim one of its candidates in microseg.yaml or the IPAM
 
@@ -97,15 +99,34 @@ class ClaimQuery:
             return False
         if vmid in self.listed:
             return True
-        if not self.scan or not any(f"bridge={b}" in text for b in self.bridges):
+        if not self.scan or not any(needle in text for needle in self.needles):
             return False
-        return any(ip in text for ip in self.ipv4) or (self.ipv6 and "ip6=" in text)
+        if any(ip in text for ip in self.ipv4):
+            return True
+        return bool(self.ipv6) and "ip6=" in text and any(
+            _spelled(m.group(1)) in self.ipv6 for m in _IP6_VALUE.finditer(text))
+
+    @functools.cached_property
+    def needles(self):
+        return tuple(f"bridge={b}" for b in self.bridges)
+
+
+# every value a guest config gives `ip6` (pve-container net<N>, qemu-server ipconfig<N>)
+_IP6_VALUE = re.compile(r"ip6=([^,/\s]*)")
+
+
+def _spelled(text):
+    """An IPv6 address as written -> canonical; None if it is none."""
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        return None
 
 
 def claim_query(guest, cfg, ipam):
     """The ClaimQuery of a guest (GuestConfig): its NICs' candidate addresses
     before the other guests' claims are weighed."""
-    bridges, ipv4, ipv6, scan, candidates = set(), set(), False, False, set()
+    bridges, ipv4, ipv6, scan, candidates = set(), set(), set(), False, set()
     for nic in guest.nics:
         if not nic.bridge:
             continue
@@ -114,13 +135,13 @@ def claim_query(guest, cfg, ipam):
             candidates.add(_canonical(ip))
             scan = scan or rank == nicaddr.GUEST
             if ":" in ip:
-                ipv6 = True
+                ipv6.add(_canonical(ip))
             else:
                 ipv4.add(ip)
     listed = {v for v, s in cfg.guests.items()
               if any(_canonical(ip) in candidates for ips in s.addresses.values() for ip in ips)}
     listed |= {names.vmid_or_none(o) for o in map(ipam.owner, candidates) if o is not None} - {None}
-    return ClaimQuery(vmid=guest.vmid, bridges=frozenset(bridges), ipv4=frozenset(ipv4), ipv6=ipv6,
+    return ClaimQuery(vmid=guest.vmid, bridges=frozenset(bridges), ipv4=frozenset(ipv4), ipv6=frozenset(ipv6),
                       scan=scan, listed=frozenset(listed - {guest.vmid}))
 
 
