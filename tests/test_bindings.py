@@ -240,5 +240,8 @@ def test_the_hookscript_reads_a_config_with_the_ipv6_address_in_any_spelling():
     a = vm(101, "BC:24:11:00:00:01", "ip6=2001:db8:100::9/64")
     query = bindings.claim_query(a, cfg(), NO_IPAM)
     assert query.wanted(102, "net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6=2001:DB8:100:0::0009/64\n")
-    assert not query.wanted(102, "net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6=2001:db8:100::8/64\n")
+    for spelled in ("2001:0DB8:0100:0:0:0:0:0009", "2001:db8:100::0.0.0.9", "2001:db8:100:0::9"):
+        assert query.wanted(102, f"net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6={spelled}/64\n")
+    for other in ("2001:db8:100::8", "2001:db8:101::9", "auto", "zz::9", "2001:db8:100::0.0.0.8"):
+        assert not query.wanted(102, f"net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6={other}/64\n")
     assert not query.wanted(102, "net0: virtio=BC:24:11:00:00:02,bridge=db\nipconfig0: ip6=2001:db8:100::9/64\n")

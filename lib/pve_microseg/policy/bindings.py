@@ -104,23 +104,42 @@ class ClaimQuery:
         if any(ip in text for ip in self.ipv4):
             return True
         return bool(self.ipv6) and "ip6=" in text and any(
-            _spelled(m.group(1)) in self.ipv6 for m in _IP6_VALUE.finditer(text))
+            self._is_candidate(m.group(1)) for m in _IP6_VALUE.finditer(text))
 
     @functools.cached_property
     def needles(self):
         return tuple(f"bridge={b}" for b in self.bridges)
 
+    @functools.cached_property
+    def _ipv6_ints(self):
+        return frozenset(int(ipaddress.IPv6Address(ip)) for ip in self.ipv6)
+
+    @functools.cached_property
+    def _ipv6_lows(self):
+        return frozenset(i & 0xFFFF for i in self._ipv6_ints)
+
+    def _is_candidate(self, text):
+        """Whether an ip6= value is one of the candidates, in any spelling.
+        The last group of a valid address (1-4 hex digits, none after a
+        final '::') is its low 16 bits: most values are told apart by it
+        without the cost of parsing them."""
+        if text in self.ipv6:
+            return True
+        tail = text.rpartition(":")[2]
+        if "." not in tail:
+            try:
+                if int(tail or "0", 16) not in self._ipv6_lows:
+                    return False
+            except ValueError:
+                return False        # not an address: ipaddress would refuse it too
+        try:
+            return int(ipaddress.IPv6Address(text)) in self._ipv6_ints
+        except ValueError:
+            return False
+
 
 # every value a guest config gives `ip6` (pve-container net<N>, qemu-server ipconfig<N>)
 _IP6_VALUE = re.compile(r"ip6=([^,/\s]*)")
-
-
-def _spelled(text):
-    """An IPv6 address as written -> canonical; None if it is none."""
-    try:
-        return str(ipaddress.IPv6Address(text))
-    except ValueError:
-        return None
 
 
 def claim_query(guest, cfg, ipam):
