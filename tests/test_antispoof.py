@@ -1,5 +1,7 @@
 """antispoof: which addresses a NIC may use, and the .fw edit."""
 
+import dataclasses
+
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
@@ -318,3 +320,35 @@ def test_accepted_file_stays_accepted_and_foreign_lines_stay(text):
     assert after == foreign(text)
     again, changes = antispoof.edit_fw(new, p, c.hookscript)
     assert again == new and not [ch for ch in changes if "kept as is" not in str(ch)]
+
+
+@pytest.mark.parametrize("ipconfig,words", [
+    ("ip=127.0.0.5/8", "127.0.0.5 is a loopback address"),
+    ("ip=0.0.0.0/0", "0.0.0.0 is the unspecified address"),
+    ("ip=224.0.0.5/4", "224.0.0.5 is a multicast address"),
+    ("ip=255.255.255.255/32", "255.255.255.255 is the broadcast address"),
+    ("ip=10.100.0.0/24", "10.100.0.0 is the network address of 10.100.0.0/24"),
+    ("ip=10.100.0.255/24", "10.100.0.255 is the broadcast address of 10.100.0.0/24"),
+    ("ip6=::ffff:10.100.0.5/128", "::ffff:a64:5 is an IPv4-mapped IPv6 address"),
+    ("ip6=::1/128", "::1 is a loopback address"),
+    ("ip6=2001:db8:100::/64", "2001:db8:100:: is the subnet-router anycast address of 2001:db8:100::/64"),
+])
+def test_a_guest_config_address_no_host_can_have_is_left_out(ipconfig, words):
+    """Issue 12: left out with a problem line, never a crash (also where the
+    bridge has no subnets: for the address classes)."""
+    g = vm(f"net0: virtio={MAC},bridge=web,firewall=1\n", f"ipconfig0: {ipconfig}\n")
+    p = antispoof.plan(g, cfg("hookscript:\n  strict: false\n"), NO_IPAM)
+    assert any(words in w for w in p.warnings), p.warnings
+    assert p.nics[0].addresses == (LL,)
+    if "address of" not in words:
+        bare = cfg("hookscript:\n  strict: false\n")
+        bare = Config(bridges=tuple(dataclasses.replace(b, subnets=()) for b in bare.bridges),
+                      hookscript=bare.hookscript)
+        p = antispoof.plan(g, bare, NO_IPAM)
+        assert any(words in w for w in p.warnings) and p.nics[0].addresses == (LL,), p.warnings
+
+
+def test_an_operator_listed_network_address_is_refused():
+    g = vm(f"net0: virtio={MAC},bridge=web,firewall=1\n")
+    p = antispoof.plan(g, cfg("guests:\n  101:\n    net0: [10.100.0.0, 10.100.0.7]\n"), NO_IPAM)
+    assert any("10.100.0.0 is the network address of 10.100.0.0/24" in r for r in p.refusals), p.refusals

@@ -83,7 +83,9 @@ def test_an_address_of_another_guest_is_not_bound():
     c = cfg("guests:\n  103:\n    net0: [2001:db8:100::9]\n")
     ports, warnings = by_port(attacker, c, [attacker, victim, other])
     assert ports["tap101i0"].ipv4 == () and ports["tap101i0"].ipv6 == ("fe80::be24:11ff:fe00:1",)
-    assert sum("claimed for another guest" in w for w in warnings) == 2
+    claimed = [w for w in warnings if "is also claimed on web for" in w]
+    assert len(claimed) == 2 and "guest 102 in its own config" in claimed[0], warnings
+    assert "guest 103 in microseg.yaml guests:" in claimed[1], warnings
     ipam = IpamState(path="x", by_guest={}, owners={"10.100.0.7": "104"})
     ports, warnings = by_port(vm(101, "BC:24:11:00:00:01", "ip=10.100.0.7/24"), c, ipam=ipam)
     assert ports["tap101i0"].ipv4 == () and any("belongs to guest 104" in w for w in warnings)
@@ -163,6 +165,8 @@ def test_no_binding_names_another_guests_mac_or_address_or_a_gateways(cluster):
             assert a not in c.gateway_ips, b
             mine = {ipaddress.ip_address(x) for ips in (c.guests[b.vmid].addresses.values()
                                                         if b.vmid in c.guests else ()) for x in ips}
+            if a == eui64_link_local(b.mac):
+                continue                                                # its own, always
             if a in mine:
                 assert listed[a] == {b.vmid}, (b, listed.get(a))       # the operator's word, unshared
             elif a.is_link_local:
@@ -203,3 +207,41 @@ def test_when_a_guest_config_is_unreadable_no_own_config_address_is_bound():
     listed = cfg("guests:\n  101:\n    net0: [10.100.0.5]\n")
     bound, _ = bindings.node_bindings([g], [g], listed, NO_IPAM, complete=False)
     assert {b.ipv4 for b in bound} == {("10.100.0.5",)}              # the operator's word stands
+
+
+@settings(max_examples=300, deadline=None)
+@given(clusters())
+def test_the_configs_the_hookscript_reads_decide_as_all_of_them_would(cluster):
+    """The guest hookscript reads only the configs ClaimQuery wants (issue
+    12); the addresses each guest keeps are those the claims of every guest
+    of the cluster leave it."""
+    from pve_microseg.policy import nicaddr
+    guests, c, ipam = cluster
+    everyone = bindings.claims(guests, c, ipam)
+    for g in guests:
+        query = bindings.claim_query(g, c, ipam)
+        read = [o for o in guests if query.wanted(o.vmid, o.text)]
+        some = bindings.claims([g, *read], c, ipam, bridges=query.bridges)
+        for nic in g.nics:
+            assert nicaddr.nic_addresses(g, nic, c, ipam, some) == nicaddr.nic_addresses(g, nic, c, ipam, everyone)
+
+
+def test_an_address_claimed_by_another_guest_names_it():
+    a = vm(101, "BC:24:11:00:00:01", "ip=10.100.0.9/24")
+    b = vm(102, "BC:24:11:00:00:02", "ip=10.100.0.9/24")
+    claims = bindings.claims([a, b], cfg(), NO_IPAM)
+    assert claims.claimants("web", "10.100.0.9", 101, 1) == [(102, 1)]
+    assert claims.claimants("web", "10.100.0.9", 101, 2) == []
+    assert bindings.claim_query(a, cfg(), NO_IPAM).wanted(102, b.text)
+    assert not bindings.claim_query(a, cfg(), NO_IPAM).wanted(102, b.text.replace("10.100.0.9", "10.100.0.8"))
+
+
+def test_the_hookscript_reads_a_config_with_the_ipv6_address_in_any_spelling():
+    a = vm(101, "BC:24:11:00:00:01", "ip6=2001:db8:100::9/64")
+    query = bindings.claim_query(a, cfg(), NO_IPAM)
+    assert query.wanted(102, "net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6=2001:DB8:100:0::0009/64\n")
+    for spelled in ("2001:0DB8:0100:0:0:0:0:0009", "2001:db8:100::0.0.0.9", "2001:db8:100:0::9"):
+        assert query.wanted(102, f"net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6={spelled}/64\n")
+    for other in ("2001:db8:100::8", "2001:db8:101::9", "auto", "zz::9", "2001:db8:100::0.0.0.8"):
+        assert not query.wanted(102, f"net0: virtio=BC:24:11:00:00:02,bridge=web\nipconfig0: ip6={other}/64\n")
+    assert not query.wanted(102, "net0: virtio=BC:24:11:00:00:02,bridge=db\nipconfig0: ip6=2001:db8:100::9/64\n")

@@ -206,3 +206,44 @@ def test_interface_and_node_names_match_whole_strings():
         assert names.is_node(good)
     for bad in ("pve1\n", "../pve1", "-pve", "pve-", "pve_1", "", "n" * 64):
         assert not names.is_node(bad), bad
+
+
+@pytest.mark.parametrize("ip,why", [
+    ("127.0.0.1", "127.0.0.1 is a loopback address"),
+    ("::ffff:10.100.0.1", "::ffff:a64:1 is an IPv4-mapped IPv6 address"),
+    ("0.0.0.0", "unspecified"),
+    ("ff02::1", "multicast"),
+    ("'0.0.0.0/0'", "0.0.0.0/0 is a prefix, not a host address"),
+    ("10.100.0.0", "10.100.0.0 is the network address of 10.100.0.0/24: not a router's address"),
+    ("10.100.0.255", "10.100.0.255 is the broadcast address of 10.100.0.0/24"),
+])
+def test_a_gateway_address_no_router_can_have_is_refused(ip, why):
+    """Issue 12: network, broadcast, loopback, IPv4-mapped gateway addresses."""
+    text = (f"bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n    gateway-ip: {ip}\n"
+            "    subnets: [10.100.0.0/24]\n")
+    with pytest.raises(ConfigError) as e:
+        resolve.config(microseg_yaml.parse_document(text, "microseg.yaml"), [], _sdn("simple"))
+    assert str(e.value).startswith("microseg.yaml:4: bridges.web.gateway-ip: ") and why in str(e.value), str(e.value)
+
+
+def test_a_legacy_gateway_that_is_a_network_address_is_refused():
+    from pve_microseg.parse import legacy
+    specs = legacy.parse_legacy("vnet0;10.101.0.0;02:00:00:00:01:01\n", "L2.conf")
+    with pytest.raises(ConfigError, match=r"L2.conf:1: GATEWAY_IP: 10.101.0.0 is the network address of 10.101.0.0/16"):
+        resolve.config(None, specs, SDN)
+    with pytest.raises(ConfigError, match=r"L2.conf:1: GATEWAY_IP: .*loopback"):
+        legacy.parse_legacy("vnet0;127.0.0.1;02:00:00:00:01:01\n", "L2.conf")
+
+
+@pytest.mark.parametrize("ip,why", [
+    ("'0.0.0.0/0'", "0.0.0.0/0 is a prefix, not a host address"),
+    ("'10.0.0.0/24'", "is a prefix"),
+    ("224.0.0.5", "multicast"),
+    ("127.0.0.1", "loopback"),
+    ("'::'", "unspecified"),
+    ("'::ffff:10.0.0.5'", "IPv4-mapped"),
+])
+def test_a_guest_address_no_host_can_have_is_refused_without_subnets(ip, why):
+    text = f"guests:\n  101:\n    net0: [10.0.0.5, {ip}]\n"
+    with pytest.raises(ConfigError, match=rf"microseg.yaml:3: guests.101.net0\[1\]: .*{why}"):
+        microseg_yaml.parse_document(text, "microseg.yaml")

@@ -536,3 +536,78 @@ def test_migration_source_must_be_a_node_name(cluster, source):
                          out=io.StringIO(), err=err)
     assert rc != 0 and "is not a node name" in err.getvalue(), err.getvalue()
     assert not (cluster.pve / "firewall" / "101.fw").exists()
+
+
+# ---------------------------------------------------------------- one address, one guest (issue 12)
+
+MAC2, MAC3 = "BC:24:11:00:00:02", "BC:24:11:00:00:03"
+
+
+def test_an_address_another_guests_config_has_is_refused_naming_it(cluster):
+    """A guest may not put into its own set an address another guest has in
+    its cloud-init or container ip=: alike in rank, so neither gets it."""
+    cluster.add_ct(102, {0: f"name=eth0,bridge=web,firewall=1,hwaddr={MAC2},ip=10.100.0.9/24,type=veth"},
+                   node="pve2")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.9/24,ip6=2001:db8::9/64"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "10.100.0.9 is also claimed on web for guest 102 in its own config" in r.stderr
+    assert cluster.fw(101) is None
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  strict: false\n")
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and "guest 102" in r.stderr
+    assert "10.100.0.9" not in cluster.fw(101) and "2001:db8::9" in cluster.fw(101)
+
+
+def test_an_address_on_another_bridge_or_of_the_guest_itself_is_no_claim(cluster):
+    cluster.add_vm(102, {0: f"virtio={MAC2},bridge=vmbr1,firewall=1"}, {0: "ip=10.100.0.9/24"})
+    cluster.add_vm(103, {0: f"virtio={MAC3},bridge=web,firewall=1"}, {0: "ip=10.100.0.10/24"})
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.9/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0, r.stderr
+    assert "10.100.0.9" in cluster.fw(101)
+
+
+def test_an_address_the_operator_lists_for_another_guest_is_refused(cluster):
+    cluster.write("microseg.yaml", YAML + "guests:\n  102:\n    net0: ['2001:DB8::0009']\n")
+    cluster.add_vm(102, {0: f"virtio={MAC2},bridge=web,firewall=1"})
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24,ip6=2001:db8::9/64"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "2001:db8::9 is also claimed on web for guest 102 in microseg.yaml" in r.stderr
+    r = cluster.qm("start", 102)
+    assert r.returncode == 0, r.stderr                  # the operator's word outranks a guest's own config
+    assert "2001:db8::9" in cluster.fw(102)
+
+
+def test_an_address_the_operator_lists_for_two_guests_on_one_bridge_goes_to_neither(cluster):
+    cluster.write("microseg.yaml", YAML + "guests:\n  101:\n    net0: [10.100.0.9]\n"
+                                          "  102:\n    net0: [10.100.0.9, 10.100.0.12]\n")
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"})
+    cluster.add_vm(102, {0: f"virtio={MAC2},bridge=web,firewall=1"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "10.100.0.9 is also claimed on web for guest 102 in microseg.yaml" in r.stderr
+    r = cluster.qm("start", 102)
+    assert r.returncode != 0 and "for guest 101 in microseg.yaml" in r.stderr
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=vmbr1,firewall=1"})         # another bridge: no conflict
+    assert cluster.qm("start", 102).returncode == 0
+
+
+def test_an_address_the_ipam_gives_another_guest_in_another_spelling_is_refused(cluster):
+    cluster.write("sdn/pve-ipam-state.json", json.dumps({"zones": {"z": {"subnets": {"2001:db8::/64": {"ips": {
+        "2001:DB8:0:0:0:0:0:0009": {"vmid": "102", "mac": MAC2}}}}}}}))
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24,ip6=2001:db8::9/64"})
+    r = cluster.qm("start", 101)
+    assert r.returncode != 0 and "2001:db8::9 belongs to guest 102 in the IPAM" in r.stderr
+
+
+def test_an_unreadable_guest_config_leaves_out_every_own_config_address(cluster):
+    """Fail closed: what an unreadable config claims is unknown."""
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  strict: false\n")
+    bad = cluster.add_vm(102, {0: f"virtio={MAC2},bridge=web,firewall=1"}, {0: "ip=10.100.0.9/24"})
+    bad.write_bytes(b"net0: virtio=" + MAC2.encode() + b",bridge=web\nname: \xff\n")       # not UTF-8
+    cluster.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    r = cluster.qm("start", 101)
+    assert r.returncode == 0 and "cannot read guest 102" in r.stderr and "a guest config of the cluster" in r.stderr
+    assert "10.100.0.5" not in cluster.fw(101)
+    cluster.write("microseg.yaml", YAML + "guests:\n  101:\n    net0: [10.100.0.5]\n")
+    assert cluster.qm("stop", 101).returncode == 0
+    assert cluster.qm("start", 101).returncode == 0 and "10.100.0.5" in cluster.fw(101)   # the operator's word

@@ -15,6 +15,7 @@ from ..edges.paths import Paths
 from ..edges.pvesh import Pvesh
 from ..flows import check, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
 from ..model.errors import MicrosegError
+from ..parse import names
 from ..policy.vnetfw import PRESETS
 from . import render
 from .render import FORMATS
@@ -59,6 +60,14 @@ def _seconds(text):
     if not 0 < value <= 86400:          # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"{text!r}: expected more than 0 and at most 86400 seconds")
     return value
+
+
+def _vmid(text):
+    """A VMID as Proxmox writes it (parse/names.py)."""
+    try:
+        return names.vmid(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _formatter(prog):
@@ -145,7 +154,7 @@ def build_parser():
     for name, helptext in (("attach", "set the hookscript on these guests"),
                            ("detach", "remove it again (restoring a chained hookscript)")):
         ga = gsub.add_parser(name, formatter_class=_formatter, help=helptext, description=helptext)
-        ga.add_argument("vmids", nargs="*", type=int, metavar="VMID")
+        ga.add_argument("vmids", nargs="*", type=_vmid, metavar="VMID")
         ga.add_argument("--vnet", help="every guest with a NIC on this VNet or bridge")
         ga.add_argument("--all", action="store_true", help="every guest of the cluster")
         ga.add_argument("--storage", default="local",
@@ -156,7 +165,7 @@ def build_parser():
                          help="write a (running) guest's ipfilter sets now, as its pre-start would",
                          description="Write the guest's ipfilter sets now, exactly as its pre-start "
                                      "does (after a NIC change, which calls no hook).")
-    gs.add_argument("vmids", nargs="+", type=int, metavar="VMID")
+    gs.add_argument("vmids", nargs="+", type=_vmid, metavar="VMID")
     _output_format(gs)
 
     v = sub.add_parser(

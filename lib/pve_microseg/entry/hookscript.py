@@ -10,17 +10,19 @@ import sys
 from ..edges import pmxcfs
 from ..edges.paths import Paths
 from ..flows.guesthook import PHASES, PREFIX, Hook
+from ..parse import names
 
 
 def main(argv=None, environ=None, out=None, err=None):
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
     out, err = out or sys.stdout, err or sys.stderr
-    if len(argv) != 2 or not argv[0].isdigit():
-        print("usage: pve-microseg-hookscript <vmid> <phase>  (phase: " + ", ".join(PHASES) + ")",
-              file=err)
+    vmid = names.vmid_or_none(argv[0]) if len(argv) == 2 else None
+    if vmid is None:
+        print("usage: pve-microseg-hookscript <vmid> <phase>  (phase: " + ", ".join(PHASES) + "; "
+              f"<vmid>: {names.VMID_FORM})", file=err)
         return 2
-    vmid, phase = int(argv[0]), argv[1]
+    phase = argv[1]
     if phase not in PHASES:
         print(f"{PREFIX}unknown phase {phase!r}, nothing to do", file=err)
         return 0

@@ -8,7 +8,7 @@ with nftables: 1 get a note that it is not checked from here, since
 
 from ..edges import cluster, node, pmxcfs
 from ..model.errors import ExitCode
-from ..parse import fwfile
+from ..parse import fwfile, names
 from ..policy import antispoof, fwlint
 from .result import Result
 from .status import proxmox_firewall
@@ -36,10 +36,10 @@ def collect(paths):
             nft_nodes.append(n)
     guests = cluster.vmlist(paths)
     for f in _fw_files(paths, paths.firewall_dir):
-        if f.name != "cluster.fw" and f.stem.isdigit():
+        if f.name != "cluster.fw" and names.is_vmid(f.stem):
             files.append((f"firewall/{f.name}", pmxcfs.read_file(f), "guest"))
             # proxmox-firewall reads the config of a guest with a .fw file on its node
-            g = guests.get(int(f.stem))
+            g = guests.get(names.vmid(f.stem))
             if g is not None:
                 path = paths.guest_config(g.node, g.type, g.vmid)
                 guest_configs.append(fwlint.GuestConfig(

@@ -25,10 +25,10 @@ Only pre-start can block a start; everything printed goes to the task log.
 import os
 import sys
 
-from ..edges import node, pmxcfs, pveconf, state
+from ..edges import cluster, files, node, pmxcfs, pveconf, state
 from ..model.errors import FirewallFileError, GuestConfigError, GuestRefused, MicrosegError
-from ..parse import names
-from ..policy import antispoof, fwstrict, onfailure
+from ..parse import guestconf, names
+from ..policy import antispoof, bindings, fwstrict, onfailure
 
 PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
 PREFIX = "pve-microseg: "
@@ -90,6 +90,46 @@ class Hook:
                 pass
         return pveconf.config(self.paths, doc=doc)
 
+    def claims(self, guest, cfg, ipam):
+        """(IpamState, bindings.Claims): what the other guests of the cluster
+        claim of this guest's addresses, from the configs that can bear on
+        them (bindings.ClaimQuery: every config that names one of its
+        bridges and its address, when an address comes from its own config;
+        else only those of the guests microseg.yaml or the IPAM gives one of
+        its addresses to).  A config that cannot be read makes the claims
+        incomplete: no address from the guest's own config is then used."""
+        query = bindings.claim_query(guest, cfg, ipam)
+        others, unreadable = [], []
+        if query.scan or query.listed:
+            try:
+                everyone = cluster.guests(self.paths)
+            except MicrosegError as e:
+                everyone, unreadable = [], [f"the guest list ({e})"]
+            dirs = {}           # (node, type) -> directory: a Path per guest costs more than its read
+            for g in everyone:
+                if g.vmid == guest.vmid or not (query.scan or g.vmid in query.listed):
+                    continue
+                where = dirs.get((g.node, g.type))
+                if where is None:
+                    where = dirs[(g.node, g.type)] = str(self.paths.guest_config(g.node, g.type, g.vmid).parent)
+                path = f"{where}/{g.vmid}.conf"
+                try:
+                    text = files.read_text(path, error=GuestConfigError)
+                    if text is None:
+                        raise GuestConfigError(path, None, None, "cannot read: No such file or directory")
+                    if query.wanted(g.vmid, text):
+                        others.append(guestconf.parse(text, g.vmid, g.type, path))
+                except Exception as e:      # noqa: BLE001 -- another guest's config never stops this start
+                    unreadable.append(f"guest {g.vmid} ({e})")
+        if unreadable and query.scan:
+            self.warn(f"guest {self.vmid}: cannot read {'; '.join(unreadable[:3])}"
+                      + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+                      + ": an address from this guest's own config may be another guest's, so none is used")
+        if others:
+            ipam = pveconf.ipam(self.paths, {guest.vmid, *(o.vmid for o in others)})
+        return ipam, bindings.claims([guest, *others], cfg, ipam, complete=not unreadable,
+                                     bridges=query.bridges)
+
     def cluster_firewall_on(self):
         return antispoof.firewall_on(pveconf.firewall(self.paths.cluster_fw))
 
@@ -107,8 +147,9 @@ class Hook:
 
     def pre_start(self, cfg):
         guest = self.guest()
-        guest_plan = antispoof.plan(guest, cfg, pveconf.ipam(self.paths, self.vmid),
-                                    cluster_firewall_on=self.cluster_firewall_on())
+        ipam, claims = self.claims(guest, cfg, pveconf.ipam(self.paths, self.vmid))
+        guest_plan = antispoof.plan(guest, cfg, ipam, cluster_firewall_on=self.cluster_firewall_on(),
+                                    claims=claims)
         for w in guest_plan.warnings:
             self.warn(w)
         target = self.paths.guest_fw(self.vmid)

@@ -17,11 +17,13 @@ accepts the file is fwstrict's job.
 import re
 from dataclasses import dataclass, field
 
+from . import names
+
 MARKER = "managed by pve-microseg"
-_MANAGED_HEADER = re.compile(r"^\[IPSET ipfilter-net\d+\] # " + re.escape(MARKER) + r"[ \t]*\n?$")
+_MANAGED_HEADER = re.compile(r"^\[IPSET ipfilter-net[0-9]+\] # " + re.escape(MARKER) + r"[ \t]*\n?$")
 _HEADER = re.compile(r"^\s*\[\s*(?P<kind>[A-Za-z]+)(?:\s+(?P<name>[^\]\s]+))?\s*\]")
 _OPTION = re.compile(r"^\s*(?P<key>[A-Za-z0-9_]+)\s*:(?P<value>.*?)\s*$")
-_IPFILTER = re.compile(r"^ipfilter-net(\d+)$")
+_IPFILTER = re.compile(r"ipfilter-(net[0-9]+)", re.ASCII)     # pve-firewall: "ipfilter-$netid", exactly
 
 
 @dataclass
@@ -86,9 +88,10 @@ class FwFile:
         """{nic index: Section} for every `ipfilter-net<N>` set in the file."""
         out = {}
         for s in self.ipsets():
-            m = _IPFILTER.match((s.name or "").lower())
-            if m:
-                out.setdefault(int(m.group(1)), s)
+            m = _IPFILTER.fullmatch((s.name or "").lower())
+            index = names.nic_index(m.group(1)) if m else None
+            if index is not None:
+                out.setdefault(index, s)
         return out
 
     # ------------------------------------------------------------ editing

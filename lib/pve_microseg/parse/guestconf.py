@@ -18,14 +18,13 @@ import re
 
 from ..model.errors import GuestConfigError
 from ..model.guest import GuestConfig, Nic
-from . import addresses
+from . import addresses, names
 
 QEMU_MODELS = ("e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551",
                "i82557b", "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio",
                "vmxnet3")
-MAX_NICS = 32                               # net0 .. net31
-_KEY = re.compile(r"^(?P<key>[a-z][a-z_]*\d*):\s*(?P<value>.*)$")      # as qemu-server/pve-container
-_NET = re.compile(r"^(net|ipconfig)(\d+)$")
+MAX_NICS = names.MAX_NICS                   # net0 .. net31
+_KEY = re.compile(r"(?P<key>[a-z][a-z_]*[0-9]*):\s*(?P<value>.*)", re.ASCII)   # as qemu-server/pve-container
 
 
 def main_section(text):
@@ -37,7 +36,7 @@ def main_section(text):
             break
         if not line or line.startswith("#"):
             continue
-        m = _KEY.match(line)
+        m = _KEY.fullmatch(line)
         if m:
             out.append((lineno, m.group("key"), m.group("value").strip()))
     return out
@@ -100,14 +99,13 @@ def parse(text, vmid, guest_type, path="<guest config>"):
         if key == "lock":
             lock = value or None
             continue
-        m = _NET.match(key)
-        if not m:
+        nic_key = names.nic_key(key)
+        if nic_key is None:
+            if names.looks_like_nic_key(key):
+                warnings.append(f"{path}:{lineno}: {key}: ignored, as Proxmox does (NICs are net0-net31)")
             continue
-        index = int(m.group(2))
-        if index >= MAX_NICS:
-            warnings.append(f"{path}:{lineno}: {key}: ignored, as Proxmox does (NICs are net0-net31)")
-            continue
-        (nets if m.group(1) == "net" else ipconfigs)[index] = (lineno, key, value)
+        kind, index = nic_key
+        (nets if kind == "net" else ipconfigs)[index] = (lineno, key, value)
 
     nics = []
     for index in sorted(nets):
@@ -139,7 +137,8 @@ def _nic(index, value, guest_type, ipconfig):
         mac = addresses.parse_mac(mac)
     except ValueError as e:
         raise ValueError(f"MAC: {e}") from None
-    tag = int(props["tag"]) if props.get("tag", "").isdigit() else None
+    tag = props.get("tag", "")
+    tag = int(tag) if tag.isascii() and tag.isdigit() else None
     static, static_from = [], None
     if guest_type == "lxc":
         for k, family in (("ip", 4), ("ip6", 6)):

@@ -24,7 +24,7 @@ import yaml
 from ..model.bridge import INTRA_VNET_ROUTING, PORT_SECURITY
 from ..model.config import BridgeSpec, Document, GuestSettings, HookscriptSettings
 from ..model.errors import ConfigError
-from . import addresses
+from . import addresses, names
 from .names import check_ifname
 from .yamlnodes import compose, line_of as _line
 
@@ -35,8 +35,8 @@ VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge", "enable
 HOOKSCRIPT_KEYS = ("on-failure", "strict", "chain", "policy-in")
 GUEST_KEYS = ("net<N>", "chain", "policy-in", "port-security")
 
-_NET_KEY = re.compile(r"^net([0-9]|[12][0-9]|3[01])$")
 _POLICIES = ("ACCEPT", "DROP", "REJECT")
+_SNIPPET = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*:snippets/[^/\x00-\x1f]+", re.ASCII)
 
 
 def _parse_network(text):
@@ -182,7 +182,7 @@ def _choice(node, path, field_name, choices):
 
 def _chain(node, path, field_name):
     value = _scalar(node, path, field_name, "a hookscript (volume id like local:snippets/x.sh, or a path)")
-    if not (value.startswith("/") or re.match(r"^[A-Za-z][A-Za-z0-9_.-]*:snippets/[^/]+$", value)):
+    if not (value.startswith("/") or _SNIPPET.fullmatch(value)):
         raise ConfigError(path, _line(node), field_name,
                           f"{value!r} is neither an absolute path nor a snippets volume id "
                           "(<storage>:snippets/<file>)")
@@ -206,20 +206,36 @@ def _hookscript(node, path):
     return HookscriptSettings(**kw)
 
 
+def _guest_vmid(key, keys, path):
+    """A `guests:` key -> its VMID; ConfigError for anything but a VMID as
+    Proxmox writes it, naming the key it would duplicate (101 and 0101)."""
+    try:
+        return names.vmid(key.value)
+    except ValueError as e:
+        same = [k for k in keys if k is not key and k.value.isascii() and k.value.isdigit()
+                and int(k.value) == int(key.value)] if key.value.isascii() and key.value.isdigit() else []
+        also = f"; guests.{same[0].value} on line {_line(same[0])} is the same guest" if same else ""
+        raise ConfigError(path, _line(key), f"guests.{_shown(key.value)}", f"{e}{also}") from None
+
+
+def _shown(key):
+    """A key as a field name: as written, or quoted when it holds a newline or the like."""
+    return key if key.isprintable() else repr(key)
+
+
 def _guests(node, path):
     out = {}
-    for gkey, gvalue in _mapping(node, path, "guests"):
-        if not gkey.value.isdigit() or not 100 <= int(gkey.value) <= 999999999:
-            raise ConfigError(path, _line(gkey), f"guests.{gkey.value}",
-                              "expected a VMID (100-999999999)")
-        vmid = int(gkey.value)
+    entries = _mapping(node, path, "guests")
+    keys = [k for k, _ in entries]
+    for gkey, gvalue in entries:
+        vmid = _guest_vmid(gkey, keys, path)
         addrs, kw = {}, {}
         for key, value in _mapping(gvalue, path, f"guests.{vmid}"):
-            fname = f"guests.{vmid}.{key.value}"
-            m = _NET_KEY.match(key.value)
-            if m:
+            fname = f"guests.{vmid}.{_shown(key.value)}"
+            index = names.nic_index(key.value)
+            if index is not None:
                 items = _scalars(value, path, fname)
-                addrs[int(m.group(1))] = tuple(str(a) for a, _ in _parsed(items, addresses.parse_ip, path, fname))
+                addrs[index] = tuple(str(a) for a, _ in _parsed(items, addresses.parse_ip, path, fname))
             elif key.value == "chain":
                 kw["chain"] = _chain(value, path, fname)
             elif key.value == "policy-in":

@@ -9,10 +9,12 @@ import json
 
 from ..model.errors import ConfigError
 from ..model.guest import Guest
+from . import names
 
 
 def parse_vmlist(text, path=".vmlist"):
-    """{vmid: Guest}; entries that are not a qemu/lxc guest are skipped."""
+    """{vmid: Guest}; entries that are not a qemu/lxc guest (a VMID and a node
+    name as Proxmox writes them) are skipped."""
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -20,8 +22,10 @@ def parse_vmlist(text, path=".vmlist"):
     ids = data.get("ids") if isinstance(data, dict) else None
     out = {}
     for vmid, info in (ids if isinstance(ids, dict) else {}).items():
-        if vmid.isdigit() and isinstance(info, dict) and info.get("type") in ("qemu", "lxc"):
-            out[int(vmid)] = Guest(int(vmid), info.get("node", ""), info["type"])
+        vmid = names.vmid_or_none(vmid)
+        if vmid is not None and isinstance(info, dict) and info.get("type") in ("qemu", "lxc") \
+                and names.is_node(info.get("node")):
+            out[vmid] = Guest(vmid, info["node"], info["type"])
     return out
 
 

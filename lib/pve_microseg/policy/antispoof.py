@@ -6,7 +6,8 @@ manages, or when microseg.yaml lists addresses for one of its NICs
 guest -- every NIC with `firewall=1` is filtered, and one without a set would
 be left with its link-local address only -- so every `firewall=1` NIC of the
 guest gets a set.  A NIC's addresses are nicaddr.py's: the operator's list in
-microseg.yaml, else the IPAM, cloud-init and container addresses, checked;
+microseg.yaml, else the IPAM, cloud-init and container addresses, checked,
+and none that another guest of the cluster claims as firmly or more;
 always with the EUI-64 link-local (without it IPv6 neighbour discovery
 breaks under proxmox-firewall, which adds nothing implicitly).  Only host
 addresses are written, never a prefix.  A NIC may not carry a gateway's MAC.
@@ -58,8 +59,10 @@ def _reason(nic, managed, given, settings, vmid):
     return None
 
 
-def plan(guest, cfg, ipam, cluster_firewall_on=True):
-    """GuestConfig + config.Config + ipam.IpamState -> GuestPlan."""
+def plan(guest, cfg, ipam, cluster_firewall_on=True, claims=None):
+    """GuestConfig + config.Config + ipam.IpamState -> GuestPlan; with
+    `claims` (bindings.Claims), an address another guest claims as firmly or
+    more is left out (nicaddr.py)."""
     bridges, gateway_macs = cfg.bridge_map, cfg.gateway_macs
     settings = cfg.guests.get(guest.vmid)
     given_of = {n.index: (settings.addresses.get(n.index) if settings else None) for n in guest.nics}
@@ -83,7 +86,7 @@ def plan(guest, cfg, ipam, cluster_firewall_on=True):
             why = f"firewall=1 on {nic.bridge or 'no bridge'}; ipfilter: 1 applies to every NIC of the guest"
         if nic.mac in gateway_macs:
             problems.append(f"{nic.key} has the MAC address {nic.mac} of a gateway")
-        known = nicaddr.nic_addresses(guest, nic, cfg, ipam)
+        known = nicaddr.nic_addresses(guest, nic, cfg, ipam, claims)
         problems += known.problems
         found, link_local = known.found, known.link_local
         nics.append(NicPlan(nic=nic, why=why, addresses=known.all, sources=known.sources))

@@ -21,6 +21,7 @@ The mode of a port is the weakest of its bridge's and its guest's setting
 (`guests: <vmid>: port-security:` can lower a bridge's, never raise it).
 """
 
+import functools
 import ipaddress
 import re
 from collections import defaultdict
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ..model.binding import PortBinding
 from ..model.bridge import weakest
+from ..parse import names
 from . import nicaddr
 
 
@@ -42,24 +44,30 @@ class Claims:
     def shared_mac(self, mac, vmid):
         return bool(self.macs.get(mac, frozenset()) - {vmid})
 
+    def claimants(self, bridge, ip, vmid, rank):
+        """[(vmid, rank)] of the other guests whose claim on this address
+        ranks as high as `rank` or higher."""
+        others = self.addresses.get((bridge, _canonical(ip)), {})
+        return sorted((v, r) for v, r in others.items() if v != vmid and r >= rank)
+
     def outranked(self, bridge, ip, vmid, rank):
         """Another guest's claim on this address ranks as high or higher."""
-        others = self.addresses.get((bridge, _canonical(ip)), {})
-        return any(r >= rank for v, r in others.items() if v != vmid)
+        return bool(self.claimants(bridge, ip, vmid, rank))
 
 
 def _canonical(ip):
     return str(ipaddress.ip_address(ip))
 
 
-def claims(guest_configs, cfg, ipam, complete=True):
+def claims(guest_configs, cfg, ipam, complete=True, bridges=None):
     """Claims of every guest NIC: its MAC (any bridge), its addresses on a
-    managed bridge (the checked ones, with their rank)."""
+    managed bridge (or on one of `bridges`) -- the checked ones, with their rank."""
+    bridges = cfg.bridge_map if bridges is None else bridges
     macs, addrs = defaultdict(set), defaultdict(dict)
     for gc in guest_configs:
         for nic in gc.nics:
             macs[nic.mac].add(gc.vmid)
-            if nic.bridge not in cfg.bridge_map:
+            if nic.bridge not in bridges:
                 continue
             for ip, rank in nicaddr.nic_addresses(gc, nic, cfg, ipam).tiers:
                 key = (nic.bridge, _canonical(ip))
@@ -67,16 +75,99 @@ def claims(guest_configs, cfg, ipam, complete=True):
     return Claims({m: frozenset(v) for m, v in macs.items()}, dict(addrs), complete)
 
 
-_PORT = re.compile(r"^(?:tap(?P<tap>\d+)i|veth(?P<veth>\d+)i|fwpr(?P<fwpr>\d+)p)(?P<nic>\d+)$")
+@dataclass(frozen=True)
+class ClaimQuery:
+    """Which other guests' configs can bear on one guest's addresses (the
+    guest hookscript reads only those, so that a start does not cost a parse
+    of every guest config of the cluster).
+
+    A guest config claims an address on a bridge only if its text names the
+    bridge (`bridge=<name>`) and, for an IPv4 address, holds the address as
+    written (an IPv4 address has one spelling), for an IPv6 address an
+    `ip6=` value that is the address in any spelling."""
+
+    vmid: int
+    bridges: frozenset          # the bridges of the guest's NICs
+    ipv4: frozenset             # its candidate addresses, IPv4
+    ipv6: frozenset             # and IPv6 (canonical)
+    scan: bool                  # it has an address from its own config: every config may claim it
+    listed: frozenset           # guests that claim one of its candidates in microseg.yaml or the IPAM
+
+    def wanted(self, vmid, text):
+        """Whether the config (text) of guest `vmid` must be read."""
+        if vmid == self.vmid:
+            return False
+        if vmid in self.listed:
+            return True
+        if not self.scan or not any(needle in text for needle in self.needles):
+            return False
+        if any(ip in text for ip in self.ipv4):
+            return True
+        return bool(self.ipv6) and "ip6=" in text and any(
+            self._is_candidate(m.group(1)) for m in _IP6_VALUE.finditer(text))
+
+    @functools.cached_property
+    def needles(self):
+        return tuple(f"bridge={b}" for b in self.bridges)
+
+    @functools.cached_property
+    def _ipv6_ints(self):
+        return frozenset(int(ipaddress.IPv6Address(ip)) for ip in self.ipv6)
+
+    @functools.cached_property
+    def _ipv6_lows(self):
+        return frozenset(i & 0xFFFF for i in self._ipv6_ints)
+
+    def _is_candidate(self, text):
+        """Whether an ip6= value is one of the candidates, in any spelling.
+        The last group of a valid address (1-4 hex digits, none after a
+        final '::') is its low 16 bits: most values are told apart by it
+        without the cost of parsing them."""
+        if text in self.ipv6:
+            return True
+        tail = text.rpartition(":")[2]
+        if "." not in tail:
+            try:
+                if int(tail or "0", 16) not in self._ipv6_lows:
+                    return False
+            except ValueError:
+                return False        # not an address: ipaddress would refuse it too
+        try:
+            return int(ipaddress.IPv6Address(text)) in self._ipv6_ints
+        except ValueError:
+            return False
+
+
+# every value a guest config gives `ip6` (pve-container net<N>, qemu-server ipconfig<N>)
+_IP6_VALUE = re.compile(r"ip6=([^,/\s]*)")
+
+
+def claim_query(guest, cfg, ipam):
+    """The ClaimQuery of a guest (GuestConfig): its NICs' candidate addresses
+    before the other guests' claims are weighed."""
+    bridges, ipv4, ipv6, scan, candidates = set(), set(), set(), False, set()
+    for nic in guest.nics:
+        if not nic.bridge:
+            continue
+        bridges.add(nic.bridge)
+        for ip, rank in nicaddr.nic_addresses(guest, nic, cfg, ipam).tiers:
+            candidates.add(_canonical(ip))
+            scan = scan or rank == nicaddr.GUEST
+            if ":" in ip:
+                ipv6.add(_canonical(ip))
+            else:
+                ipv4.add(ip)
+    listed = {v for v, s in cfg.guests.items()
+              if any(_canonical(ip) in candidates for ips in s.addresses.values() for ip in ips)}
+    listed |= {names.vmid_or_none(o) for o in map(ipam.owner, candidates) if o is not None} - {None}
+    return ClaimQuery(vmid=guest.vmid, bridges=frozenset(bridges), ipv4=frozenset(ipv4), ipv6=frozenset(ipv6),
+                      scan=scan, listed=frozenset(listed - {guest.vmid}))
 
 
 def port_owner(name):
     """(vmid, NIC index) of a guest port name (tap<vmid>i<n>, veth<vmid>i<n>,
     fwpr<vmid>p<n>), or None for any other interface."""
-    m = _PORT.match(name)
-    if not m:
-        return None
-    return int(m.group("tap") or m.group("veth") or m.group("fwpr")), int(m.group("nic"))
+    return names.guest_port(name)
 
 
 def mode_of(bridge, cfg, vmid):
@@ -108,19 +199,9 @@ def guest_bindings(guest, cfg, ipam, claims_=None):
         elif mode == "mac":
             binding = dict(mode=mode, mac=nic.mac)
         else:
-            known = nicaddr.nic_addresses(guest, nic, cfg, ipam)
+            known = nicaddr.nic_addresses(guest, nic, cfg, ipam, claims_)
             warnings += [f"guest {guest.vmid} {p}" for p in known.problems]
-            refused = []
-            for ip, rank in known.tiers:
-                if claims_.outranked(bridge.name, ip, guest.vmid, rank):
-                    refused.append(ip)
-                    warnings.append(f"{where}: {ip} is claimed for another guest too, as firmly or more; "
-                                    "not bound")
-                elif rank == nicaddr.GUEST and not claims_.complete:
-                    refused.append(ip)
-                    warnings.append(f"{where}: {ip} comes from its own config, and a guest config of the "
-                                    "cluster could not be read (it may claim the address too); not bound")
-            ips = [ip for ip in known.all if ip not in refused]
+            ips = known.all
             if not known.found:
                 warnings.append(f"{where}: no address is known for MAC {nic.mac}; it may send IPv4 only "
                                 f"as a DHCP client and IPv6 only from {known.link_local} "

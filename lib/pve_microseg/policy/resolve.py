@@ -4,7 +4,8 @@ The BridgeSpecs of microseg.yaml and of the article's legacy file are
 combined (microseg.yaml wins per bridge; the legacy lines of such a bridge
 are ignored with a warning), then each is resolved: an SDN VNet's gateway
 addresses default to its subnets' gateways, every given gateway address must
-lie inside the bridge's subnets, and every gateway MAC's EUI-64 link-local
+lie inside the bridge's subnets (and be neither their network nor broadcast
+address), and every gateway MAC's EUI-64 link-local
 address is added.  Errors name the file, the line and the field.
 
 In SDN Simple and EVPN zones the node itself is the gateway: the subnet
@@ -57,6 +58,9 @@ def resolve(spec, sdn, default_port_security=None, default_intra_vnet_routing=No
                 nets = ", ".join(str(n) for n in subnets)
                 raise ConfigError(spec.path, line, spec.ip_field,
                                   f"{ip} is outside every subnet of {spec.name} ({nets})")
+            why = addresses.subnet_role(ip, subnets)
+            if why:
+                raise ConfigError(spec.path, line, spec.ip_field, f"{why}: not a router's address")
     else:
         ips = [s.gateway for s in sdn_subnets if s.gateway is not None]
         if not ips:
