@@ -11,6 +11,7 @@ import yaml
 from conftest import FakeNft, ROOT
 from pve_microseg.entry import cli
 from pve_microseg.edges import state
+from pve_microseg.edges.log import Log
 
 CONFIG = ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
           "  vmbr9:\n    gateway-mac: 52:54:00:12:34:56\n    gateway-ip: 192.168.9.1\n")
@@ -353,3 +354,57 @@ def test_exit_statuses_are_documented_in_help_and_man_page():
     for code in ExitCode:
         assert f".TP\n.B {int(code)}\n" in section, code
         assert f" {int(code)} " in epilog, code
+
+
+# ---------------------------------------------------------------- the if-up.d/if-down.d entry (issue 12)
+
+def test_the_up_hook_loads_the_last_good_rules_after_an_unexpected_failure(node, monkeypatch, capsys):
+    from pve_microseg.entry import ifupdown
+    from pve_microseg.flows import reconcile
+    from test_reconcile import fill_cache, loaded_bridges
+    fill_cache(node)
+    node.nft.transactions.clear()
+
+    def broken(*a, **kw):
+        raise KeyError("a bug of ours")
+    monkeypatch.setattr(reconcile, "hook_up", broken)
+    monkeypatch.setattr(ifupdown, "Nft", node.nft)
+    monkeypatch.setattr(ifupdown, "Log", lambda: Log(use_syslog=False))
+    rc = ifupdown.main(["up"], environ=dict(node.env, IFACE="vnet0"))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "vnet0: internal error KeyError: 'a bug of ours'" in err
+    _no_traceback(err)
+    assert loaded_bridges(node.nft.transactions[0]) == ["vmbr9", "vnet0"]     # protected all the same
+    assert "using the cached configuration" in err
+
+
+def test_the_up_hook_says_so_when_the_last_good_rules_cannot_load_either(node, monkeypatch, capsys):
+    from pve_microseg.entry import ifupdown
+    from pve_microseg.flows import reconcile
+
+    def broken(*a, **kw):
+        raise KeyError("a bug of ours")
+    monkeypatch.setattr(reconcile, "hook_up", broken)
+    monkeypatch.setattr(reconcile, "read_cached", broken)
+    monkeypatch.setattr(ifupdown, "Nft", node.nft)              # never the real kernel
+    monkeypatch.setattr(ifupdown, "Log", lambda: Log(use_syslog=False))
+    rc = ifupdown.main(["up"], environ=dict(node.env, IFACE="vnet0"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "the last good rules could not be loaded either" in err
+    _no_traceback(err)
+
+
+def test_the_down_hook_reports_an_unexpected_failure_in_one_line(node, monkeypatch, capsys):
+    from pve_microseg.entry import ifupdown
+    from pve_microseg.flows import reconcile
+
+    def broken(*a, **kw):
+        raise ValueError("odd")
+    monkeypatch.setattr(reconcile, "hook_down", broken)
+    monkeypatch.setattr(ifupdown, "Nft", node.nft)
+    monkeypatch.setattr(ifupdown, "Log", lambda: Log(use_syslog=False))
+    rc = ifupdown.main(["down"], environ=dict(node.env, IFACE="vnet0"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "vnet0: internal error ValueError: odd" in err
+    _no_traceback(err)
