@@ -179,3 +179,139 @@ def test_lint_guest_config_is_pure():
     bad = fwlint.GuestConfig(**{**gc.__dict__, "text": "net31: name=eth0,hwaddr=BC:24:11:47:83:11,type=veth\n"})
     [finding] = fwlint.lint_guest_config(bad, True)
     assert finding.severity == "error" and "guest 101 net31 (nodes/pve1/lxc/101.conf:1)" in finding.message
+
+
+# ---------------------------------------------------------------- issue 12: every file, every refusal, linear time
+
+def _cluster(tmp_path):
+    c = Cluster(tmp_path)
+    c.write("firewall/cluster.fw", "[OPTIONS]\n\nenable: 1\n\n[IPSET management]\n\n10.0.0.0/24\n")
+    c.write("microseg.yaml", "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n    gateway-ip: 10.100.0.1\n")
+    return c
+
+
+SHADOWED = "[RULES]\nIN ACCEPT -p tcp -dport 22\nIN DROP -p tcp -dport 22\n"
+
+
+def test_check_reports_an_unreadable_file_and_goes_on(tmp_path, monkeypatch):
+    from pve_microseg.edges import files
+    c = _cluster(tmp_path)
+    (c.pve / "firewall/102.fw").mkdir()                              # not a regular file
+    denied = c.write("firewall/103.fw", "[OPTIONS]\nenable: 1\n")
+    c.write("firewall/104.fw", SHADOWED)
+    c.write("nodes/pve2/host.fw", SHADOWED)
+    real = files.os.open
+
+    def refuse(path, *a, **kw):
+        if str(path) == str(denied):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **kw)
+    monkeypatch.setattr(files.os, "open", refuse)
+    rc, findings = _check(c)
+    got = {(f["file"], f["severity"]): f["message"] for f in findings}
+    assert rc == 10
+    assert "not checked: " in got[("firewall/102.fw", "error")] and "not a regular file" in got[
+        ("firewall/102.fw", "error")]
+    assert "cannot read: Permission denied" in got[("firewall/103.fw", "error")]
+    assert "never matches" in got[("firewall/104.fw", "warning")]          # the rest still checked
+    assert "never matches" in got[("nodes/pve2/host.fw", "warning")]
+
+
+def test_check_reports_what_pre_start_refuses(tmp_path):
+    c = _cluster(tmp_path)
+    c.install_hookscript()
+    c.add_vm(101, {0: "virtio=BC:24:11:2C:69:EC,bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    c.write("firewall/101.fw", "[OPTIONS]\r\nenable: 1\r\n\r\n[RULES]\r\nIN ACCEPT -p tcp -dport 22\r\n")
+    c.add_vm(102, {0: "virtio=ZZ:24:11:2C:69:ED,bridge=web,firewall=1"}, {0: "ip=10.100.0.6/24"})
+    c.write("firewall/102.fw", "[OPTIONS]\nenable: 1\n")
+    rc, findings = _check(c)
+    got = {f["file"]: f for f in findings if f["severity"] == "error"}
+    assert rc == 10
+    for vmid in (101, 102):
+        start = c.qm("start", vmid)
+        assert start.returncode != 0                        # pre-start refuses both guests
+        refusal = start.stderr.split("not started: ", 1)[1].splitlines()[0]
+        refusal = refusal.removesuffix(" (microseg.yaml could not be read, so the default fail-closed applies)")
+        assert refusal.split(": ", 1)[-1] in got[f"firewall/{vmid}.fw"]["message"], (refusal, got)
+    assert got["firewall/101.fw"]["line"] == 1 and "CR (Windows) line endings" in got["firewall/101.fw"]["message"]
+    assert "refuses to start guest 102" in got["firewall/102.fw"]["message"]
+
+
+def _events(fn, stop_after):
+    """The Python and C calls `fn()` makes (deterministic); stops (None)
+    once more than `stop_after`, so that a quadratic version fails fast."""
+    import sys
+
+    class Enough(Exception):
+        pass
+    count = [0]
+
+    def profile(frame, event, arg):
+        if event in ("call", "c_call"):
+            count[0] += 1
+            if count[0] > stop_after:
+                raise Enough()
+    sys.setprofile(profile)
+    try:
+        fn()
+    except Enough:
+        return None
+    finally:
+        sys.setprofile(None)
+    return count[0]
+
+
+SHAPES = {
+    "distinct rules": lambda n: "[RULES]\n" + "".join(
+        f"IN ACCEPT -p tcp -dport {i % 60000 + 1} -source 10.{i // 65536}.{i // 256 % 256}.{i % 256}\n"
+        for i in range(n)),
+    "identical rules": lambda n: "[RULES]\n" + "IN DROP -p tcp -dport 22\n" * n,
+    "ipsets": lambda n: "".join(f"[IPSET s{i}]\n10.0.0.{i % 250}\n" for i in range(n)),
+    "ipfilter sets": lambda n: "".join(f"[IPSET ipfilter-net{i}]\n10.{i // 250 % 250}.{i % 250}.0/24\n"
+                                       for i in range(n)),
+    "disabled rules": lambda n: "[RULES]\n" + "".join(f"|IN ACCEPT -p tcp -dport {i % 60000 + 1}\n"
+                                                      for i in range(n)),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_check_time_grows_linearly_with_the_file(shape, monkeypatch):
+    """Issue 12: 2,000 rules took ~8 s, 30,000 did not finish in 10 minutes.
+    Counted in calls, not seconds: 8 times the file may cost at most 12 times
+    the calls (a quadratic part costs 64 times and is stopped early).  The
+    comparison budget is made small so the test is quick (the shape of the
+    growth is what is tested; test_shadowing_compares_... tests the budget)."""
+    monkeypatch.setattr(fwlint, "MAX_COMPARISONS", 5000, raising=False)
+    small, large = 500, 4000
+    run = lambda n: lambda: fwlint.lint_cluster([("firewall/101.fw", SHAPES[shape](n), "guest")],  # noqa: E731
+                                                [], ["pve1"])
+    base = _events(run(small), stop_after=10 ** 8)
+    big = _events(run(large), stop_after=12 * base)
+    assert big is not None, f"{shape}: {large} lines cost more than 12 times {small} ({base} calls)"
+
+
+def test_shadowing_compares_a_bounded_number_of_rule_pairs(monkeypatch):
+    count = [0]
+    real = fwlint.covers
+
+    def counting(a, b):
+        count[0] += 1
+        if count[0] > fwlint.MAX_COMPARISONS:
+            raise AssertionError("more rule pairs compared than MAX_COMPARISONS")
+        return real(a, b)
+    monkeypatch.setattr(fwlint, "covers", counting)
+    text = SHAPES["distinct rules"](2000) + "IN DROP -p tcp -dport 5\nIN ACCEPT -p tcp -dport 22\n" \
+        "IN ACCEPT -p tcp -dport 22\n"
+    findings = fwlint.lint_file("firewall/101.fw", text, "guest")
+    cut = [f for f in findings if f.severity == "info" and "was not checked" in f.message]
+    assert len(cut) == 1 and cut[0].line > 400
+    # identical rules are still found after the cut
+    assert any(f.line == 2004 and "line 2003" in f.message for f in findings if f.severity == "warning")
+
+
+def test_shadowing_finds_the_first_covering_rule_as_before():
+    text = ("[RULES]\nIN ACCEPT -p tcp -dport 1:100\nIN DROP -p tcp -dport 22\nIN ACCEPT\n"
+            "IN DROP -p tcp -dport 22\nIN ACCEPT -p tcp -dport 22 -source 10.0.0.0/8\n")
+    warnings = {f.line: f.message for f in lint(text) if f.severity == "warning"}
+    assert "line 2 " in warnings[3] and "line 2 " in warnings[5] and "line 2 " in warnings[6]
+    assert 4 not in warnings

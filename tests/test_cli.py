@@ -11,6 +11,7 @@ import yaml
 from conftest import FakeNft, ROOT
 from pve_microseg.entry import cli
 from pve_microseg.edges import state
+from pve_microseg.edges.log import Log
 
 CONFIG = ("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:64\n"
           "  vmbr9:\n    gateway-mac: 52:54:00:12:34:56\n    gateway-ip: 192.168.9.1\n")
@@ -205,3 +206,205 @@ def test_timeouts_must_be_a_finite_positive_number(value, capsys):
             cli.build_parser().parse_args(argv)
         assert e.value.code == 2
         assert "--timeout" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- every error a clear one (issue 12)
+
+def _no_traceback(err):
+    assert "Traceback" not in err and 'File "' not in err, err
+
+
+@pytest.mark.parametrize("mac,why", [
+    ("zz", "is not a MAC address"), ("ff:ff:ff:ff:ff:ff", "multicast/broadcast"),
+    ("01:00:5e:00:00:01", "multicast/broadcast"), ("33:33:00:00:00:01", "multicast/broadcast"),
+    ("00:00:00:00:00:00", "not a usable MAC address")])
+def test_a_gateway_mac_that_cannot_be_one_is_a_usage_error(node, capsys, mac, why):
+    rc, out = run(node, "vnet", "enable", "vnet0", "--gateway-mac", mac, "--dry-run")
+    err = capsys.readouterr().err
+    assert rc == 2 and out == ""
+    assert f"argument --gateway-mac: " in err and why in err
+    _no_traceback(err)
+    rc, out = run(node, "vnet", "enable", "vnet0", "--gateway-mac", mac, "--output-format", "json")
+    assert rc == 2
+    error = json.loads(out)["error"]
+    assert error["exit-code"] == 2 and why in error["message"]
+
+
+def test_the_vnet_flow_refuses_a_bad_mac_itself(node):
+    from pve_microseg.flows import vnet
+    from pve_microseg.model.errors import MicrosegError
+    with pytest.raises(MicrosegError, match="--gateway-mac: 'zz' is not a MAC address"):
+        vnet._gateway_macs(["00:00:5e:00:01:64", "zz"])
+
+
+@pytest.mark.parametrize("vmid", ["١٠١", "²", "１０１", "0101", "99", "1000000000", "+101", " 101", "101\n"])
+def test_a_vmid_is_ascii_digits_as_proxmox_writes_it(node, capsys, vmid):
+    for argv in (["guest", "sync", vmid], ["guest", "attach", vmid, "--dry-run"]):
+        rc, out = run(node, *argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and "argument VMID:" in err and "is not a VMID" in err, err
+        _no_traceback(err)
+
+
+@pytest.mark.parametrize("fmt,load", [("json", json.loads), ("json-pretty", json.loads),
+                                      ("yaml", yaml.safe_load)])
+@pytest.mark.parametrize("argv", [
+    ["status", "--timeout", "nan"], ["nonsense"], [], ["guest", "sync"], ["show", "--bogus"],
+    ["vnet", "enable", "vnet0", "--gateway-mac", "zz"]])
+def test_usage_errors_are_machine_readable_in_machine_formats(node, capsys, argv, fmt, load):
+    for tail in (["--output-format", fmt], [f"--output-format={fmt}"], ["--output", fmt]):
+        rc, out = run(node, *argv, *tail)
+        err = capsys.readouterr().err
+        assert rc == 2
+        error = load(out)["error"]
+        assert error["exit-code"] == 2 and "error:" in error["message"] and error["message"] in err
+    rc, out = run(node, *argv)                      # text: stderr only, as before
+    assert rc == 2 and out == ""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_unexpected_exception_is_an_internal_error_never_a_traceback(node, capsys, monkeypatch, fmt):
+    def broken(args, paths, environ):
+        return {}["no such key"]
+    monkeypatch.setitem(cli.COMMANDS, "show", broken)
+    rc, out = run(node, "show", "--output-format", fmt)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "error: internal error KeyError: 'no such key' (please report it" in err
+    _no_traceback(err)
+    if fmt == "json":
+        assert json.loads(out)["error"]["exit-code"] == 1
+        assert "internal error KeyError" in json.loads(out)["error"]["message"]
+    else:
+        assert out == ""
+
+
+def test_a_renderer_that_fails_is_an_internal_error_too(node, capsys, monkeypatch):
+    from pve_microseg.entry import render
+    monkeypatch.setattr(render, "show", lambda data: [None.field])
+    rc, out = run(node, "show")
+    err = capsys.readouterr().err
+    assert rc == 1 and "internal error AttributeError" in err and out == ""
+    _no_traceback(err)
+
+
+def test_errors_in_json_keep_their_details(node):
+    node.write_config("bridges:\n  vnet0:\n    gateway-mac: 00:00:5e:00:01:6\n")
+    rc, out = run(node, "show", "--output-format", "json")
+    error = json.loads(out)["error"]
+    assert rc == 2 and error["exit-code"] == 2 and error["line"] == 3
+    assert error["field"] == "bridges.vnet0.gateway-mac"
+
+
+def _deny(monkeypatch, path):
+    from pve_microseg.edges import files
+    real = os.open
+
+    def denied(p, *a, **kw):
+        if str(p) == str(path):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, *a, **kw)
+    monkeypatch.setattr(files.os, "open", denied)
+
+
+@pytest.mark.parametrize("command", ["show", "apply", "status"])
+def test_not_root_says_root_is_needed(node, capsys, monkeypatch, command):
+    """Issue 12: a non-root show/apply.  /etc/pve/microseg.yaml is 0640 root:www-data."""
+    _deny(monkeypatch, node.paths.config)
+    monkeypatch.setattr(cli.node, "is_root", lambda: False)
+    rc, out = run(node, command)
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "microseg.yaml: cannot read: Permission denied" in err and cli.NEEDS_ROOT in err
+    _no_traceback(err)
+
+
+def test_not_root_and_nftables_refuses(node, capsys, monkeypatch):
+    node.nft.fail = "netlink: Error: cache initialization failed: Operation not permitted"
+    monkeypatch.setattr(cli.node, "is_root", lambda: False)
+    rc, _ = run(node, "apply")
+    err = capsys.readouterr().err
+    assert rc == 1 and cli.NEEDS_ROOT in err
+
+
+def test_root_keeps_the_exit_status_of_the_error(node, capsys, monkeypatch):
+    _deny(monkeypatch, node.paths.config)
+    monkeypatch.setattr(cli.node, "is_root", lambda: True)
+    rc, _ = run(node, "show")
+    err = capsys.readouterr().err
+    assert rc == 2 and cli.NEEDS_ROOT not in err
+
+
+def test_an_unexpected_permission_error_names_the_file(node, capsys, monkeypatch):
+    def denied(args, paths, environ):
+        raise PermissionError(13, "Permission denied", "/run/pve-microseg/lock")
+    monkeypatch.setitem(cli.COMMANDS, "apply", denied)
+    monkeypatch.setattr(cli.node, "is_root", lambda: False)
+    rc, _ = run(node, "apply")
+    err = capsys.readouterr().err
+    assert rc == 1 and "/run/pve-microseg/lock: Permission denied" in err and cli.NEEDS_ROOT in err
+    _no_traceback(err)
+
+
+def test_exit_statuses_are_documented_in_help_and_man_page():
+    from pve_microseg.model.errors import ExitCode
+    man = (ROOT / "debian/pve-microseg.8").read_text()
+    section = man[man.index(".SH EXIT STATUS"):man.index(".SH ENVIRONMENT")]
+    epilog = " ".join(cli.EPILOG[cli.EPILOG.index("exit status:"):].split())
+    for code in ExitCode:
+        assert f".TP\n.B {int(code)}\n" in section, code
+        assert f" {int(code)} " in epilog, code
+
+
+# ---------------------------------------------------------------- the if-up.d/if-down.d entry (issue 12)
+
+def test_the_up_hook_loads_the_last_good_rules_after_an_unexpected_failure(node, monkeypatch, capsys):
+    from pve_microseg.entry import ifupdown
+    from pve_microseg.flows import reconcile
+    from test_reconcile import fill_cache, loaded_bridges
+    fill_cache(node)
+    node.nft.transactions.clear()
+
+    def broken(*a, **kw):
+        raise KeyError("a bug of ours")
+    monkeypatch.setattr(reconcile, "hook_up", broken)
+    monkeypatch.setattr(ifupdown, "Nft", node.nft)
+    monkeypatch.setattr(ifupdown, "Log", lambda: Log(use_syslog=False))
+    rc = ifupdown.main(["up"], environ=dict(node.env, IFACE="vnet0"))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "vnet0: internal error KeyError: 'a bug of ours'" in err
+    _no_traceback(err)
+    assert loaded_bridges(node.nft.transactions[0]) == ["vmbr9", "vnet0"]     # protected all the same
+    assert "using the cached configuration" in err
+
+
+def test_the_up_hook_says_so_when_the_last_good_rules_cannot_load_either(node, monkeypatch, capsys):
+    from pve_microseg.entry import ifupdown
+    from pve_microseg.flows import reconcile
+
+    def broken(*a, **kw):
+        raise KeyError("a bug of ours")
+    monkeypatch.setattr(reconcile, "hook_up", broken)
+    monkeypatch.setattr(reconcile, "read_cached", broken)
+    monkeypatch.setattr(ifupdown, "Nft", node.nft)              # never the real kernel
+    monkeypatch.setattr(ifupdown, "Log", lambda: Log(use_syslog=False))
+    rc = ifupdown.main(["up"], environ=dict(node.env, IFACE="vnet0"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "the last good rules could not be loaded either" in err
+    _no_traceback(err)
+
+
+def test_the_down_hook_reports_an_unexpected_failure_in_one_line(node, monkeypatch, capsys):
+    from pve_microseg.entry import ifupdown
+    from pve_microseg.flows import reconcile
+
+    def broken(*a, **kw):
+        raise ValueError("odd")
+    monkeypatch.setattr(reconcile, "hook_down", broken)
+    monkeypatch.setattr(ifupdown, "Nft", node.nft)
+    monkeypatch.setattr(ifupdown, "Log", lambda: Log(use_syslog=False))
+    rc = ifupdown.main(["down"], environ=dict(node.env, IFACE="vnet0"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "vnet0: internal error ValueError: odd" in err
+    _no_traceback(err)

@@ -197,3 +197,44 @@ def test_detach_removes_the_chain_line_only(cluster):
     (cluster.pve / "microseg.yaml").write_text(text)
     assert run(cluster, "detach", "201")[0] == 0
     assert (cluster.pve / "microseg.yaml").read_text() == text.replace("    chain: local:snippets/site.sh\n", "")
+
+
+def test_sync_goes_on_after_one_guest_fails_and_names_each_failure(cluster, capsys):
+    cluster.add_vm(103, {0: "e1000e=BC:24:11:00:00:04,bridge=web,firewall=1"}, {0: "ip=10.100.0.7/24"},
+                   node="pve2", hookscript=False)
+    cluster.write("nodes/pve2/host.fw", "[OPTIONS]\nnftables: 1\n")      # 103's .fw would freeze pve2
+    rc, out = run(cluster, "sync", "103", "999", "101")
+    err = capsys.readouterr().err
+    assert rc == 1                                                      # two different failures
+    assert "10.100.0.5" in cluster.fw(101)                              # the last one still synced
+    assert "guest 103 (qemu on pve2): NOT synced: " in out and "pve2 runs proxmox-firewall" in out
+    assert "guest 999: NOT synced: no guest 999 in this cluster" in out
+    assert "synced 1 of 3 guest(s); not synced: 103, 999" in out
+    assert "warning: guest 103 (qemu on pve2): NOT synced: " in err
+    rc, out = run(cluster, "sync", "103", "101", "--output-format", "json")
+    data = json.loads(out)
+    assert rc == 5 and [g["vmid"] for g in data["synced"]] == [101]
+    assert [(f["vmid"], f["node"], f["exit-code"]) for f in data["failed"]] == [(103, "pve2", 5)]
+
+
+def test_sync_names_the_guest_in_each_warning(cluster, capsys):
+    cluster.write("firewall/101.fw", "[RULES]\nIN ACCEPT -p tcp -dport 22 # a # b\n")
+    rc, out = run(cluster, "sync", "101")
+    err = capsys.readouterr().err
+    assert rc == 0 and err.strip(), err
+    assert all(line.startswith("warning: guest 101 (qemu on pve1): ") for line in err.splitlines()), err
+
+
+@pytest.mark.parametrize("action", ["attach", "detach"])
+def test_an_unknown_vnet_is_an_error_naming_the_known_ones(cluster, capsys, action):
+    rc, out = run(cluster, action, "--vnet", "nosuch", "--dry-run")
+    err = capsys.readouterr().err
+    assert rc == 1 and out == ""
+    assert "--vnet nosuch: no such VNet or bridge (known: vmbr0, web)" in err
+
+
+def test_a_known_vnet_without_guests_is_no_error(cluster):
+    cluster.write("microseg.yaml", YAML + "  empty:\n    gateway-mac: 02:00:00:00:01:02\n"
+                                          "    gateway-ip: 10.101.0.1\n")
+    rc, out = run(cluster, "attach", "--vnet", "empty", "--dry-run")
+    assert rc == 0

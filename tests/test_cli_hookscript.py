@@ -172,3 +172,44 @@ def test_teardown_names_the_guests_of_this_node_that_still_have_the_hookscript(c
     assert "'qm set 102 --hookscript local:snippets/site.sh' (the script it chained)" in text
     assert "'pct set 201 --delete hookscript'" in text
     assert "103" not in text and "104" not in text
+
+
+# ---------------------------------------------------------------- the hookscript's own entry (issue 12)
+
+def _entry(cluster, *argv, env=None):
+    import io
+    from pve_microseg.entry import hookscript
+    out, err = io.StringIO(), io.StringIO()
+    rc = hookscript.main(list(argv), environ=dict(cluster.env, **(env or {})), out=out, err=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("vmid", ["²", "١٠١", "１０１", "0101", "99", "101x", ""])
+def test_the_hookscript_refuses_a_vmid_proxmox_would_not_pass(cluster, vmid):
+    rc, out, err = _entry(cluster, vmid, "pre-start")
+    assert rc == 2 and "is not a VMID" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-1", "0"])
+def test_a_lock_timeout_that_is_not_a_number_is_named_and_ignored(cluster, value):
+    cluster.write("microseg.yaml", "bridges:\n  web:\n    gateway-mac: 02:00:00:00:01:01\n"
+                                   "    gateway-ip: 10.100.0.1\n")
+    cluster.add_vm(101, {0: "virtio=BC:24:11:2C:69:EC,bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
+    rc, out, err = _entry(cluster, "101", "pre-start", env={"PVE_MICROSEG_LOCK_TIMEOUT": value})
+    assert rc == 0, err
+    assert f"PVE_MICROSEG_LOCK_TIMEOUT: {value!r}" in err and "waiting 10 s instead" in err
+    assert "ipfilter-net0" in cluster.fw(101)
+
+
+@pytest.mark.parametrize("phase,rc_expected", [("pre-start", 1), ("post-stop", 0)])
+def test_an_unexpected_failure_outside_the_hook_follows_fail_closed(cluster, monkeypatch, phase, rc_expected):
+    from pve_microseg.entry import hookscript
+
+    def broken(environ):
+        raise RuntimeError("paths exploded")
+    monkeypatch.setattr(hookscript.Paths, "from_env", broken)
+    rc, out, err = _entry(cluster, "101", phase)
+    assert rc == rc_expected
+    assert "internal error RuntimeError: paths exploded" in err and "Traceback" not in err
+    if phase == "pre-start":
+        assert "guest 101 not started" in err

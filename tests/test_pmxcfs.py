@@ -142,3 +142,77 @@ def test_writer_killed_mid_write_leaves_the_old_file(paths):
     assert target.read_text() == "old\n"        # the temp file may remain; the target is intact
     pmxcfs.write_file(target, "new\n")            # and the next writer cleans nothing it must not
     assert target.read_text() == "new\n"
+
+
+def _refuse(monkeypatch, number, name="firewall-vm-101"):
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *a):
+        if str(path).endswith(name):
+            raise OSError(number, os.strerror(number))
+        return real_mkdir(path, *a)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def _lock_error(paths):
+    with pytest.raises(ClusterFsError) as e:
+        with pmxcfs.cfs_lock(paths, "firewall-vm-101"):
+            pass
+    return str(e.value)
+
+
+@pytest.mark.parametrize("quorate,expected", [
+    (0, "no quorum! ("), (1, "permission denied by pmxcfs although the node is quorate"),
+    (None, "permission denied (no quorum?")])
+def test_eacces_as_root_is_no_quorum_only_when_members_says_so(paths, monkeypatch, quorate, expected):
+    """pmxcfs answers EACCES to changes without quorum (dcdb_send_fuse_message);
+    .members says whether the cluster is quorate."""
+    if quorate is not None:
+        (paths.pve_dir / ".members").write_text(
+            '{"nodename": "pve1", "version": 3, "cluster": {"name": "c", "version": 2, "nodes": 2, '
+            f'"quorate": {quorate}}}, "nodelist": {{}}}}')
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    _refuse(monkeypatch, errno.EACCES)
+    assert expected in _lock_error(paths)
+
+
+@pytest.mark.parametrize("number", [errno.EACCES, errno.EPERM])
+def test_a_plain_permission_error_is_not_reported_as_no_quorum(paths, monkeypatch, number):
+    (paths.pve_dir / ".members").write_text('{"cluster": {"quorate": 0}}')
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    _refuse(monkeypatch, number)
+    message = _lock_error(paths)
+    assert "no quorum" not in message and "only root may change /etc/pve" in message
+
+
+def test_eperm_as_root_is_not_quorum_either(paths, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    _refuse(monkeypatch, errno.EPERM)
+    message = _lock_error(paths)
+    assert "no quorum" not in message and "operation not permitted by pmxcfs" in message
+
+
+def test_a_write_refused_as_non_root_says_root_is_needed(paths, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    real_open = os.open
+
+    def refuse(path, *a, **kw):
+        if ".tmp." in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(ClusterFsError) as e:
+        pmxcfs.write_file(paths.guest_fw(101), "[OPTIONS]\n")
+    assert "no quorum" not in str(e.value) and "only root may change /etc/pve" in str(e.value)
+    assert str(e.value).endswith("left unchanged")
+
+
+def test_quorate_reads_what_pmxcfs_writes(tmp_path):
+    members = tmp_path / ".members"
+    assert pmxcfs.quorate(members) is None
+    members.write_text("{\n}\n")                   # pmxcfs without cluster information
+    assert pmxcfs.quorate(members) is None
+    members.write_text('{"cluster": {"quorate": 1}}')
+    assert pmxcfs.quorate(members) is True
+    members.write_text('{"cluster": {"quorate": "yes"}}')
+    assert pmxcfs.quorate(members) is None

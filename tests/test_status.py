@@ -279,3 +279,62 @@ def test_each_node_says_whether_nd_targets_are_bound(cluster):
     text = "\n".join(render.status(data))
     assert "note: on pve2 (nftables < 1.1, Debian 12) a neighbour advertisement's target is not bound" in text
     assert "on pve1" not in text
+
+
+# another node's answer is believed only in exactly the expected shape (parse/nodeanswer.py)
+ODD_ANSWERS = [
+    '{"bridges": {"web": {}}}',
+    '{"bridges": {"web": {"present": "no", "rules": "no"}}}',      # strings are not booleans
+    '{"bridges": {"web": {"present": 1, "rules": 1}}}',
+    '{"bridges": {"web": {"present": true, "rules": null}}}',
+    '{"bridges": {"web": []}}',
+    '{"bridges": []}',
+    '{"bridges": null}',
+    '{"bridges": {}}',                                              # silent about a managed bridge
+    '{"node": "pve2"}',
+    '{"bridges": {"web": {"present": true, "rules": true}}, "unbound-ports": "tap101i0"}',
+    '{"bridges": {"web": {"present": true, "rules": true}}, "unbound-ports": [{"port": 101}]}',
+    '{"bridges": {"web": {"present": true, "rules": true}}, "unbound-ports": [["tap101i0"]]}',
+    '{"bridges": {"web": {"present": true, "rules": true}}, "proxmox-firewall": 1.2}',
+    '{"bridges": {"web": {"present": true, "rules": true}}, "nd-target-bound": "yes"}',
+    '{"error": {"nested": 1}}',
+    '{"bridges": {"web": {"present": true, "rules": ' + "[" * 900 + "]" * 900 + '}}}',
+    "[" * 30000 + "]" * 30000,
+    '[]', 'null', '3', '"protected"', 'true',
+]
+
+
+@pytest.mark.parametrize("text", ODD_ANSWERS, ids=lambda t: t[:60])
+def test_an_answer_of_another_shape_is_unknown_and_unprotected(cluster, text):
+    mark_loaded(cluster)
+    protected_guest(cluster)
+    (cluster.answers / "pve2.json").write_text(text)
+    result = status.cluster(Paths.from_env(cluster.env), timeout=5)
+    data = result.data
+    assert result.exit == 9                                 # fail closed: something is unprotected
+    assert data["bridges"][0]["nodes"] == {"pve1": "protected", "pve2": "unknown"}
+    assert data["nodes"]["pve2"].startswith("error: ")
+    assert any(p.startswith("pve2: ") for p in data["problems"]), data["problems"]
+
+
+def test_a_well_formed_answer_is_believed(cluster):
+    mark_loaded(cluster)
+    protected_guest(cluster)
+    (cluster.answers / "pve2.json").write_text(json.dumps(
+        {"node": "pve2", "source": "nftables", "bridges": {"web": {"present": True, "rules": True}, "other": {
+            "present": False, "rules": False}}, "unbound-ports": [], "proxmox-firewall": "1.2.3",
+         "nd-target-bound": True, "something-newer": {"x": 1}}))
+    result = status.cluster(Paths.from_env(cluster.env), timeout=5)
+    data = result.data
+    assert result.exit == 0, data["problems"]
+    assert data["bridges"][0]["nodes"] == {"pve1": "protected", "pve2": "protected"}
+    assert data["nd-target-bound"] == {"pve2": True}
+
+
+def test_nodeanswer_names_what_does_not_fit():
+    from pve_microseg.parse import nodeanswer
+    bad = nodeanswer.parse({"bridges": {"web": {"present": "no", "rules": True}}}, {"web"})
+    assert bad == {"error": 'unknown answer (bridge web: "present" is "no", not true or false): '
+                            "its L2 rules count as missing"}
+    assert nodeanswer.parse({"error": "no answer within 5 s"}) == {"error": "no answer within 5 s"}
+    assert "says nothing about db, web" in nodeanswer.parse({"bridges": {}}, {"web", "db"})["error"]

@@ -15,13 +15,27 @@
   readers on every node see the old file or the new one, never a part
   (proxmox/pve-common src/PVE/File.pm@f665029eac78022e81810ab2e44eace57ade13fb).
 
-pmxcfs answers EACCES to every write and mkdir when the node has no quorum
-(dcdb_send_fuse_message) and EFBIG above 1 MiB (MEMDB_MAX_FILE_SIZE, both in
-proxmox/pve-cluster src/pmxcfs/@7091d92e).  Both come back as ClusterFsError
-with a message an administrator can act on.
+What an error number from /etc/pve means (proxmox/pve-cluster src/pmxcfs/
+@00f25e13b847d5e1562da64773e06d35a3b7bf46):
+* EACCES: without quorum, every change (write, create, mkdir, rename,
+  unlink, utime) goes through dcdb_send_fuse_message (dcdb.c), which returns
+  -EACCES when !cfs_is_quorate() (and when the message cannot be sent);
+  getattr then shows files 0444 and directories 0555 (tree_entry_stat in
+  cfs-plug-memdb.c).  But a user other than root gets EACCES from the
+  kernel's permission check as well: pmxcfs shows everything as root:www-data,
+  files 0640 and directories 0755, priv/ 0700 (cfs_fuse_getattr in
+  pmxcfs.c).  So EACCES is "no quorum" only for root, and only when
+  /etc/pve/.members does not say the cluster is quorate ("quorate": 1,
+  cfs_create_memberlist_msg in status.c); for anyone else it is a plain
+  permission error: pve-microseg needs root.
+* EPERM: pmxcfs refuses a chmod/chown to other modes than 0600/0640 and
+  other owners than root (cfs_fuse_chmod, cfs_fuse_chown); never quorum.
+* EFBIG: a file above 1 MiB (MEMDB_MAX_FILE_SIZE in memdb.h).
+Each comes back as ClusterFsError with a message an administrator can act on.
 """
 
 import errno
+import json
 import os
 import sys
 import time
@@ -54,11 +68,8 @@ def cfs_lock(paths, lockid, timeout=LOCK_TIMEOUT, stderr=None, sleep=time.sleep,
             break
         except FileExistsError:
             pass
-        except PermissionError:
-            raise ClusterFsError(f"cfs-lock '{lockid}' error: no quorum! ({path}: permission "
-                                 "denied; pmxcfs is read-only while this node is not quorate)") from None
         except OSError as e:
-            raise ClusterFsError(f"cfs-lock '{lockid}' error: {path}: {e.strerror}") from None
+            raise ClusterFsError(f"cfs-lock '{lockid}' error: {_why(path, e, paths.members)}") from None
         try:
             os.utime(path, (0, 0))              # ask pmxcfs to break a stale lock
         except OSError:
@@ -104,10 +115,45 @@ def write_file(path, text, mode=0o640):
         raise _fs_error(path, e) from None
 
 
-def _fs_error(path, e):
+def quorate(members):
+    """Whether pmxcfs's .members file (`members`, a Path) says this node's
+    cluster is quorate: True, False, or None when it does not say (no
+    cluster, unreadable, not what pmxcfs writes)."""
+    try:
+        data = json.loads(files.read_text(members, missing="", error=ValueError) or "null")
+        value = data["cluster"]["quorate"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return bool(value) if value in (0, 1) else None
+
+
+def _members_of(path):
+    """/etc/pve/.members for a path under /etc/pve: the nearest parent that has one."""
+    for parent in path.parents:
+        if (parent / ".members").exists():
+            return parent / ".members"
+    return None
+
+
+def _why(path, e, members=None):
+    """What an OSError on `path` under /etc/pve means (see the module's docstring)."""
+    if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        return f"{path}: permission denied: only root may change /etc/pve (run pve-microseg as root)"
+    if e.errno == errno.EPERM:
+        return f"{path}: operation not permitted by pmxcfs ({e.strerror})"
     if e.errno == errno.EACCES:
-        return ClusterFsError(f"{path}: permission denied (no quorum? pmxcfs is read-only while "
-                              "this node is not quorate); left unchanged")
+        members = members or _members_of(path)
+        q = quorate(members) if members is not None else None
+        if q is False:
+            return f"no quorum! ({path}: permission denied; pmxcfs is read-only while this node is not quorate)"
+        if q is True:
+            return (f"{path}: permission denied by pmxcfs although the node is quorate "
+                    "(is it a path pmxcfs does not allow?)")
+        return f"{path}: permission denied (no quorum? pmxcfs is read-only while this node is not quorate)"
     if e.errno == errno.EFBIG:
-        return ClusterFsError(f"{path}: file too large for pmxcfs (1 MiB limit); left unchanged")
-    return ClusterFsError(f"{path}: cannot write: {e.strerror}; left unchanged")
+        return f"{path}: file too large for pmxcfs (1 MiB limit)"
+    return f"{path}: {e.strerror or e}"
+
+
+def _fs_error(path, e):
+    return ClusterFsError(f"{_why(path, e)}; left unchanged")

@@ -41,7 +41,7 @@ def ask_nodes(ssh, nodes, timeout=5.0, ips=None, nodes_dir=None):
             return name, {"error": (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]}
         try:
             answer = json.loads(r.stdout)
-        except ValueError:
+        except (ValueError, RecursionError):     # RecursionError: JSON nested too deeply
             answer = None
         if not isinstance(answer, dict):
             return name, {"error": "answered something that is not JSON (pve-microseg not installed there?)"}

@@ -5,19 +5,21 @@ Result (entry/render.py); nothing here decides or touches the system.
 """
 
 import argparse
+import errno
 import os
 import sys
 
 from .. import __version__
+from ..edges import node
 from ..edges.log import Log
 from ..edges.nft import Nft
 from ..edges.paths import Paths
 from ..edges.pvesh import Pvesh
 from ..flows import check, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
-from ..model.errors import MicrosegError
-from ..parse import names
+from ..model.errors import ExitCode, MicrosegError, NftablesError
+from ..parse import addresses
 from ..policy.vnetfw import PRESETS
-from . import render
+from . import args as values, render
 from .render import FORMATS
 
 DESCRIPTION = """\
@@ -43,31 +45,49 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_SSH            ssh to the other nodes       (/usr/bin/ssh)
   PVE_MICROSEG_DPKG_STATUS    installed packages (read)    (/var/lib/dpkg/status)
 
-exit status: 0 ok, 1 error, 2 invalid configuration (nothing changed),
-3 nftables refused the change (nothing changed), 4 nftables unavailable,
-7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing,
+exit status: 0 ok, 1 error (also: not run as root), 2 invalid configuration or
+usage (nothing changed), 3 nftables refused the change (nothing changed),
+4 nftables unavailable, 5 a guest's firewall file cannot be used as it is (left
+unchanged), 6 /etc/pve cannot be written now (no quorum, lock timeout, size
+limit), 7 pvesh refused a call, 8 a prerequisite of 'vnet enable' is missing,
 9 'status' found something unprotected, 10 'check' found errors or warnings,
 11 'vnet enable --apply': a node's network reload failed.
+With --output-format json, json-pretty or yaml an error is also written to
+standard output in that format: {"error": {"message": ..., "exit-code": ...}}.
 """
 
 
-def _seconds(text):
-    """A --timeout: a finite number of seconds above 0 and at most a day."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 86400:          # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"{text!r}: expected more than 0 and at most 86400 seconds")
-    return value
+def _argument(check):
+    """An argparse type from a check of entry/args.py (ValueError -> usage error)."""
+    def convert(text):
+        try:
+            return check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = check.__name__
+    return convert
 
 
-def _vmid(text):
-    """A VMID as Proxmox writes it (parse/names.py)."""
-    try:
-        return names.vmid(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+_seconds = _argument(values.seconds)         # a --timeout: finite, above 0, at most a day
+_vmid = _argument(values.vmid)
+_mac = _argument(addresses.parse_mac)         # a gateway's MAC: unicast, not 00:00:00:00:00:00
+
+
+class _UsageExit(SystemExit):
+    """argparse's usage error (exit status 2), with its message kept for a
+    machine-readable error on standard output."""
+
+    def __init__(self, message):
+        super().__init__(int(ExitCode.CONFIG))
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        message = f"{self.prog}: error: {message}"
+        print(message, file=sys.stderr)
+        raise _UsageExit(message)
 
 
 def _formatter(prog):
@@ -80,7 +100,7 @@ def _output_format(parser):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="pve-microseg", description=DESCRIPTION, epilog=EPILOG,
+    p = _Parser(prog="pve-microseg", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=_formatter)
     p.add_argument("--version", action="version", version=f"pve-microseg {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -187,7 +207,7 @@ def build_parser():
         sp.add_argument("--dry-run", action="store_true", help="print the pvesh calls and the "
                         "microseg.yaml change, change nothing")
         _output_format(sp)
-    ve.add_argument("--gateway-mac", action="append", metavar="MAC",
+    ve.add_argument("--gateway-mac", action="append", metavar="MAC", type=_mac,
                     help="the router's MAC on this VNet (repeat for VRRP/anycast routers)")
     ve.add_argument("--allow", action="append", choices=PRESETS, metavar="PRESET",
                     help=f"also let guests use: {', '.join(PRESETS)} (repeatable)")
@@ -319,21 +339,101 @@ COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "status": cmd_status, "check": cmd_check, "port": cmd_port, "teardown": cmd_teardown}
 
 
+def _requested_format(argv):
+    """The --output-format of a command line argparse could not read (for
+    its usage error); 'text' when none is given."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        name, eq, value = arg.partition("=")
+        if len(name) > 3 and "--output-format".startswith(name):      # argparse takes a unique prefix
+            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            return value if value in FORMATS else "text"
+    return "text"
+
+
+def _caused_by_permission(e):
+    """Whether an error comes from EACCES/EPERM (seen through its causes)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM):
+            return True
+        if isinstance(e, NftablesError) and "Operation not permitted" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+NEEDS_ROOT = "pve-microseg needs root (it reads /etc/pve and the node's nftables): run it as root"
+
+
+def _error(e):
+    """(message, exit status) for any exception a command ends with."""
+    if isinstance(e, MicrosegError):
+        message, code = str(e), int(e.exit_code)
+    elif isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        message, code = f"{where}{e.strerror or e}", int(ExitCode.ERROR)
+    else:
+        return (f"internal error {e.__class__.__name__}: {e} (please report it, with the lines "
+                "logged to the journal)"), int(ExitCode.ERROR)
+    if not node.is_root() and _caused_by_permission(e):
+        return f"{message}\n{NEEDS_ROOT}", int(ExitCode.ERROR)
+    return message, code
+
+
+def _journal(e):
+    """The traceback of an internal error, for the journal only (never the terminal)."""
+    import io
+    import traceback
+    try:
+        Log(stream=io.StringIO()).error("".join(traceback.format_exception(e)))
+    except Exception:           # noqa: BLE001 -- the journal is a courtesy
+        pass
+
+
 def main(argv=None, environ=None, out=None):
-    args = build_parser().parse_args(argv)
-    environ = dict(os.environ if environ is None else environ)     # for pvesh and the hookscript
-    paths = Paths.from_env(environ)
-    log = Log(use_syslog=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
     out = sys.stdout if out is None else out
+    log = Log(use_syslog=False)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageExit as e:
+        fmt = _requested_format(argv)
+        if fmt != "text":
+            out.write(render.dump({"error": {"message": e.message, "exit-code": e.code}}, fmt))
+        return e.code
     fmt = args.output_format
     try:
+        environ = dict(os.environ if environ is None else environ)     # for pvesh and the hookscript
+        paths = Paths.from_env(environ)
         result, text = COMMANDS[args.command](args, paths, environ)
-    except MicrosegError as e:
-        log.error(str(e))
+        for w in result.warnings:
+            log.warning(w)
+        body = render.dump(result.data, fmt) if fmt != "text" else \
+            "".join(f"{line}\n" for line in text(result.data))
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as e:          # noqa: BLE001 -- the last resort: never a traceback
+        message, code = _error(e)
+        if not isinstance(e, (MicrosegError, OSError)):
+            _journal(e)
+        log.error(message)
         if fmt != "text":
-            out.write(render.dump({"error": e.to_json()}, fmt))
-        return int(e.exit_code)
-    for w in result.warnings:
-        log.warning(w)
-    out.write(render.dump(result.data, fmt) if fmt != "text" else "".join(f"{line}\n" for line in text(result.data)))
+            data = e.to_json() if isinstance(e, MicrosegError) else {}
+            data.update({"message": message, "exit-code": code})
+            out.write(render.dump({"error": data}, fmt))
+        return code
+    try:
+        out.write(body)
+        out.flush()
+    except BrokenPipeError:         # `pve-microseg show | head`: the reader has gone
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return int(ExitCode.ERROR)
     return int(result.exit)

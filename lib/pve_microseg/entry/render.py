@@ -164,7 +164,16 @@ def guests(data):
 
 
 def guest_sync(data, prefix):
-    return [prefix + line for g in data["synced"] for line in g["log"]]
+    lines = [prefix + line for g in data["synced"] for line in g["log"]]
+    failed = data.get("failed") or []
+    for f in failed:
+        where = f" ({f['type']} on {f['node']})" if f["node"] else ""
+        lines.append(f"{prefix}guest {f['vmid']}{where}: NOT synced: {f['error']}")
+    if failed:
+        total = len(failed) + len(data["synced"])
+        lines.append(f"{prefix}synced {len(data['synced'])} of {total} guest(s); not synced: "
+                     + ", ".join(str(f["vmid"]) for f in failed))
+    return lines
 
 
 def import_legacy(data):

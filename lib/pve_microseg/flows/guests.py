@@ -27,8 +27,13 @@ def select(paths, vmids=(), vnet=None, all_guests=False):
     if all_guests:
         return everyone
     if vnet:
-        return [g for g, gc, _ in cluster.guest_configs(paths, everyone)
-                if gc is not None and any(n.bridge == vnet for n in gc.nics)]
+        configs = list(cluster.guest_configs(paths, everyone))
+        chosen = [g for g, gc, _ in configs if gc is not None and any(n.bridge == vnet for n in gc.nics)]
+        known = set() if chosen else _known_bridges(paths, configs)
+        if not chosen and vnet not in known:
+            raise MicrosegError(f"--vnet {vnet}: no such VNet or bridge (known: "
+                                f"{', '.join(sorted(known)) or 'none'})")
+        return chosen
     by_vmid = {g.vmid: g for g in everyone}
     missing = [v for v in vmids if v not in by_vmid]
     if missing:
@@ -36,6 +41,19 @@ def select(paths, vmids=(), vnet=None, all_guests=False):
     if not vmids:
         raise MicrosegError("name the guests: VMID..., --vnet VNET or --all")
     return [by_vmid[v] for v in vmids]
+
+
+def _known_bridges(paths, configs):
+    """The VNets and bridges --vnet can name: SDN's VNets (applied or
+    pending), the managed bridges, and the bridges guests' NICs are on."""
+    known = {n.bridge for _, gc, _ in configs if gc is not None for n in gc.nics if n.bridge}
+    for names in (lambda: pveconf.sdn(paths).vnets, lambda: pveconf.pending_vnets(paths),
+                  lambda: pveconf.config(paths).names):
+        try:
+            known |= set(names())
+        except MicrosegError:
+            pass            # unreadable here: the guests' bridges still say what exists
+    return known
 
 
 def _record_chain(paths, vmid, chain, dry_run):
@@ -112,18 +130,35 @@ def attach_or_detach(paths, pvesh, action, guests, storage="local", dry_run=Fals
 
 
 def sync(paths, environ, vmids):
-    """Write each guest's ipfilter sets now, as its pre-start does."""
+    """Write each guest's ipfilter sets now, as its pre-start does.  Each
+    guest on its own: a failure is reported naming the guest and its node,
+    and the others are still synced; the exit status is the failure's (1
+    when failures differ)."""
     by_vmid = {g.vmid: g for g in cluster.guests(paths)}
-    synced, warnings = [], []
+    synced, failed, warnings = [], [], []
     for vmid in vmids:
-        if vmid not in by_vmid:
-            raise MicrosegError(f"no guest {vmid} in this cluster ({paths.vmlist})")
+        guest = by_vmid.get(vmid)
+        if guest is None:
+            failed.append({"vmid": vmid, "node": None, "type": None, "exit-code": int(ExitCode.ERROR),
+                           "error": f"no guest {vmid} in this cluster ({paths.vmlist})"})
+            continue
+        who = f"guest {vmid} ({guest.type} on {guest.node})"
         out, err = io.StringIO(), io.StringIO()
-        hook = Hook(vmid, "pre-start", environ, paths, out, err, owner_node=by_vmid[vmid].node)
+        hook = Hook(vmid, "pre-start", environ, paths, out, err, owner_node=guest.node)
         try:
             hook.pre_start(hook.config())
+        except Exception as e:          # noqa: BLE001 -- one guest's failure never stops the others
+            if not isinstance(e, MicrosegError):
+                e = MicrosegError(f"internal error {e.__class__.__name__}: {e} (please report it)")
+            failed.append({"vmid": vmid, "node": guest.node, "type": guest.type,
+                           "exit-code": int(e.exit_code), "error": str(e)})
+            warnings.append(f"{who}: NOT synced: {e}")
+        else:
+            synced.append({"vmid": vmid, "node": guest.node,
+                           "log": [line.removeprefix(PREFIX) for line in out.getvalue().splitlines()]})
         finally:
-            warnings += [line.removeprefix(PREFIX).removeprefix("WARNING: ")
+            warnings += [f"{who}: " + line.removeprefix(PREFIX).removeprefix("WARNING: ")
                          for line in err.getvalue().splitlines()]
-        synced.append({"vmid": vmid, "log": [line.removeprefix(PREFIX) for line in out.getvalue().splitlines()]})
-    return Result({"synced": synced}, warnings=warnings)
+    codes = {f["exit-code"] for f in failed}
+    exit_code = ExitCode.OK if not failed else ExitCode(codes.pop()) if len(codes) == 1 else ExitCode.ERROR
+    return Result({"synced": synced, "failed": failed}, exit_code, warnings=warnings)

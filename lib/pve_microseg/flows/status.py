@@ -11,6 +11,7 @@ status file).  What counts as a problem is policy/protection.py's.
 from ..edges import node, pveconf, ssh, state
 from ..edges.cluster import guest_configs, guests, members, nodes as cluster_nodes
 from ..model.errors import ConfigError, ExitCode, MicrosegError
+from ..parse import nodeanswer
 from ..policy import protection, ruleset
 from .result import Result
 
@@ -83,7 +84,9 @@ def cluster(paths, nft_factory=None, timeout=5.0):
     here = node.local_node(paths)
     ips = members(paths)
     nodes = sorted(ips) or cluster_nodes(paths) or [here]
-    answers = ssh.ask_nodes(str(paths.ssh), [n for n in nodes if n != here], timeout, ips, paths.nodes_dir)
+    asked = ssh.ask_nodes(str(paths.ssh), [n for n in nodes if n != here], timeout, ips, paths.nodes_dir)
+    # another node's answer is believed only in exactly the expected shape (fail closed)
+    answers = {n: nodeanswer.parse(a, cfg.names) for n, a in asked.items()}
     answers[here] = local(paths, nft_factory, cfg).data
 
     bridge_rows = [protection.bridge_row(b, nodes, answers,

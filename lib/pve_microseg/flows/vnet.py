@@ -153,6 +153,14 @@ def _configure(pvesh, vnet, allow, current_opts, turn_on_dc, created):
         pvesh.set("/cluster/firewall/options", enable=1)
 
 
+def _gateway_macs(texts):
+    """--gateway-mac values -> canonical MACs; MicrosegError naming a bad one."""
+    try:
+        return [addresses.parse_mac(m) for m in texts]
+    except ValueError as e:
+        raise MicrosegError(f"--gateway-mac: {e}; nothing was changed") from None
+
+
 def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enable_datacenter=False,
            lockout_confirmed=False, dry_run=False, timeout=RELOAD_TIMEOUT):
     """Record, then rules, then DROP last: the VNet is never on DROP without
@@ -172,7 +180,7 @@ def enable(paths, pvesh, vnet, gateway_macs=(), allow=(), apply_sdn=False, enabl
         raise PrerequisiteError("nothing was changed:\n" + "\n".join(
             f"  - {p.what}\n    fix: {p.how}" for p in pre.problems))
     report = [n.what for n in pre.notes]
-    macs = [addresses.parse_mac(m) for m in gateway_macs]
+    macs = _gateway_macs(gateway_macs)
     current_opts = pvesh.get(f"/cluster/sdn/vnets/{vnet}/firewall/options") or {}
     turn_on_dc = enable_datacenter and pre.notes_of(vnetfw.Need.TURN_ON_DATACENTER)
     edit = configedit.edit(paths, _record(paths, vnet, macs, current_opts, turn_on_dc), dry_run=dry_run,

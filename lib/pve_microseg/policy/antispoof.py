@@ -193,6 +193,15 @@ def _canonical(fw, key):
     return len(lines) == 1 and lines[0][0].lines[lines[0][1]].rstrip("\r\n") == f"{key}: 1"
 
 
+def fw_refusal(text):
+    """Why pre-start refuses to edit a guest's .fw file as it is, or None
+    (`check` reports the same)."""
+    if "\r" in text:
+        return ("the file has CR (Windows) line endings: pve-firewall cannot read its "
+                "section headers; convert it to LF (dos2unix) and start the guest again")
+    return None
+
+
 def edit_fw(text, guest_plan, settings, guest_settings=None):
     """The new text of `<vmid>.fw` and a list of what changed (for the task log).
 
@@ -204,9 +213,9 @@ def edit_fw(text, guest_plan, settings, guest_settings=None):
     it on does not silently drop inbound traffic.  `ipfilter: 1` added by us
     carries a comment line and goes again with our last set.
     """
-    if "\r" in text:
-        raise FirewallFileError("the file has CR (Windows) line endings: pve-firewall cannot read its "
-                                "section headers; convert it to LF (dos2unix) and start the guest again")
+    refusal = fw_refusal(text)
+    if refusal:
+        raise FirewallFileError(refusal)
     fw = fwfile.parse(text)
     changes = []
     existing = fw.ipfilter_sets()

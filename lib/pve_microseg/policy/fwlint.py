@@ -27,17 +27,30 @@ Shadowing is decided conservatively: only when every field of the earlier
 rule provably covers the later one (no restriction, the same value, a
 containing network or port range); macros, sets and aliases compare equal
 only to themselves.
+
+Time grows linearly with the size of a file (a guest owner can write ~35,000
+rules into the 1 MiB pmxcfs allows): a rule identical to an earlier one is
+found by its signature in one lookup, each distinct earlier rule is compared
+at most once per later rule, and one file gets at most MAX_COMPARISONS such
+comparisons; a file that needs more gets an info finding naming the first
+rule whose shadowing was not fully checked (identical rules are still
+reported after it).
 """
 
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..parse import fwfile, fwrule
 from ..parse.fwrule import FwRule
-from . import fwstrict, protection
+from . import antispoof, fwstrict, protection
 
 _NAME_REF = re.compile(r"^(?:(dc|guest)/)?([A-Za-z][A-Za-z0-9_-]*)$")
+# rule pairs compared for shadowing in one file: every pair of a file of ~450
+# distinct rules, well under a second
+MAX_COMPARISONS = 100_000
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,17 @@ class Rule:
     def get(self, name):
         return self.rule.get(name)
 
+    @property
+    def signature(self):
+        """What covers() reads: two rules with the same signature cover each
+        other (GROUP rules never cover: None)."""
+        if self.direction == "GROUP":
+            return None
+        return (self.direction, self.macro) + tuple(self.get(n) for n in _COVER_FIELDS)
+
+
+_COVER_FIELDS = ("iface", "proto", "icmp-type", "source", "dest", "dport", "sport")
+
 
 def parse_rule(line_no, line):
     """One [RULES] line -> Rule, or None if proxmox-firewall cannot read it
@@ -90,26 +114,28 @@ def parse_rule(line_no, line):
 
 # ------------------------------------------------------------ coverage
 
+@lru_cache(maxsize=4096)
 def _networks(value):
-    """A list of networks for a literal address list, or None (sets, aliases, ranges)."""
+    """The networks of a literal address list, or None (sets, aliases, ranges)."""
     out = []
     for part in value.split(","):
         try:
             out.append(ipaddress.ip_network(part.strip(), strict=False))
         except ValueError:
             return None
-    return out
+    return tuple(out)
 
 
+@lru_cache(maxsize=4096)
 def _ports(value):
-    """A list of (lo, hi) for numeric port specs, or None (service names)."""
+    """The (lo, hi) of numeric port specs, or None (service names)."""
     out = []
     for part in value.split(","):
         lo, _, hi = part.partition(":")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
+        if not (lo.isascii() and lo.isdigit()) or (hi and not (hi.isascii() and hi.isdigit())):
             return None
         out.append((int(lo), int(hi or lo)))
-    return out
+    return tuple(out)
 
 
 def _covers(a, b, parse, inside):
@@ -173,9 +199,46 @@ def _declared(fw, kind):
     return {(s.name or "").lower() for s in fw.ipsets()}
 
 
+def shadowed(rules, budget=MAX_COMPARISONS):
+    """([(rule, the first earlier enabled rule that covers it)] for the
+    enabled rules of one section, the first rule whose check the budget cut
+    short or None, the comparisons made).  Linear: see the module's docstring."""
+    found, cut, compared = [], None, 0
+    first_of = {}               # signature -> (its first rule, the rule that covers that one, or None)
+    distinct = []               # the first enabled rule of each signature, in order
+    for r in rules:
+        sig = r.signature
+        if not r.enabled or sig is None:        # a GROUP rule neither covers nor is covered
+            continue
+        if sig in first_of:                     # identical rules cover each other: one lookup
+            first, by = first_of[sig]
+            found.append((r, by or first))
+            continue
+        by = None
+        if cut is None:
+            for earlier in distinct:
+                if compared >= budget:
+                    cut = r
+                    break
+                compared += 1
+                if covers(earlier, r):
+                    by = earlier
+                    break
+        if by is not None:
+            found.append((r, by))
+        first_of[sig] = (r, by)
+        distinct.append(r)
+    return found, cut, compared
+
+
 def lint_file(name, text, kind, cluster_fw=None):
     """Findings for one file; cluster_fw (FwFile) resolves dc/ names."""
     findings = []
+    refusal = antispoof.fw_refusal(text) if kind == "guest" else None
+    if refusal:
+        line = text.count("\n", 0, text.index("\r")) + 1
+        findings.append(Finding(name, line, "error", f"the pve-microseg hookscript refuses to start the "
+                                                     f"guest with this file: {refusal}"))
     for p in fwstrict.check(text, kind):
         findings.append(Finding(name, p.line, "warning" if p.caution else "error",
                                 f"proxmox-firewall {'may reject' if p.caution else 'rejects'} this file: "
@@ -184,24 +247,32 @@ def lint_file(name, text, kind, cluster_fw=None):
     local_sets, local_aliases = _declared(fw, "ipsets"), _declared(fw, "aliases")
     dc_sets = _declared(cluster_fw, "ipsets") if cluster_fw else set()
     dc_aliases = _declared(cluster_fw, "aliases") if cluster_fw else set()
+    budget = MAX_COMPARISONS
     for title, rules in _rules_by_section(fw):
-        for i, r in enumerate(rules):
+        found, cut, compared = shadowed(rules, budget)
+        budget -= compared
+        for r, earlier in found:
+            same = earlier.action == r.action
+            findings.append(Finding(
+                name, r.line, "warning",
+                f"never matches: line {earlier.line} ({earlier.text.strip()}) already "
+                f"{'matches' if same else earlier.action + 's'} everything it would "
+                f"({'redundant' if same else 'its ' + r.action + ' never applies'})"))
+        if cut is not None:
+            findings.append(Finding(
+                name, cut.line, "info", f"{title}: from this rule on, shadowing by a different earlier rule "
+                                        f"was not checked: {len(rules)} rules are too many to compare every "
+                                        f"pair ({MAX_COMPARISONS} comparisons per file); identical rules are "
+                                        "still reported"))
+        for r in rules:
             if not r.enabled:
                 findings.append(Finding(name, r.line, "info", f"disabled rule in {title}: {r.text.strip()}"))
                 continue
-            for earlier in rules[:i]:
-                if earlier.enabled and covers(earlier, r):
-                    same = earlier.action == r.action
-                    findings.append(Finding(
-                        name, r.line, "warning",
-                        f"never matches: line {earlier.line} ({earlier.text.strip()}) already "
-                        f"{'matches' if same else earlier.action + 's'} everything it would "
-                        f"({'redundant' if same else 'its ' + r.action + ' never applies'})"))
-                    break
             for field in ("source", "dest"):
                 for ref in (r.get(field) or "").split(","):
                     ref = ref.strip()
                     findings += _reference(name, r.line, ref, local_sets, local_aliases, dc_sets, dc_aliases)
+    starts = _section_starts(fw)
     for index, section in fw.ipfilter_sets().items():
         for j, line in enumerate(section.lines):
             entry = line.split("#", 1)[0].strip().lstrip("!").strip()
@@ -211,20 +282,20 @@ def lint_file(name, text, kind, cluster_fw=None):
                 except ValueError:
                     continue
                 if net.num_addresses > 1:
-                    findings.append(Finding(name, _line_of(fw, section, j), "warning",
+                    findings.append(Finding(name, starts[id(section)] + j + 1, "warning",
                                             f"ipfilter-net{index} entry {entry} admits a whole subnet as the "
                                             "guest's source address; write host addresses"))
     return findings
 
 
-def _line_of(fw, section, index):
-    n = 0
+def _section_starts(fw):
+    """{id(section): the line number before its first line}, in one pass."""
+    starts, n = {}, 0
     for s in fw.sections:
         n += 1 if s.header is not None else 0
-        if s is section:
-            return n + index + 1
+        starts[id(s)] = n
         n += len(s.lines)
-    return 0
+    return starts
 
 
 def _reference(name, line, ref, local_sets, local_aliases, dc_sets, dc_aliases):
@@ -331,5 +402,9 @@ def lint_cluster(files, nftables_nodes, all_nodes, here=None, installed=None, gu
                                     "reachable if a rule allows them (recovery: 'pve-firewall stop' at "
                                     "the console)"))
     findings += backend_findings(nftables_nodes, here, installed)
-    order = {"error": 0, "warning": 1, "info": 2}
-    return sorted(findings, key=lambda f: (order[f.severity], f.file, f.line))
+    return ordered(findings)
+
+
+def ordered(findings):
+    """Errors first, then warnings, then notes; by file and line."""
+    return sorted(findings, key=lambda f: (_SEVERITY_ORDER[f.severity], f.file, f.line))

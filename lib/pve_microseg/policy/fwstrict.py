@@ -513,6 +513,7 @@ class _Checker:
         self.aliases = {}           # lowercased name -> line
         self.ipsets = {}            # name -> line
         self.groups = {}            # name -> line
+        self.folded = {}            # (ipset|group, lowercased name) -> the first name so written
 
     def problem(self, line_no, message, caution=False):
         self.problems.append(FwProblem(line_no, message, caution))
@@ -573,14 +574,15 @@ class _Checker:
         if name in seen:
             self.problem(line_no, f"{what} {name!r} is declared twice (first on line {seen[name]})")
         else:
-            clash = [n for n in seen if n.lower() == name.lower()]
-            if clash:
+            clash = self.folded.get((what, name.lower()))      # a lookup: linear in the file's size
+            if clash is not None:
                 # Rust keeps names case-sensitive, pve-firewall lowercases them and lets
                 # the second replace the first (conservative).
-                self.problem(line_no, f"{what} {name!r} differs from {clash[0]!r} (line "
-                                      f"{seen[clash[0]]}) only in case; pve-firewall merges them",
+                self.problem(line_no, f"{what} {name!r} differs from {clash!r} (line "
+                                      f"{seen[clash]}) only in case; pve-firewall merges them",
                              caution=True)
         seen.setdefault(name, line_no)
+        self.folded.setdefault((what, name.lower()), name)
         self.section = what
 
     @staticmethod

@@ -1,0 +1,27 @@
+"""Values from a command line or the environment, checked once, here.
+
+Each returns the canonical value or raises ValueError with a sentence that
+names what was expected; the entry points turn that into their own usage
+error.  (No argparse here: the hooks import this and must stay cheap.)
+"""
+
+import math
+
+from ..parse import names
+
+
+def vmid(text):
+    """'101' -> 101; ValueError for anything but a VMID as Proxmox writes it
+    (the one check is parse/names.py's)."""
+    return names.vmid(text)
+
+
+def seconds(text, most=86400.0):
+    """A number of seconds: finite, above 0, at most `most`."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0 < value <= most):       # also refuses nan and inf
+        raise ValueError(f"{text!r}: expected more than 0 and at most {most:g} seconds")
+    return value
