@@ -126,6 +126,5 @@ def test_the_cli_takes_only_a_vmid_as_proxmox_writes_it(tmp_path, vmid, capsys):
     from pve_microseg.entry import cli
     c = Cluster(tmp_path)
     c.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
-    with pytest.raises(SystemExit) as e:
-        cli.main(["guest", "sync", vmid], environ=c.env, out=io.StringIO())
-    assert e.value.code == 2 and "is not a VMID" in capsys.readouterr().err
+    assert cli.main(["guest", "sync", vmid], environ=c.env, out=io.StringIO()) == 2
+    assert "is not a VMID" in capsys.readouterr().err
