@@ -100,6 +100,23 @@ def test_stale_set_is_found(cluster):
     assert rc == 9 and "ipfilter-net0 differs from the known addresses" in out and "guest sync 101" in out
 
 
+def test_a_set_without_another_guests_address_is_not_reported_as_differing(cluster):
+    """Guest 102's config copies the address microseg.yaml gives 101:
+    pre-start leaves it out of 102's set, and status plans the set the same way (with every guest's
+    claims), so the set is not reported stale."""
+    cluster.write("microseg.yaml", YAML + "hookscript:\n  strict: false\n"
+                                          "guests:\n  101:\n    net0: [10.100.0.5]\n")
+    mark_loaded(cluster)
+    answer(cluster, "pve2")
+    protected_guest(cluster)
+    cluster.add_vm(102, {0: "virtio=BC:24:11:00:00:02,bridge=web,firewall=1"},
+                   {0: "ip=10.100.0.5/24,ip6=fd00::102/64"})
+    assert cluster.qm("start", 102).returncode == 0
+    assert "10.100.0.5" not in (cluster.pve / "firewall/102.fw").read_text()
+    data = status.cluster(Paths.from_env(cluster.env), timeout=2).data
+    assert not [p for p in data["problems"] if "differs" in p], data["problems"]
+
+
 def test_firewall_prerequisites_and_vnet_firewall_are_checked(cluster):
     mark_loaded(cluster)
     answer(cluster, "pve2")

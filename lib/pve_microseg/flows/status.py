@@ -12,7 +12,7 @@ from ..edges import node, pveconf, ssh, state
 from ..edges.cluster import guest_configs, guests, members, nodes as cluster_nodes
 from ..model.errors import ConfigError, ExitCode, MicrosegError
 from ..parse import nodeanswer
-from ..policy import protection, ruleset
+from ..policy import bindings, protection, ruleset
 from .result import Result
 
 
@@ -93,13 +93,16 @@ def cluster(paths, nft_factory=None, timeout=5.0):
                                          pveconf.firewall_or_empty(paths.vnet_fw(b.name)) if b.vnet else None)
                    for b in cfg.bridges]
     ipam_state = pveconf.ipam(paths)
-    guest_rows = []
-    for guest, gc, error in guest_configs(paths, guests(paths)):
+    guest_rows, read = [], list(guest_configs(paths, guests(paths)))
+    # the sets are planned as pre-start plans them: with every other guest's claims
+    claims = bindings.claims([gc for _, gc, _ in read if gc is not None], cfg, ipam_state,
+                             complete=all(error is None for _, _, error in read))
+    for guest, gc, error in read:
         if error is not None:
             guest_rows.append(protection.unreadable_guest_row(guest, error))
             continue
         row = protection.guest_row(guest, gc, cfg, pveconf.firewall_or_empty(paths.guest_fw(guest.vmid)),
-                                   ipam_state, paths.hookscript.name)
+                                   ipam_state, paths.hookscript.name, claims)
         if row is not None:
             guest_rows.append(row)
     host_fws = {n: pveconf.firewall_or_empty(paths.host_fw(n)) for n in nodes}

@@ -85,9 +85,11 @@ def bridge_row(bridge, nodes, answers, vnet_fw=None):
     return row
 
 
-def guest_row(guest, gc, cfg, fw, ipam_state, hookscript_name):
+def guest_row(guest, gc, cfg, fw, ipam_state, hookscript_name, claims=None):
     """One guest with a NIC on a managed bridge, with its problems; None when
-    it has no such NIC.  gc: its GuestConfig; fw: its parsed .fw file."""
+    it has no such NIC.  gc: its GuestConfig; fw: its parsed .fw file;
+    claims: bindings.Claims of every guest (its sets are compared with what
+    pre-start would fill them with, which leaves out other guests' addresses)."""
     on = nics_on(gc, cfg.names)
     if not on:
         return None
@@ -101,7 +103,7 @@ def guest_row(guest, gc, cfg, fw, ipam_state, hookscript_name):
         problems.append("guest firewall off")
     if fw.option("ipfilter") != "1":
         problems.append("ipfilter not on")
-    plan = antispoof.plan(gc, cfg, ipam_state)
+    plan = antispoof.plan(gc, cfg, ipam_state, claims=claims)
     sets = fw.ipfilter_sets()
     for p in plan.nics:
         s = sets.get(p.nic.index)
