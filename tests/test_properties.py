@@ -38,7 +38,7 @@ from pve_microseg.parse import (dpkg, fwfile, fwrule, guestconf, ipam, legacy, m
 from pve_microseg.edges.paths import Paths
 from pve_microseg.policy import fwlint, fwstrict
 
-FAST = settings(derandomize=True, database=None, deadline=None, max_examples=400,
+FAST = settings(derandomize=True, database=None, deadline=None, max_examples=300,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
 SLOW = settings(FAST, max_examples=150)           # examples that run a command
@@ -349,7 +349,7 @@ def test_task_log_never_fails(text):
         tasklog.call_failure(section)
 
 
-@settings(FAST, max_examples=100)
+@settings(FAST, max_examples=60)
 @given(st.binary(max_size=300).map(lambda b: b"bridges:\n  web:\n    gateway-mac: 02:00:00:00:00:01\n" + b)
        | st.sampled_from([b"\xff\xfe", b"bridges: {}\n\xc3\x28", b"\xef\xbb\xbfbridges: {}\n", b"\x00" * 10]))
 def test_reading_bytes_refuses_cleanly(tmp_path_factory, data):
