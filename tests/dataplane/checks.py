@@ -20,6 +20,12 @@ kinds:
              through it (routed.py)
   vlantag    (kinds gateway and attack) NICs with tag= on a managed plain
              bridge, plugged into <bridge>v<tag> (vlantag.py)
+  hostile    the if-up.d hook with a configuration it cannot read (40,000
+             levels of nesting, 2 MiB, not UTF-8, a directory, no
+             permission) and state directories it cannot write (read-only,
+             full, a file in place of one): vnet1's rules still load,
+             guest -> guest blocked, guest -> gateway works; "pass"
+             (microseg mode; hostile.py)
   golden     the kernel's listing of each tests/golden/ scenario equals its
              reviewed .nft file; "pass" (microseg mode only; see rulesets.py)
 
@@ -165,6 +171,8 @@ def matrix(mode):
         checks += [Check(f"hookscript/{p}", "hookscript", p, d) for p, d in HOOKSCRIPT_PROPS.items()]
         from .rulesets import PROPS as GOLDEN_PROPS
         checks += [Check(f"golden/{p}", "golden", p, d) for p, d in GOLDEN_PROPS.items()]
+        from .hostile import PROPS as HOSTILE_PROPS
+        checks += [Check(f"hostile/{p}", "hostile", p, d) for p, d in HOSTILE_PROPS.items()]
         from .package import PROPS as PACKAGE_PROPS
         checks += [Check(f"package/{p}", "package", p, d) for p, d in PACKAGE_PROPS.items()]
     return checks

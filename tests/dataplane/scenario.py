@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, hookscript, package, portsec, routed, rulesets, topology, vlantag
+from . import checks, cluster, hookscript, hostile, package, portsec, routed, rulesets, topology, vlantag
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -335,6 +335,8 @@ def run(modes, out_dir, how):
             clock.lap(f"{mode}: hookscript")
             observed.update(rulesets.run())
             clock.lap(f"{mode}: golden rulesets")
+            observed.update(hostile.run(wire))
+            clock.lap(f"{mode}: unreadable configuration, unwritable state")
             observed.update(package.run(wire))          # last: it removes the package from node1
             clock.lap(f"{mode}: package lifecycle")
         data.update(ifupdown2=log, results=report(mode, observed), timings=dict(clock.laps, total=clock.total()))

@@ -14,7 +14,9 @@ from .names import check_ifname
 def parse_legacy(text, path="L2-microsegmentation.conf"):
     """Text -> [BridgeSpec]; ConfigError naming the line and field."""
     specs = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    # lines end at LF only, as the article's `read` loop sees them: str.splitlines
+    # would also end one at CR, VT, FF, \x1c-\x1e, \x85, U+2028 and name a wrong line
+    for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

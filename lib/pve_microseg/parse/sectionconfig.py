@@ -30,7 +30,9 @@ def parse_section_config(text, path, error=ConfigError):
     """Text -> [Section]; `error` (a ConfigError class) names the file's kind."""
     sections = []
     current = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    # lines end at LF only, as SectionConfig.pm splits them: str.splitlines would
+    # also end one at CR, VT, FF, \x1c-\x1e, \x85, U+2028 and name a wrong line
+    for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.rstrip()
         if not line.strip():
             current = None
