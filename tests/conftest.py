@@ -21,6 +21,15 @@ def in_ci():
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+# Under CI=true the property tests draw the same examples every run (a
+# submission lands or not on its own merits, never on a lucky draw); outside
+# CI they draw afresh, so a developer's runs keep exploring.
+if in_ci():
+    from hypothesis import settings as _hypothesis_settings
+    _hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+    _hypothesis_settings.load_profile("ci")
+
+
 def unavailable(reason):
     """Skip, or fail under CI=true: CI must have every tool and privilege a
     test needs, so a CI image that lacks one cannot pass silently."""

@@ -417,9 +417,6 @@ def test_status_with_well_formed_node_answers(status_cluster, answer):
     _status_with(status_cluster, answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: flows/status.py takes a node's answer of an unexpected shape "
-                                       "({'bridges': {'web': {}}}, [], null, strings for booleans) without "
-                                       "validating it (another helper's part: strict validation of node answers)")
 @SLOW
 @given(json_values(20))
 @example({"bridges": {"web": {}}})
@@ -650,8 +647,6 @@ def test_guest_hookscript_ends_cleanly(cli_cluster, argv, extra):
         _restore(c.root, c.snapshot)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: entry/hookscript.py takes float() of PVE_MICROSEG_LOCK_TIMEOUT "
-                                       "unchecked: ValueError traceback (entry/* is another helper's part)")
 def test_guest_hookscript_lock_timeout_not_a_number(cli_cluster):
     c = cli_cluster
     err = io.StringIO()

@@ -89,7 +89,7 @@ TRICKY = ["local:snippets/site.sh # v2", "a: b", "a:", "#", "x #y", "*x", "&x", 
           "{x", "[x", "x]", "a,b", ",", "- x", "-", "? x", "?", "|", ">", "<<", "=", "yes", "no", "on", "off", "y",
           "N", "true", "False", "null", "~", "", "1", "-1", "0x1F", "0o7", "017", "1e3", ".inf", ".NaN", "1_000",
           "12:34:56", "52:54:00:12:34:56", "2001-12-14", "a\nb", "a\r\nb", "\n", "é", "€ x", "x ", " x", "\t",
-          "a\x85b", "a\u2028b", "\x00", "\ufeff", "it's", 'say "hi"', "back\\slash", "\U0001F600"]
+          "a\x85b", "a\u2028b", "\u2028 ", " \u2029 ", "\x00", "\ufeff", "it's", 'say "hi"', "back\\slash", "\U0001F600"]
 
 
 def written(text, where, fields, merge=True):

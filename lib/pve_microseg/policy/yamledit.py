@@ -84,7 +84,9 @@ def _plain_ok(text):
 
 def _single_ok(ch):
     o = ord(ch)
-    return 0x20 <= o <= 0x7E or (0xA0 <= o <= 0xD7FF or 0xE000 <= o <= 0xFFFD or o >= 0x10000) and o != 0xFEFF
+    # printable, and not a line break (U+2028/2029 are breaks to YAML: folded in quotes)
+    return 0x20 <= o <= 0x7E or (0xA0 <= o <= 0xD7FF or 0xE000 <= o <= 0xFFFD or o >= 0x10000) \
+        and o != 0xFEFF and ch not in _BREAK_CHARS
 
 
 def _escape(ch):
