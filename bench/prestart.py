@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Benchmark 3: the guest hookscript's pre-start latency (issue 3).
 
-    /usr/bin/python3 bench/prestart.py [--guests 20,2000] [--reps 40] [--out F.json]
+    /usr/bin/python3 bench/prestart.py [--guests 20,2000] [--reps 40] [--baseline REV] [--out F.json]
 
 A simulated cluster (tests/pvesim: a fake /etc/pve tree) with N guests
 (half VMs, half containers, each in the IPAM state), 3 managed VNets and one
@@ -14,6 +14,13 @@ qm runs the hookscript (`<script> <vmid> pre-start`, no shell):
 
 Median and p10-p90 in ms per case and per N, measured side by side in one run.
 Target: median pre-start <= 60 ms, no growth with N.
+
+--baseline REV runs the same cases with the library of git revision REV too,
+interleaved with this tree's (`base-write/N`, `base-unchanged/N`), and prints
+the median of the paired differences.  The measured VM's addresses come from
+its own config (cloud-init ip=/ip6=), so since issue 12 its pre-start reads
+the other guests' configs (one address, one guest): the 2000-guest case is
+that cost.
 """
 
 import argparse
@@ -78,6 +85,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--guests", default="20,2000")
     ap.add_argument("--reps", type=int, default=40)
+    ap.add_argument("--baseline", metavar="REV", help="also time the library of this git revision")
     ap.add_argument("--out")
     args = ap.parse_args()
     counts = [int(x) for x in args.guests.split(",")]
@@ -89,13 +97,25 @@ def main():
     # nodes run byte-compiled modules (the package's postinst runs py3compile)
     subprocess.run([PY, "-m", "compileall", "-q", os.path.join(REPO, "lib")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
+        libs = {"": None}           # prefix -> PYTHONPATH (None: this tree's, as pvesim sets it)
+        if args.baseline:
+            base = os.path.join(tmp, "baseline")
+            os.makedirs(base)
+            archive = subprocess.run(["git", "-C", REPO, "archive", args.baseline, "lib"],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
+            subprocess.run([PY, "-m", "compileall", "-q", os.path.join(base, "lib")], check=True)
+            libs["base-"] = os.path.join(base, "lib")
+            res["meta"]["baseline"] = args.baseline
         clusters = {n: build(os.path.join(tmp, str(n)), n) for n in counts}
         fw = {n: clusters[n][0].pve / "firewall" / f"{MEASURED}.fw" for n in counts}
         samples = {"python": []}
+        kinds = [p + k for p in libs for k in ("write", "unchanged")]
         for n in counts:
-            samples[f"write/{n}"], samples[f"unchanged/{n}"] = [], []
+            for k in kinds:
+                samples[f"{k}/{n}"] = []
         for rep in range(args.reps):
-            order = [("python", None)] + [(k, n) for n in counts for k in ("write", "unchanged")]
+            order = [("python", None)] + [(k, n) for n in counts for k in kinds]
             if rep % 2:
                 order.reverse()
             for case, n in order:
@@ -103,11 +123,13 @@ def main():
                     samples["python"].append(timed([PY, "-c", "pass"], os.environ))
                     continue
                 c, script = clusters[n]
-                if case == "write" and fw[n].exists():
+                prefix = "base-" if case.startswith("base-") else ""
+                env = c.env if libs[prefix] is None else dict(c.env, PYTHONPATH=libs[prefix])
+                if case.endswith("write") and fw[n].exists():
                     fw[n].unlink()
-                if case == "unchanged" and not fw[n].exists():
-                    timed([str(script), str(MEASURED), "pre-start"], c.env)
-                samples[f"{case}/{n}"].append(timed([str(script), str(MEASURED), "pre-start"], c.env))
+                if case.endswith("unchanged"):      # the file as this library writes it
+                    timed([str(script), str(MEASURED), "pre-start"], env)
+                samples[f"{case}/{n}"].append(timed([str(script), str(MEASURED), "pre-start"], env))
         res["samples"] = samples
     print(f"pre-start latency, {args.reps} runs each, interleaved (ms: median [p10-p90])")
     for k, v in samples.items():
@@ -117,6 +139,11 @@ def main():
     for n in counts:
         print(f"  {n} guests: write {statistics.median(samples[f'write/{n}']) - base:+.1f} ms, unchanged "
               f"{statistics.median(samples[f'unchanged/{n}']) - base:+.1f} ms over the bare interpreter")
+    for n in counts:
+        for k in ("write", "unchanged"):
+            if f"base-{k}/{n}" in samples:
+                d = statistics.median(b - a for a, b in zip(samples[f"base-{k}/{n}"], samples[f"{k}/{n}"]))
+                print(f"  {n} guests, {k}: this tree {d:+.1f} ms against {args.baseline} (median of paired runs)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)
