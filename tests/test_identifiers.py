@@ -128,3 +128,11 @@ def test_the_cli_takes_only_a_vmid_as_proxmox_writes_it(tmp_path, vmid, capsys):
     c.add_vm(101, {0: f"virtio={MAC},bridge=web,firewall=1"}, {0: "ip=10.100.0.5/24"})
     assert cli.main(["guest", "sync", vmid], environ=c.env, out=io.StringIO()) == 2
     assert "is not a VMID" in capsys.readouterr().err
+
+
+def test_members_keeps_only_node_names_and_addresses_as_proxmox_writes_them():
+    """.members names ssh's known_hosts file and the host asked: no path, no option."""
+    from pve_microseg.parse.vmlist import parse_members
+    text = ('{"nodelist": {"pve1": {"ip": "192.0.2.11"}, "../../tmp/x": {"ip": "192.0.2.12"},'
+            ' "pve2\\n": {"ip": "192.0.2.13"}, "pve3": {"ip": "-oProxyCommand=sh"}, "pve4": {}}}')
+    assert parse_members(text) == {"pve1": "192.0.2.11", "pve3": None, "pve4": None}

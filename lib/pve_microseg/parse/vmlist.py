@@ -5,6 +5,7 @@
                "nodelist": {"pve1": {"id": 1, "online": 1, "ip": "192.0.2.11"}}}
 """
 
+import ipaddress
 import json
 
 from ..model.errors import ConfigError
@@ -29,11 +30,21 @@ def parse_vmlist(text, path=".vmlist"):
     return out
 
 
+def _ip_or_none(value):
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def parse_members(text):
-    """{node: ip or None}; {} when the text is not what pmxcfs writes."""
+    """{node: ip or None}; {} when the text is not what pmxcfs writes.  Only
+    node names as Proxmox writes them (they name ssh's known_hosts file and
+    the host to ask) and addresses that are addresses (else None: ask by name)."""
     try:
         data = json.loads(text)
-        return {n: (info or {}).get("ip") for n, info in (data.get("nodelist") or {}).items()}
+        return {n: _ip_or_none((info or {}).get("ip")) for n, info in (data.get("nodelist") or {}).items()
+                if names.is_node(n)}
     except (ValueError, AttributeError, TypeError):
         return {}
 
