@@ -106,7 +106,9 @@ def show(data):
 
 
 def show_nft(data):
-    return nftsyntax.table([data["nftables"]], ruleset.FAMILY, ruleset.TABLE).splitlines()
+    # as the nftables the transaction was built for lists it (1.1 binds the ND target)
+    return nftsyntax.table([data["nftables"]], ruleset.FAMILY, ruleset.TABLE,
+                           meters_as_sets=ruleset.binds_nd_target(data["nftables"])).splitlines()
 
 
 def ports(data):
