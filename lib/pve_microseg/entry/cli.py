@@ -233,6 +233,9 @@ def build_parser():
                     "unprotected, so monitoring can alert on it.")
     st.add_argument("--local", action="store_true",
                     help="only this node's L2 rules (what other nodes ask for over ssh)")
+    st.add_argument("--drops", action="store_true",
+                    help="also what the rules dropped on every node, per guest port (VMID and NIC) and "
+                         "class, top offenders first")
     st.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each node (default 5)")
     _output_format(st)
 
@@ -319,7 +322,7 @@ def cmd_vnet(args, paths, environ):
 def cmd_status(args, paths, environ):
     if args.local:
         return status.local(paths, Nft), render.status_local
-    return status.cluster(paths, Nft, args.timeout), render.status
+    return status.cluster(paths, Nft, args.timeout, with_drops=args.drops), render.status
 
 
 def cmd_check(args, paths, environ):

@@ -237,6 +237,21 @@ def status(data):
     lines += [f"PROBLEM {p}" for p in data["problems"]]
     if not data["problems"]:
         lines.append("everything checked is protected")
+    return lines + (_drops(data) if "drops" in data else [])
+
+
+def _drops(data):
+    """What was dropped, top offenders first, one line per node, port and class."""
+    rows = data["drops"]
+    lines = ["drops (per guest port and class, since the rules were loaded):"]
+    if not rows:
+        lines.append("  none")
+    for r in rows:
+        who = f"{r['vmid']}/{r['nic']}" if r["vmid"] is not None else "(not a guest)"
+        lines.append(f"  {r['node']}: {who} {r['port']} on {r['bridge'] or '?'}: {r['class']}: "
+                     f"{r['packets']} packets, {r['bytes']} bytes")
+    if data.get("drops-unknown"):
+        lines.append(f"  not known from: {', '.join(data['drops-unknown'])}")
     return lines
 
 
