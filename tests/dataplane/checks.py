@@ -26,6 +26,10 @@ kinds:
              full, a file in place of one): vnet1's rules still load,
              guest -> guest blocked, guest -> gateway works; "pass"
              (microseg mode; hostile.py)
+  drops      one attack frame of each class g101 can provoke on its node:
+             its port's counter of exactly that class rose, the victims'
+             did not (`status --local` on the real kernel); "pass"
+             (microseg mode; drops.py)
   golden     the kernel's listing of each tests/golden/ scenario equals its
              reviewed .nft file; "pass" (microseg mode only; see rulesets.py)
 
@@ -173,6 +177,8 @@ def matrix(mode):
         checks += [Check(f"golden/{p}", "golden", p, d) for p, d in GOLDEN_PROPS.items()]
         from .hostile import PROPS as HOSTILE_PROPS
         checks += [Check(f"hostile/{p}", "hostile", p, d) for p, d in HOSTILE_PROPS.items()]
+        from .drops import PROPS as DROPS_PROPS
+        checks += [Check(f"drops/{p}", "drops", p, d) for p, d in DROPS_PROPS.items()]
         from .package import PROPS as PACKAGE_PROPS
         checks += [Check(f"package/{p}", "package", p, d) for p, d in PACKAGE_PROPS.items()]
     return checks

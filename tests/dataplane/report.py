@@ -33,6 +33,7 @@ def matrix_lines(run):
     for kind, title in (("portsec", "port binding of a guest created after apply (udev rule)"),
                         ("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)"),
                         ("golden", "golden rulesets (kernel listing = tests/golden/*.nft)"),
+                        ("drops", "drop counters per guest port and class (status --local)"),
                         ("package", "package lifecycle on node1 (dpkg in the node)")):
         rows_of_kind = [r for r in run.data.get("results", []) if r["kind"] == kind]
         if rows_of_kind:

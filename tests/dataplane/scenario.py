@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, hookscript, hostile, package, portsec, routed, rulesets, topology, vlantag
+from . import checks, cluster, drops, hookscript, hostile, package, portsec, routed, rulesets, topology, vlantag
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -327,6 +327,8 @@ def run(modes, out_dir, how):
         data = {"mode": mode, "install": install, "system": system(),
                 "rulesets": {n: ruleset_text(n) for n in NODES}}
         if mode == "microseg":
+            observed.update(drops.run(wire))
+            clock.lap(f"{mode}: drop counters")
             observed.update(portsec.run(wire))
             clock.lap(f"{mode}: port bindings")
             observed.update(run_lifecycle(wire, log))
