@@ -227,3 +227,28 @@ def test_fifty_guests_render_readably():
     width = float(svg.split('width="')[1].split("pt")[0])
     height = float(svg.split('height="')[1].split("pt")[0])
     assert width < 3000 and height < 3000, (width, height)
+
+
+# ------------------------------------------------------------------ make demo's pictures
+
+def fake_run(mode, delivered=()):
+    """A run of the demo as guest.boot returns it, without booting anything."""
+    from dataplane.guest import Run
+    results = [{"check": name, "observed": "delivered", "expected": "blocked", "kind": "attack"} for name in delivered]
+    rulesets = {n: ("table bridge pve_microseg {\n}\n" if mode == "microseg" else "") for n in ("node1", "node2")}
+    return Run(mode=mode, data={"results": results, "rulesets": rulesets}, seconds=1.0)
+
+
+def test_demo_writes_before_and_after_pictures(tmp_path):
+    from dataplane import pictures
+    binary = dot_binary()
+    before = fake_run("none", ["arp-request/g101->g102"])
+    after = fake_run("microseg")
+    written = pictures.write(before, after, tmp_path, dot=binary)
+    assert [p.name for p in written] == ["demo-before.dot", "demo-before.svg", "demo-after.dot", "demo-after.svg"]
+    b, a = (tmp_path / "demo-before.dot").read_text(), (tmp_path / "demo-after.dot").read_text()
+    assert "OPEN (no L2 rules here)" in b and "observed: arp-request from g101 reached g102" in b
+    assert "OPEN" not in a and a.count("guest \u2194 guest: blocked (L2 rules)") == 2
+    assert '"vnet1:guest:103:net0"' in a and (tmp_path / "demo-after.svg").read_text().count("<svg") == 1
+    assert [p.name for p in pictures.write(before, after, tmp_path / "no-dot", dot=False)] == [
+        "demo-before.dot", "demo-after.dot"]

@@ -201,7 +201,7 @@ def _note(state):
 
 
 def _legend(p):
-    lines = ["<b>blocked on every guest port, and why</b>",
+    lines = ["<b>blocked on every guest port where the L2 rules are loaded, and why</b>",
              "guest \u2194 guest: ARP, ND, unicast, broadcast, multicast, other ethertypes",
              "a guest sending with a gateway MAC or claiming a gateway IP",
              "rogue DHCP server, rogue IPv6 router advertisement",
