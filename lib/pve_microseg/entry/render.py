@@ -247,3 +247,15 @@ def check(data):
     lines.append(f"{len(data['files'])} file(s) checked: {count('error')} error(s), {count('warning')} warning(s), "
                  f"{count('info')} note(s)")
     return lines
+
+
+def graph(data):
+    if "dot" in data:
+        return data["dot"].splitlines()
+    bridges = ", ".join(data["bridges"]) or "no managed bridge"
+    lines = [f"wrote {data['output']} ({data['format']}): {bridges}, {data['guest-nics']} guest NIC(s)"]
+    if data["unbound"]:
+        lines.append(f"{data['unbound']} guest port(s) unbound or closed (orange): they send nothing")
+    if data["problems"]:
+        lines.append(f"{data['problems']} problem(s) found: 'pve-microseg status' lists them")
+    return lines

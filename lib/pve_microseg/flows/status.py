@@ -112,4 +112,5 @@ def cluster(paths, nft_factory=None, timeout=5.0):
                              protection.firewall_backends(nodes, answers, host_fws))
     data["nd-target-bound"] = {n: answers[n]["nd-target-bound"] for n in nodes
                                if isinstance(answers.get(n, {}).get("nd-target-bound"), bool)}
+    data["unbound-ports"] = {n: answers[n]["unbound-ports"] for n in nodes if answers.get(n, {}).get("unbound-ports")}
     return Result(data, ExitCode.UNPROTECTED if data["problems"] else ExitCode.OK)

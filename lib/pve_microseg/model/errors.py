@@ -96,6 +96,11 @@ class PrerequisiteError(MicrosegError):
     exit_code = ExitCode.PREREQUISITE
 
 
+class GraphvizError(MicrosegError):
+    """graphviz's dot is missing or failed to draw a picture (`graph`); the
+    .dot output needs no graphviz."""
+
+
 class GuestRefused(MicrosegError):
     """The hookscript's strict policy refuses this guest's configuration."""
 
