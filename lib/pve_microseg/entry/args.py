@@ -25,3 +25,10 @@ def seconds(text, most=86400.0):
     if not (math.isfinite(value) and 0 < value <= most):       # also refuses nan and inf
         raise ValueError(f"{text!r}: expected more than 0 and at most {most:g} seconds")
     return value
+
+
+def port(text):
+    """A TCP/UDP port: 1 to 65535."""
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise ValueError(f"{text!r}: expected a port number from 1 to 65535")
+    return int(text)
