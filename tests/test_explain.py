@@ -257,6 +257,22 @@ def test_the_loaded_listing_gives_the_same_verdicts(tables):
     assert X.from_listing(None, "bridge", "pve_microseg") is None
 
 
+RECORDED = Path(__file__).parent / "fixtures/dataplane/explain-bookworm.json"
+
+
+def test_a_recorded_kernel_run_agrees():
+    """The kernel's own listings (nft -j, nftables 1.0.6) of a dataplane run
+    and what its packets showed (tests/fixtures/dataplane/, from
+    results-microseg.json): the listing is read as it is, and agrees."""
+    run = json.loads(RECORDED.read_text())
+    tables = explained.tables_from_listings(run["rulesets-json"])
+    for t in tables.values():
+        X.check_supported(t)
+    observed = {name: (outcome, "") for name, outcome in run["observed"].items()}
+    assert explained.agreement(observed, tables) == (
+        "pass", "116 of 116 checks agree (not evaluated: dad, and every check that is not the fate of frames)")
+
+
 def test_absent_fields_never_match():
     """A match on a protocol the frame does not carry fails, even with !=."""
     arp = Fr.Frame("02:00:00:00:00:01", Fr.BROADCAST, Fr.ETH_ARP, arp_op=1, arp_spa="10.0.0.1", arp_tpa="10.0.0.2")

@@ -55,6 +55,7 @@ class NamedSet:
 class Table:
     chains: dict = field(default_factory=dict)
     sets: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)    # compiled rules, parsed sets
 
     def base_chains(self, hook):
         return sorted((c for c in self.chains.values() if c.hook == hook), key=lambda c: c.prio)
@@ -264,6 +265,16 @@ def _left(expr):
 
 def _set_elements(table, name, kinds):
     s = table.sets.get(name)
+    key = ("set", name, kinds)
+    hit = table.cache.get(key)
+    if hit is not None and hit[0] is s and hit[1] == len(s.elements):
+        return hit[2]
+    elements = _parse_elements(s, name, kinds)
+    table.cache[key] = (s, len(s.elements), elements)
+    return elements
+
+
+def _parse_elements(s, name, kinds):
     if s is None or s.is_map:
         raise UnsupportedRule(f"explain: no set @{name}")
     if tuple(_SET_TYPES.get(t) for t in s.types) != tuple(k if k != "rawint" else None for k in kinds):
@@ -366,7 +377,12 @@ def _statement(stmt, table):
 
 def compile_rule(rule, table):
     """The rule's statements as functions; UnsupportedRule if one is unknown."""
-    return [_statement(s, table) for s in rule["expr"]]
+    hit = table.cache.get(id(rule))
+    if hit is not None and hit[0] is rule and hit[1] == len(rule["expr"]):
+        return hit[2]
+    compiled = [_statement(s, table) for s in rule["expr"]]
+    table.cache[id(rule)] = (rule, len(rule["expr"]), compiled)
+    return compiled
 
 
 def check_supported(table):
