@@ -35,3 +35,10 @@ def picture(text):
     if not text or not text.lower().endswith(PICTURE_SUFFIXES) or text.endswith("/"):
         raise ValueError(f"{text!r}: expected a file name ending in {', '.join(PICTURE_SUFFIXES)}")
     return text
+
+
+def port(text):
+    """A TCP/UDP port: 1 to 65535."""
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise ValueError(f"{text!r}: expected a port number from 1 to 65535")
+    return int(text)

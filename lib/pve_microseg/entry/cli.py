@@ -15,7 +15,7 @@ from ..edges.log import Log
 from ..edges.nft import Nft
 from ..edges.paths import Paths
 from ..edges.pvesh import Pvesh
-from ..flows import check, graph, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
+from ..flows import check, explain, graph, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
 from ..model.errors import ExitCode, MicrosegError, NftablesError
 from ..parse import addresses
 from ..policy.vnetfw import PRESETS
@@ -264,6 +264,33 @@ def build_parser():
                     "administrators out.")
     _output_format(ck)
 
+    ex = sub.add_parser(
+        "explain", formatter_class=_formatter,
+        help="why can A (not) reach B: the rules a frame meets, in order, and the verdict",
+        description="Build the frame FROM sends to TO and run it through pve-microseg's rules on "
+                    "every bridge it crosses, as the kernel would (prerouting, then forward): each "
+                    "rule met, in order, with its comment, and the rule that decided. FROM and TO: "
+                    "vm:<vmid>[/net<n>], ct:<vmid>[/net<n>] (net0 by default), gateway (of the "
+                    "guest's bridge), or an address (a guest's, a gateway's, or a host beyond the "
+                    "gateway). Evaluates the ruleset 'apply' would load on each node (no kernel "
+                    "needed), or with --loaded this node's table as loaded. Also names the Proxmox "
+                    "features in the path it does not evaluate (guest firewall and ipfilter, VNet "
+                    "firewall) and what it cannot see. Changes nothing.")
+    ex.add_argument("source", metavar="FROM")
+    ex.add_argument("target", metavar="TO")
+    ex.add_argument("--proto", choices=("icmp", "tcp", "udp", "arp", "nd", "dhcp", "ra"), default="icmp",
+                    help="icmp (echo request, the default), tcp, udp, arp (request for TO's IPv4), "
+                         "nd (neighbour solicitation for TO's IPv6), dhcp (FROM as client, or as server "
+                         "when FROM is the gateway), ra (router advertisement from FROM)")
+    fam = ex.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 (default when both have one)")
+    fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6")
+    ex.add_argument("--port", type=_argument(values.port), default=None,
+                    help="destination port for tcp/udp (default 443 for tcp, 53 for udp)")
+    ex.add_argument("--loaded", action="store_true",
+                    help="evaluate this node's loaded table (nft) instead of the desired ruleset")
+    _output_format(ex)
+
     pt = sub.add_parser(
         "port", formatter_class=_formatter,
         help="bind a guest port to its NIC now, or unbind it (what the udev rule runs)",
@@ -347,6 +374,11 @@ def cmd_check(args, paths, environ):
     return check.check(paths), render.check
 
 
+def cmd_explain(args, paths, environ):
+    return explain.explain(paths, args.source, args.target, args.proto, args.family, args.port, args.loaded,
+                           Nft, environ), render.explain
+
+
 def cmd_port(args, paths, environ):
     return ports.change(paths, Nft, args.action, args.ports, environ, args.dry_run), render.ports
 
@@ -357,8 +389,8 @@ def cmd_teardown(args, paths, environ):
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
-            "status": cmd_status, "check": cmd_check, "port": cmd_port, "teardown": cmd_teardown,
-            "graph": cmd_graph}
+            "status": cmd_status, "check": cmd_check, "explain": cmd_explain, "port": cmd_port,
+            "teardown": cmd_teardown, "graph": cmd_graph}
 
 
 def _requested_format(argv):

@@ -116,3 +116,14 @@ class RolledBack(MicrosegError):
     @property
     def exit_code(self):
         return self.cause.exit_code
+
+
+class UnsupportedRule(MicrosegError):
+    """`explain` met a rule it cannot evaluate (not a shape pve-microseg
+    generates: the table was changed by hand, or the evaluator lags behind
+    the generator).  It refuses rather than guess a verdict."""
+
+
+class EndpointError(MicrosegError):
+    """An `explain` endpoint names no guest NIC, gateway or address this
+    configuration knows."""
