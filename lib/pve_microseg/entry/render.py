@@ -258,6 +258,7 @@ def graph(data):
         lines.append(f"{data['unbound']} guest port(s) unbound or closed (orange): they send nothing")
     if data["problems"]:
         lines.append(f"{data['problems']} problem(s) found: 'pve-microseg status' lists them")
+    return lines
 
 
 # ------------------------------------------------------------------ explain
