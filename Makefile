@@ -20,7 +20,7 @@ DEB       := dist/pve-microseg_$(VERSION)_all.deb
 TEST_DEPS := nftables python3-nftables python3-yaml python3-pytest python3-hypothesis \
              python3-debian qemu-system-x86 busybox-static kmod cpio iproute2 \
              iputils-ping debhelper dh-python dpkg-dev fakeroot lintian \
-             debootstrap xz-utils zstd
+             debootstrap xz-utils zstd graphviz
 
 # Debian 13 (PVE 9) runs from a root file system built once with debootstrap
 # and cached (tests/guest/run-trixie-guest.sh): in a chroot on this kernel for

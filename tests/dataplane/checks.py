@@ -30,6 +30,10 @@ kinds:
              its port's counter of exactly that class rose, the victims'
              did not (`status --local` on the real kernel); "pass"
              (microseg mode; drops.py)
+  explain    the evaluator behind `pve-microseg explain` gives, for every
+             check above that is the fate of frames, the verdict the real
+             packets showed, on the tables they met; "pass" in both modes
+             (explained.py)
   golden     the kernel's listing of each tests/golden/ scenario equals its
              reviewed .nft file; "pass" (microseg mode only; see rulesets.py)
 
@@ -125,6 +129,11 @@ def release():
     m = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", text, re.M)
     return m.group(1) if m else None
 
+# explained.py: the evaluator's verdict of every check above that is the fate of frames
+EXPLAIN_CHECK = "explain/agrees-with-kernel"
+EXPLAIN_DESCRIPTION = ("pve-microseg's evaluator (explain), given the frames of every gateway, attack, routed and "
+                       "tagged-NIC check and the nodes' loaded tables, gives the verdict the packets showed")
+
 LIFECYCLE_PROPS = {
     "hook-loads-rules": "the ifupdown2 run that brought the network up (ifup -a at boot, or ifreload -a after install) loaded table bridge pve_microseg with vnet1 on every node",
     "ifreload-adds-bridge": "after adding vnet2 to microseg.yaml and interfaces.d/sdn, ifreload -a adds vnet2's rules",
@@ -167,6 +176,7 @@ def matrix(mode):
     from .routed import matrix_rows as routed_rows
     from .vlantag import matrix_rows as vlantag_rows
     checks += [Check(*row) for row in routed_rows() + vlantag_rows()]
+    checks.append(Check(EXPLAIN_CHECK, "explain", "agrees-with-kernel", EXPLAIN_DESCRIPTION))
     if mode == "microseg":
         from .hookscript import PROPS as HOOKSCRIPT_PROPS
         from .portsec import PROPS as PORTSEC_PROPS

@@ -12,10 +12,12 @@ node (what an SDN apply does), and runs every check again.
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from . import guest
+from . import guest, pictures
 from .checks import ATTACK_PROPS, ATTACKER, GATEWAY_PROPS, VICTIMS
 from .topology import GATEWAY_IP4, GATEWAY_IP6, GATEWAY_MAC, GUESTS
 
@@ -54,6 +56,18 @@ def who_reaches_whom(before, after):
         b, a = reach(before, names), reach(after, names)
         print(f"  {ATTACKER.ns + ' (' + ATTACKER.label + ')':<26}{v.ns + ' (' + v.label + ', ' + PLACE[v.ns] + ')':<38}"
               f"{'yes' if b else 'no':<12}{'yes' if a else 'no'}")
+
+
+def show_pictures(before, after):
+    """The same, drawn (pve-microseg graph's picture), next to the matrix."""
+    where = Path(os.environ.get("DEMO_PICTURES") or pictures.DEFAULT_DIR)
+    try:
+        written = pictures.write(before, after, where)
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"  (no pictures: {e})")
+        return
+    print("  pictures: " + ", ".join(str(p) for p in written)
+          + ("" if any(p.suffix == ".svg" for p in written) else "  (apt install graphviz for .svg)"))
 
 
 def attack_table(before, after):
@@ -128,6 +142,7 @@ def main():
     before, after = runs["none"], runs["microseg"]
     print(f"pve-microseg installed with: {after.data['install'].get('pve-microseg', '-')}")
     who_reaches_whom(before, after)
+    show_pictures(before, after)
     attack_table(before, after)
     explanations(before, after)
     other_shapes(before, after)

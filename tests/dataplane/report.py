@@ -32,6 +32,7 @@ def matrix_lines(run):
                                              for v in VICTIMS))
     for kind, title in (("portsec", "port binding of a guest created after apply (udev rule)"),
                         ("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)"),
+                        ("explain", "explain: the evaluator's verdicts = the packets'"),
                         ("golden", "golden rulesets (kernel listing = tests/golden/*.nft)"),
                         ("drops", "drop counters per guest port and class (status --local)"),
                         ("package", "package lifecycle on node1 (dpkg in the node)")):

@@ -30,7 +30,8 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, drops, hookscript, hostile, package, portsec, routed, rulesets, topology, vlantag
+from . import (checks, cluster, drops, explained, hookscript, hostile, package, portsec, routed, rulesets,
+               topology, vlantag)
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -326,6 +327,14 @@ def run(modes, out_dir, how):
         clock.lap(f"{mode}: routed VNet, tagged NICs")
         data = {"mode": mode, "install": install, "system": system(),
                 "rulesets": {n: ruleset_text(n) for n in NODES}}
+        # what `pve-microseg explain` says of each of those checks, on the tables the packets met
+        listings = {n: ruleset_json(n) for n in NODES}
+        data["rulesets-json"] = listings
+        try:
+            observed[checks.EXPLAIN_CHECK] = explained.agreement(observed, explained.tables_from_listings(listings))
+        except Exception as e:          # the evaluator refused the kernel's table: a failure, with its reason
+            observed[checks.EXPLAIN_CHECK] = ("fail", f"{type(e).__name__}: {e}")
+        clock.lap(f"{mode}: explain agrees with the kernel")
         if mode == "microseg":
             observed.update(drops.run(wire))
             clock.lap(f"{mode}: drop counters")

@@ -227,9 +227,9 @@ def ifupdown(nodes, command, timeout=300):
     return results
 
 
-def in_node(node, command, check=True):
+def in_node(node, command, check=True, timeout=120):
     """Run a shell command in a node's netns with its private files (e.g. nft, bridge)."""
-    return netns.run(node_shell(node, command), check=check)
+    return netns.run(node_shell(node, command), check=check, timeout=timeout)
 
 
 # ---- building ------------------------------------------------------------------

@@ -61,7 +61,7 @@ CACHE=${TRIXIE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pve-microseg-trixie}
 SUITE=${TRIXIE_SUITE:-trixie}
 CPUS=${GUEST_CPUS:-2}; MEM=${GUEST_MEM:-2G}; TMO=${GUEST_TIMEOUT:-600}; ACCEL=${ACCEL:-tcg}
 # what every tier needs: the host tests (pytest) and the package tier (build + lintian)
-TEST_PKGS="python3-pytest python3-hypothesis python3-debian make git build-essential dpkg-dev debhelper dh-python fakeroot lintian"
+TEST_PKGS="python3-pytest python3-hypothesis python3-debian make git build-essential dpkg-dev debhelper dh-python fakeroot lintian graphviz"
 BASE_PKGS="python3 python3-nftables python3-yaml nftables ifupdown2 iproute2 iputils-ping kmod busybox-static linux-image-amd64"
 EXTRA_PKGS=$(printf '%s\n' ${TRIXIE_PACKAGES-$TEST_PKGS} | sort -u | paste -sd' ' -)
 PKGS=$(printf '%s\n' $BASE_PKGS | sort -u | paste -sd, -)

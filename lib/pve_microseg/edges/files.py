@@ -121,10 +121,10 @@ def _create(tmp, mode):
 
 
 def write_atomic(path, text, mode=0o600, fsync=True, tmp=None, parents=False):
-    """Publish `text` as `path` (tmp + rename); OSError on failure, with the
-    temporary file removed and the target untouched.  `parents`: create the
-    missing directories first."""
-    data = text.encode("utf-8")
+    """Publish `text` (str, or bytes as they are) as `path` (tmp + rename);
+    OSError on failure, with the temporary file removed and the target
+    untouched.  `parents`: create the missing directories first."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
     tmp = tmp or temporary(path)
     if parents:
         os.makedirs(path.parent, exist_ok=True)

@@ -18,6 +18,7 @@ _ENV = {
     "pvesh": ("PVE_MICROSEG_PVESH", "/usr/bin/pvesh"),
     "ssh": ("PVE_MICROSEG_SSH", "/usr/bin/ssh"),
     "dpkg_status": ("PVE_MICROSEG_DPKG_STATUS", "/var/lib/dpkg/status"),
+    "dot": ("PVE_MICROSEG_DOT", "/usr/bin/dot"),
 }
 
 
@@ -32,6 +33,7 @@ class Paths:
     pvesh: Path
     ssh: Path
     dpkg_status: Path           # dpkg's database of installed packages (read only)
+    dot: Path                   # graphviz's dot, for `graph` pictures (package graphviz)
 
     @classmethod
     def from_env(cls, environ=None):

@@ -25,3 +25,20 @@ def seconds(text, most=86400.0):
     if not (math.isfinite(value) and 0 < value <= most):       # also refuses nan and inf
         raise ValueError(f"{text!r}: expected more than 0 and at most {most:g} seconds")
     return value
+
+
+PICTURE_SUFFIXES = (".dot", ".gv", ".svg", ".png")
+
+
+def picture(text):
+    """A file name for `graph --output`, ending in one of PICTURE_SUFFIXES."""
+    if not text or not text.lower().endswith(PICTURE_SUFFIXES) or text.endswith("/"):
+        raise ValueError(f"{text!r}: expected a file name ending in {', '.join(PICTURE_SUFFIXES)}")
+    return text
+
+
+def port(text):
+    """A TCP/UDP port: 1 to 65535."""
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise ValueError(f"{text!r}: expected a port number from 1 to 65535")
+    return int(text)

@@ -15,7 +15,7 @@ from ..edges.log import Log
 from ..edges.nft import Nft
 from ..edges.paths import Paths
 from ..edges.pvesh import Pvesh
-from ..flows import check, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
+from ..flows import check, explain, graph, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
 from ..model.errors import ExitCode, MicrosegError, NftablesError
 from ..parse import addresses
 from ..policy.vnetfw import PRESETS
@@ -44,6 +44,7 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_PVESH          Proxmox's API client         (/usr/bin/pvesh)
   PVE_MICROSEG_SSH            ssh to the other nodes       (/usr/bin/ssh)
   PVE_MICROSEG_DPKG_STATUS    installed packages (read)    (/var/lib/dpkg/status)
+  PVE_MICROSEG_DOT            graphviz, for 'graph'        (/usr/bin/dot)
 
 exit status: 0 ok, 1 error (also: not run as root), 2 invalid configuration or
 usage (nothing changed), 3 nftables refused the change (nothing changed),
@@ -71,6 +72,7 @@ def _argument(check):
 _seconds = _argument(values.seconds)         # a --timeout: finite, above 0, at most a day
 _vmid = _argument(values.vmid)
 _mac = _argument(addresses.parse_mac)         # a gateway's MAC: unicast, not 00:00:00:00:00:00
+_picture = _argument(values.picture)          # graph --output: a .dot, .gv, .svg or .png file name
 
 
 class _UsageExit(SystemExit):
@@ -239,6 +241,21 @@ def build_parser():
     st.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each node (default 5)")
     _output_format(st)
 
+    gr = sub.add_parser(
+        "graph", formatter_class=_formatter,
+        help="draw who can reach whom on the managed bridges (graphviz DOT, SVG or PNG)",
+        description="A picture of what 'status' finds: per managed bridge, its guests in one box per "
+                    "node, an edge from each guest NIC to the gateway (green: allowed; orange: its port "
+                    "is unbound or closed and sends nothing), one note per node for guest <-> guest "
+                    "(blocked by the L2 rules, or OPEN in red where the bridge has no rules), the uplink, "
+                    "and a legend of what is blocked and why. Without --output the DOT text is printed. "
+                    ".svg and .png are drawn by graphviz's dot (package graphviz); .dot needs nothing.")
+    gr.add_argument("--vnet", help="only this managed VNet or bridge")
+    gr.add_argument("--output", type=_picture, metavar="FILE",
+                    help="write FILE.dot (or .gv), FILE.svg or FILE.png (atomically)")
+    gr.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each node (default 5)")
+    _output_format(gr)
+
     ck = sub.add_parser(
         "check", formatter_class=_formatter,
         help="lint the cluster's firewall files (exit 10 on errors or warnings)",
@@ -249,6 +266,33 @@ def build_parser():
                     "firewall without the nftables backend, a datacenter firewall that risks locking "
                     "administrators out.")
     _output_format(ck)
+
+    ex = sub.add_parser(
+        "explain", formatter_class=_formatter,
+        help="why can A (not) reach B: the rules a frame meets, in order, and the verdict",
+        description="Build the frame FROM sends to TO and run it through pve-microseg's rules on "
+                    "every bridge it crosses, as the kernel would (prerouting, then forward): each "
+                    "rule met, in order, with its comment, and the rule that decided. FROM and TO: "
+                    "vm:<vmid>[/net<n>], ct:<vmid>[/net<n>] (net0 by default), gateway (of the "
+                    "guest's bridge), or an address (a guest's, a gateway's, or a host beyond the "
+                    "gateway). Evaluates the ruleset 'apply' would load on each node (no kernel "
+                    "needed), or with --loaded this node's table as loaded. Also names the Proxmox "
+                    "features in the path it does not evaluate (guest firewall and ipfilter, VNet "
+                    "firewall) and what it cannot see. Changes nothing.")
+    ex.add_argument("source", metavar="FROM")
+    ex.add_argument("target", metavar="TO")
+    ex.add_argument("--proto", choices=("icmp", "tcp", "udp", "arp", "nd", "dhcp", "ra"), default="icmp",
+                    help="icmp (echo request, the default), tcp, udp, arp (request for TO's IPv4), "
+                         "nd (neighbour solicitation for TO's IPv6), dhcp (FROM as client, or as server "
+                         "when FROM is the gateway), ra (router advertisement from FROM)")
+    fam = ex.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 (default when both have one)")
+    fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6")
+    ex.add_argument("--port", type=_argument(values.port), default=None,
+                    help="destination port for tcp/udp (default 443 for tcp, 53 for udp)")
+    ex.add_argument("--loaded", action="store_true",
+                    help="evaluate this node's loaded table (nft) instead of the desired ruleset")
+    _output_format(ex)
 
     pt = sub.add_parser(
         "port", formatter_class=_formatter,
@@ -325,8 +369,17 @@ def cmd_status(args, paths, environ):
     return status.cluster(paths, Nft, args.timeout, with_drops=args.drops), render.status
 
 
+def cmd_graph(args, paths, environ):
+    return graph.graph(paths, Nft, vnet=args.vnet, output=args.output, timeout=args.timeout), render.graph
+
+
 def cmd_check(args, paths, environ):
     return check.check(paths), render.check
+
+
+def cmd_explain(args, paths, environ):
+    return explain.explain(paths, args.source, args.target, args.proto, args.family, args.port, args.loaded,
+                           Nft, environ), render.explain
 
 
 def cmd_port(args, paths, environ):
@@ -339,7 +392,8 @@ def cmd_teardown(args, paths, environ):
 
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
-            "status": cmd_status, "check": cmd_check, "port": cmd_port, "teardown": cmd_teardown}
+            "status": cmd_status, "check": cmd_check, "explain": cmd_explain, "port": cmd_port,
+            "teardown": cmd_teardown, "graph": cmd_graph}
 
 
 def _requested_format(argv):
@@ -350,6 +404,8 @@ def _requested_format(argv):
         if arg == "--":
             break
         name, eq, value = arg.partition("=")
+        if name == "--output" and next((a for a in argv if not a.startswith("-")), None) == "graph":
+            continue                                                   # graph's own --output FILE
         if len(name) > 3 and "--output-format".startswith(name):      # argparse takes a unique prefix
             value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
             return value if value in FORMATS else "text"

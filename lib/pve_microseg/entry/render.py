@@ -264,3 +264,48 @@ def check(data):
     lines.append(f"{len(data['files'])} file(s) checked: {count('error')} error(s), {count('warning')} warning(s), "
                  f"{count('info')} note(s)")
     return lines
+
+
+def graph(data):
+    if "dot" in data:
+        return data["dot"].splitlines()
+    bridges = ", ".join(data["bridges"]) or "no managed bridge"
+    lines = [f"wrote {data['output']} ({data['format']}): {bridges}, {data['guest-nics']} guest NIC(s)"]
+    if data["unbound"]:
+        lines.append(f"{data['unbound']} guest port(s) unbound or closed (orange): they send nothing")
+    if data["problems"]:
+        lines.append(f"{data['problems']} problem(s) found: 'pve-microseg status' lists them")
+    return lines
+
+
+# ------------------------------------------------------------------ explain
+
+def explain(data):
+    lines = [f"{data['from']['label']} -> {data['to']['label']} ({data['proto']}): {data['frame-summary']}"]
+    n = 0
+    for hop in data["hops"]:
+        out = hop["out"] or "the host itself"
+        lines.append(f"{hop['node']} {hop['bridge']}: in {hop['in']}, out {out} ({hop['ruleset']} ruleset)")
+        for hook in hop["hooks"]:
+            if not hook["steps"]:
+                lines.append(f"  {hook['hook']}: no rule of ours for this bridge -> accept")
+                continue
+            lines.append(f"  {hook['hook']}:")
+            for i, step in enumerate(hook["steps"]):
+                n += 1
+                mark = "=>" if hook["decided-by"] == i else ("+ " if step["matched"] else "  ")
+                action = f" [{step['action']}]" if step["action"] else ""
+                lines.append(f"  {mark}{n:3} {step['chain']}#{step['position']}{action}: {step['rule']}")
+            lines.append(f"     -> {hook['verdict']}" + ("" if hook["decided-by"] is not None else " (policy)"))
+    for hop in data["not-crossed"]:
+        lines.append(f"{hop['node']} {hop['bridge']}: not reached")
+    if data.get("note"):
+        lines.append(data["note"])
+    verdict = "ACCEPTED by pve-microseg" if data["verdict"] == "accept" else "DROPPED by pve-microseg"
+    if data["decided-by"]:
+        verdict += f": {data['decided-by']['chain']}#{data['decided-by']['position']} " \
+                   f"\"{data['decided-by']['comment'] or '(no comment)'}\""
+    lines.append(verdict)
+    lines += ["in the path, not evaluated:"] + [f"  - {x}" for x in data["not-evaluated"]]
+    lines += ["cannot see:"] + [f"  - {x}" for x in data["cannot-see"]]
+    return lines

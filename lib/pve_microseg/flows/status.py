@@ -134,4 +134,5 @@ def cluster(paths, nft_factory=None, timeout=5.0, with_drops=False):
         data["drops"] = sorted(({"node": n, **row} for n in nodes for row in answers.get(n, {}).get("drops", [])),
                                key=drops.sort_key)
         data["drops-unknown"] = sorted(n for n in nodes if "drops" not in answers.get(n, {}))
+    data["unbound-ports"] = {n: answers[n]["unbound-ports"] for n in nodes if answers.get(n, {}).get("unbound-ports")}
     return Result(data, ExitCode.UNPROTECTED if data["problems"] else ExitCode.OK)

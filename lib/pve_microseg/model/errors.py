@@ -96,6 +96,11 @@ class PrerequisiteError(MicrosegError):
     exit_code = ExitCode.PREREQUISITE
 
 
+class GraphvizError(MicrosegError):
+    """graphviz's dot is missing or failed to draw a picture (`graph`); the
+    .dot output needs no graphviz."""
+
+
 class GuestRefused(MicrosegError):
     """The hookscript's strict policy refuses this guest's configuration."""
 
@@ -111,3 +116,14 @@ class RolledBack(MicrosegError):
     @property
     def exit_code(self):
         return self.cause.exit_code
+
+
+class UnsupportedRule(MicrosegError):
+    """`explain` met a rule it cannot evaluate (not a shape pve-microseg
+    generates: the table was changed by hand, or the evaluator lags behind
+    the generator).  It refuses rather than guess a verdict."""
+
+
+class EndpointError(MicrosegError):
+    """An `explain` endpoint names no guest NIC, gateway or address this
+    configuration knows."""

@@ -45,6 +45,7 @@ class GuestConfig:
     hookscript: str = None
     warnings: tuple = ()
     lock: str = None          # the config lock (`lock: backup` while vzdump runs), None if unlocked
+    name: str = None          # `name:` of a VM, `hostname:` of a container: the guest owner's text, unchecked
     text: str = field(default=None, repr=False, compare=False)   # the file as read (None: unknown)
 
     def port(self, nic, fwbr=False):

@@ -91,10 +91,13 @@ def _qemu_nic(index, props):
 
 def parse(text, vmid, guest_type, path="<guest config>"):
     """Text of `<vmid>.conf` -> GuestConfig.  Raises GuestConfigError."""
-    nets, ipconfigs, hookscript, lock, warnings = {}, {}, None, None, []
+    nets, ipconfigs, hookscript, lock, name, warnings = {}, {}, None, None, None, []
     for lineno, key, value in main_section(text):
         if key == "hookscript":
             hookscript = value
+            continue
+        if key == ("name" if guest_type == "qemu" else "hostname"):
+            name = value or None
             continue
         if key == "lock":
             lock = value or None
@@ -117,7 +120,8 @@ def parse(text, vmid, guest_type, path="<guest config>"):
         except ValueError as e:
             raise GuestConfigError(path, lineno, key, str(e)) from None
     return GuestConfig(vmid=int(vmid), type=guest_type, path=str(path), nics=tuple(nics),
-                       hookscript=hookscript, warnings=tuple(warnings), lock=lock, text=text)
+                       hookscript=hookscript, warnings=tuple(warnings), lock=lock, name=name,
+                       text=text)
 
 
 class _IpconfigError(ValueError):

@@ -243,3 +243,23 @@ def table(transactions, family, name, meters_as_sets=True):
                 raise ValueError(f"nftsyntax: {verb} {kind} before table {family} {name} exists")
             getattr(current, verb)(kind, obj)
     return None if current is None else current.render(family, name)
+
+
+def rule_text(rule):
+    """One rule (libnftables JSON, as sent or as listed) in nft syntax, for
+    messages (`pve-microseg explain`); a statement this module does not
+    know is shown as its JSON."""
+    import json
+    parts = []
+    for stmt in rule.get("expr", []):
+        try:
+            m = stmt.get("match", {})
+            if m.get("left", {}).get("payload") == _ND_TARGET and isinstance(m.get("right"), int):
+                stmt = {"match": dict(m, right=f"0x{m['right']:032x}")}
+            parts.append(_statement(stmt))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            parts.append(json.dumps(stmt, sort_keys=True))
+    text = " ".join(parts)
+    if rule.get("comment"):
+        text += f' comment "{rule["comment"]}"'
+    return text
