@@ -25,7 +25,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..model.errors import UnsupportedRule
-from . import frame as F
+from . import frame as F, ruleset
 
 ACCEPT, DROP = "accept", "drop"
 HOOKS = ("prerouting", "forward")
@@ -350,6 +350,12 @@ def _statement(stmt, table):
         return lambda pkt: ("match", test(pkt))
     if key in _NO_OPS or (key == "set" and isinstance(body, dict) and body.get("op") in ("update", "add")):
         return lambda pkt: ("noop", None)
+    if key == "meter" and isinstance(body, dict) and body.get("stmt", {"counter": None}) == {"counter": None}:
+        # a per-port drop counter (policy/drops.py): it decides nothing.  A full
+        # meter ends the rule before its drop, and the next rule of the same
+        # drop-<class> chain drops (ruleset.DROP_FULL_COMMENT): the verdict is
+        # the same, only the rule that decides differs
+        return lambda pkt: ("noop", None)
     verdict = _verdict(stmt)
     if verdict is not None:
         return lambda pkt: ("verdict", verdict)
@@ -457,8 +463,11 @@ def evaluate(table, hook, packet):
     return trace
 
 
+_DROP_CHAINS = frozenset(ruleset.drop_chain(cls) for cls in ruleset.DROP_CLASSES)
+
+
 def _run(table, base, packet, trace):
-    stack, chain, i = [], base, 0
+    stack, chain, i, sent_by = [], base, 0, {}
     while True:
         if i >= len(chain.rules):               # end of chain: return; the base chain's policy
             if not stack:
@@ -484,7 +493,9 @@ def _run(table, base, packet, trace):
         what, target = verdict
         step.action = what if target is None else f"{what} {target}"
         if what in (ACCEPT, DROP):
-            trace.decided_by = step
+            # a drop in a drop-<class> chain (where it is counted per port) was
+            # decided by the rule that sent the frame there
+            trace.decided_by = sent_by.get(chain.name, step) if what == DROP else step
             return what
         if what == "return":
             if not stack:
@@ -497,6 +508,8 @@ def _run(table, base, packet, trace):
             raise UnsupportedRule(f"explain: chains nest deeper than {_MAX_DEPTH} ({target})")
         if what == "jump":
             stack.append((chain, i))
+        if target in _DROP_CHAINS:
+            sent_by[target] = step
         chain, i = table.chains[target], 0
 
 
