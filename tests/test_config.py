@@ -210,7 +210,7 @@ def test_interface_and_node_names_match_whole_strings():
 
 @pytest.mark.parametrize("ip,why", [
     ("127.0.0.1", "127.0.0.1 is a loopback address"),
-    ("::ffff:10.100.0.1", "::ffff:a64:1 is an IPv4-mapped IPv6 address"),
+    ("::ffff:10.100.0.1", "is an IPv4-mapped IPv6 address (write 10.100.0.1)"),
     ("0.0.0.0", "unspecified"),
     ("ff02::1", "multicast"),
     ("'0.0.0.0/0'", "0.0.0.0/0 is a prefix, not a host address"),
