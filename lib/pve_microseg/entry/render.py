@@ -266,6 +266,12 @@ def check(data):
     return lines
 
 
+def metrics(data):
+    """The exposition itself on standard output; nothing once written to a
+    textfile (the timer's journal stays quiet)."""
+    return [] if data.get("textfile") else data["text"].splitlines()
+
+
 def graph(data):
     if "dot" in data:
         return data["dot"].splitlines()

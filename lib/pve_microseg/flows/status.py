@@ -66,6 +66,15 @@ def local(paths, nft_factory=None, cfg=None):
     and which guest ports on them have no binding (they send nothing); and
     its proxmox-firewall.  Without nft_factory (tests, tools without a
     kernel): what the hooks recorded."""
+    return local_detail(paths, nft_factory, cfg)[0]
+
+
+def local_detail(paths, nft_factory=None, cfg=None):
+    """(local()'s Result, what else it saw for the Prometheus textfile:
+    {"config": the Config, "ports": [(the bridge a port is on now, its
+    ManagedBridge, [guest ports])] of every managed bridge present here
+    (and its <bridge>v<tag>), "bound": the ports with a binding loaded}).
+    The detail is None when nftables could not be read."""
     cfg = cfg or pveconf.config(paths)
     here = node.local_node(paths)
     pfw = proxmox_firewall(paths)
@@ -74,15 +83,16 @@ def local(paths, nft_factory=None, cfg=None):
             (loaded, nd, counted), bound, how = loaded_table(nft_factory), bound_ports(nft_factory), "nftables"
         except MicrosegError as e:
             data = {"node": here, "error": f"cannot read nftables: {e}", "proxmox-firewall": pfw}
-            return Result(data, ExitCode.UNPROTECTED)
+            return Result(data, ExitCode.UNPROTECTED), None
     else:
         loaded, how = set(state.applied(paths)), f"markers in {paths.applied_dir}"
         bound = {b["port"] for b in state.loaded_bindings(paths) or []}
     present = node.bridges_present(paths)
     bridges = protection.local_bridges(cfg, present, loaded)
-    ports = {name: node.bridge_ports(paths, name) for b in cfg.bridges
-             if b.port_security != "off" and bridges[b.name]["rules"]
-             for name in [b.name, *protection.vlan_bridges(b.name, present, cfg.names)]}
+    on = [(name, b, [p for p in node.bridge_ports(paths, name) if bindings.port_owner(p) is not None])
+          for b in cfg.bridges if bridges[b.name]["present"]
+          for name in [b.name, *protection.vlan_bridges(b.name, present, cfg.names)]]
+    ports = {name: names for name, b, names in on if b.port_security != "off" and bridges[b.name]["rules"]}
     unbound = protection.unbound_ports(ports, bound)
     data = {"node": here, "source": how, "bridges": bridges, "unbound-ports": unbound, "proxmox-firewall": pfw}
     if nft_factory is not None and loaded:
@@ -90,7 +100,7 @@ def local(paths, nft_factory=None, cfg=None):
     if nft_factory is not None:
         data["drops"] = drops.rows(counted, _port_bridges(paths, cfg, present, bridges))
     bad = protection.local_unprotected(bridges) or unbound
-    return Result(data, ExitCode.UNPROTECTED if bad else ExitCode.OK)
+    return Result(data, ExitCode.UNPROTECTED if bad else ExitCode.OK), {"config": cfg, "ports": on, "bound": bound}
 
 
 def cluster(paths, nft_factory=None, timeout=5.0, with_drops=False):
