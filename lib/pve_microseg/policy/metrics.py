@@ -133,12 +133,18 @@ def _text(value):
     """Any value as text that encodes to UTF-8 (a lone surrogate from an
     undecodable interface name becomes its backslash escape)."""
     text = "" if value is None else str(value)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_PLAIN = frozenset('\\"\n')
 
 
 def label_value(value):
     r"""A label value escaped as the exposition format says: \ -> \\, " -> \", newline -> \n."""
-    return _text(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    text = _text(value)
+    if _PLAIN.isdisjoint(text):
+        return text
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def help_text(text):
@@ -164,16 +170,16 @@ class _Family:
         self.name, self.kind, self.help, self.samples = PREFIX + name, kind, helptext, {}
 
     def add(self, value, **labels):
-        key = tuple(labels.items())
-        if key not in self.samples:        # one series per label set, whatever the input says
+        # the label set as written (escaped once); one series per label set, whatever the input says
+        key = ",".join(f'{n}="{label_value(v)}"' for n, v in labels.items())
+        if key not in self.samples:
             self.samples[key] = value
 
     def lines(self):
         yield f"# HELP {self.name} {help_text(self.help)}"
         yield f"# TYPE {self.name} {self.kind}"
-        for key in sorted(self.samples, key=lambda k: [(n, _text(v)) for n, v in k]):
-            labels = ",".join(f'{n}="{label_value(v)}"' for n, v in key)
-            yield f"{self.name}{{{labels}}} {number(self.samples[key])}" if labels else \
+        for key in sorted(self.samples):
+            yield f"{self.name}{{{key}}} {number(self.samples[key])}" if key else \
                 f"{self.name} {number(self.samples[key])}"
 
 
