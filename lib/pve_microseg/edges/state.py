@@ -11,6 +11,9 @@
   if-up.d hook compares them in shell (`test -nt`) and starts Python only
   when a configuration file changed since: `ifreload -a` on a node with
   hundreds of VNets then costs one Python run, not one per bridge.
+* `/run/pve-microseg/drop-log`, present while the loaded drop chains log
+  (`log: on`): the if-down.d hook, which reads no configuration, keeps the
+  logging as loaded, and the if-up.d hook reloads when the setting changed.
 * the parsed microseg.yaml (`/run/pve-microseg/microseg.yaml.json`), keyed
   by the file's exact text: the guest hookscript then does not load PyYAML.
 * a hold (`/run/pve-microseg/held/<vmid>`, holding the reason): a backup
