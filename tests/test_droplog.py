@@ -227,8 +227,10 @@ def test_the_loaded_log_rule_of_either_release_decides_nothing(rule):
 
 
 @pytest.mark.parametrize("limit", [
-    {"meter": {"name": "m", "size": 1, "key": {"meta": {"key": "iifname"}}, "stmt": {"limit": {"rate": 1, "per": "minute"}}}},
-    {"set": {"op": "add", "elem": {"meta": {"key": "iifname"}}, "set": "@m", "stmt": [{"limit": {"rate": 1, "per": "minute"}}]}},
+    {"meter": {"name": "m", "size": 1, "key": {"meta": {"key": "iifname"}},
+               "stmt": {"limit": {"rate": 1, "per": "minute"}}}},
+    {"set": {"op": "add", "elem": {"meta": {"key": "iifname"}}, "set": "@m",
+             "stmt": [{"limit": {"rate": 1, "per": "minute"}}]}},
 ])
 def test_a_rate_limit_that_gates_a_verdict_is_refused(limit):
     """Over its limit the rule would not drop: the evaluator cannot tell, so it refuses."""
