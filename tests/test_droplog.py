@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import golden
-from conftest import FakeNft
+from conftest import FakeNft, unavailable
 from dataplane import cluster, explained
 from dataplane.topology import VNET1
 from pve_microseg.edges import state
@@ -360,3 +360,103 @@ def test_status_says_when_drops_are_logged(tmp_path):
         data = status.cluster(Paths.from_env(c.env), timeout=2).data
         assert data["drop-log"] is log
         assert any("journalctl -k --grep pve-microseg" in line for line in render.status(data)) is said
+
+
+# ------------------------------------------------------------------ the kernel here
+
+KERNEL_SCRIPT = r'''
+import json, re, socket, struct, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+import nftables
+from pve_microseg.policy import nftsyntax, ruleset as R
+
+def sh(cmd):
+    subprocess.run(cmd, shell=True, check=True, capture_output=True)
+
+sh("ip link add br0 type bridge && ip link set br0 up")
+for i in (0, 1):
+    sh(f"ip link add tap10{i + 1}i0 type veth peer name peer{i} && ip link set tap10{i + 1}i0 master br0 up "
+       f"&& ip link set peer{i} up")
+
+def transaction(log):
+    t = R._t
+    drops = [R.drop_chain(c) for c in R.DROP_CLASSES]
+    cmds = [{"add": {"table": {"family": R.FAMILY, "name": R.TABLE}}},
+            {"add": {"chain": t(name="prerouting", type="filter", hook="prerouting", prio=-200, policy="accept")}}]
+    cmds += [{"add": {"chain": t(name=n)}} for n in drops]
+    cmds += [{"flush": {"chain": t(name=n)}} for n in ["prerouting", *drops]]
+    cmds += R._drop_chain_rules(log)
+    cmds.append(R._rule("prerouting", [R._match(R._meta("iifname"), "tap101i0"),
+                                       R._match(R._payload("udp", "sport"), 67)] + R._drop("rogue-dhcp"), "test"))
+    return {"nftables": cmds}
+
+nft = nftables.Nftables()
+nft.set_json_output(True)
+for log in (True, True, False, True):       # every transaction re-adds the chains' rules; toggled and back
+    rc, _, err = nft.json_cmd(transaction(log))
+    assert rc == 0, err
+nft.set_json_output(False)
+listing = nft.cmd("list table bridge pve_microseg")[1]
+version = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout
+as_sets = bool(re.search(r"v1\.[1-9]", version))
+rendered = nftsyntax.table([transaction(True)], R.FAMILY, R.TABLE, meters_as_sets=as_sets)
+
+frame = (b"\xff" * 6 + bytes.fromhex("bc2411000101") + b"\x08\x00"
+         + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + 8, 1, 0, 64, 17, 0, socket.inet_aton("10.0.0.101"),
+                       socket.inet_aton("255.255.255.255"))
+         + struct.pack("!HHHH", 67, 68, 16, 0) + b"pve-microseg-t1")
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+rx.bind(("peer1", 0))
+rx.settimeout(0.3)
+tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+tx.bind(("peer0", 0))
+for _ in range(5):
+    tx.send(frame)
+received = 0
+try:
+    while True:
+        received += b"pve-microseg-t1" in rx.recv(2000)
+except socket.timeout:
+    pass
+meters = nft.cmd("list set bridge pve_microseg drops-rogue-dhcp" if as_sets else "list meters")[1]
+logs = nft.cmd("list set bridge pve_microseg log-rogue-dhcp" if as_sets else "list meters")[1]
+print(json.dumps({"version": version.strip(), "listing": re.sub(r"counter packets \d+ bytes \d+",
+                                                               "counter packets 0 bytes 0", listing),
+                  "rendered": rendered, "received": received, "meters": meters, "logs": logs}))
+'''
+
+
+def _in_a_network_namespace(script, *args):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which("unshare") is None or shutil.which("ip") is None or shutil.which("nft") is None:
+        unavailable("unshare, ip and nft are needed")
+    try:
+        import nftables  # noqa: F401
+    except ImportError:
+        unavailable("python3-nftables is not installed")
+    # root: a network namespace of its own (a chroot refuses user namespaces); else a user's
+    cmd = ["unshare", "-n" if os.geteuid() == 0 else "-rn", sys.executable, "-c", script, *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 and ("Operation not permitted" in r.stderr or "Operation not supported" in r.stderr):
+        unavailable(f"no network namespace with a bridge here: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def test_the_installed_nftables_loads_the_log_rules_and_the_kernel_still_drops():
+    """On this kernel, through the installed libnftables (1.0.6 on Debian 12,
+    1.1.3 in the trixie chroot of `make unit-trixie`): the drop chains with
+    the log rules load, load again, turn off and on; the listing is what
+    nftsyntax renders for that release; five rogue DHCP OFFERs from one port
+    are all dropped and counted, and the port has its log limit.  (The log
+    line itself needs net.netfilter.nf_log_all_netns in a namespace: the
+    QEMU tier reads it, tests/dataplane/droplog.py.)"""
+    from conftest import ROOT
+    got = _in_a_network_namespace(KERNEL_SCRIPT, str(ROOT / "lib"))
+    assert got["listing"] == got["rendered"], got["version"]
+    assert got["received"] == 0
+    assert '"tap101i0" counter packets 5 bytes' in got["meters"]
+    assert '"tap101i0" limit rate 1/minute burst 1 packets' in got["logs"]
