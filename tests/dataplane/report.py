@@ -35,6 +35,7 @@ def matrix_lines(run):
                         ("explain", "explain: the evaluator's verdicts = the packets'"),
                         ("golden", "golden rulesets (kernel listing = tests/golden/*.nft)"),
                         ("drops", "drop counters per guest port and class (status --local)"),
+                        ("droplog", "drop log (log: on): one kernel log line per port and class a minute"),
                         ("package", "package lifecycle on node1 (dpkg in the node)")):
         rows_of_kind = [r for r in run.data.get("results", []) if r["kind"] == kind]
         if rows_of_kind:

@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import (checks, cluster, drops, explained, hookscript, hostile, package, portsec, routed, rulesets,
+from . import (checks, cluster, droplog, drops, explained, hookscript, hostile, package, portsec, routed, rulesets,
                topology, vlantag)
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
@@ -338,6 +338,8 @@ def run(modes, out_dir, how):
         if mode == "microseg":
             observed.update(drops.run(wire))
             clock.lap(f"{mode}: drop counters")
+            observed.update(droplog.run(wire))
+            clock.lap(f"{mode}: drop log")
             observed.update(portsec.run(wire))
             clock.lap(f"{mode}: port bindings")
             observed.update(run_lifecycle(wire, log))

@@ -95,9 +95,10 @@ def rendered(scenario, root, nd_target=True):
     return "\n".join(render.show_nft(result.data)) + "\n"
 
 
-# nftables 1.1 lists a drop meter as a set of its own and `add @set { key counter }`
-_METER_SET = re.compile(r"\tset (drops-[a-z-]+) \{\n\t\ttype ifname\n\t\tsize (\d+)\n\t\tflags dynamic\n\t\}\n\n")
-_METER_ADD = re.compile(r"add @(drops-[a-z-]+) \{ ([a-z]+) counter \}")
+# nftables 1.1 lists a meter (per-port drop counter, or the log's rate limit
+# per port) as a set of its own and `add @set { key statement }`
+_METER_SET = re.compile(r"\tset ((?:drops|log)-[a-z-]+) \{\n\t\ttype ifname\n\t\tsize (\d+)\n\t\tflags dynamic\n\t\}\n\n")
+_METER_ADD = re.compile(r"add @((?:drops|log)-[a-z-]+) \{ ([a-z]+) (counter|limit rate [^}]*[^ }]) \}")
 
 
 def expected(scenario, nd_target=True):
@@ -110,5 +111,5 @@ def expected(scenario, nd_target=True):
         return text
     sizes = dict(_METER_SET.findall(text))
     text = _METER_SET.sub("", text)
-    text = _METER_ADD.sub(lambda m: f"meter {m.group(1)} size {sizes[m.group(1)]} {{ {m.group(2)} counter }}", text)
+    text = _METER_ADD.sub(lambda m: f"meter {m.group(1)} size {sizes[m.group(1)]} {{ {m.group(2)} {m.group(3)} }}", text)
     return "".join(l for l in text.splitlines(keepends=True) if ND_TARGET_COMMENT not in l)

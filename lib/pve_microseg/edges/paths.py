@@ -160,6 +160,11 @@ class Paths:
         return self.run_dir / "bindings.json"
 
     @property
+    def drop_log(self):
+        """Present while the loaded table logs its drops (`log: on`; tmpfs, like the rules)."""
+        return self.run_dir / "drop-log"
+
+    @property
     def ignored_dir(self):
         """One empty file per bridge found unmanaged (see state.py)."""
         return self.run_dir / "ignored"

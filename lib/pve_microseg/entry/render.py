@@ -73,6 +73,10 @@ def _bindings(data):
     return lines
 
 
+_LOG_ON = ("drops are logged (log: on): at most one kernel log line a minute per guest port and class, "
+           "'journalctl -k --grep pve-microseg'")
+
+
 def show(data):
     if not data["bridges"]:
         return [f"no managed bridges (configure them in {data['config']})"]
@@ -102,6 +106,8 @@ def show(data):
                          "name them with subnets: in microseg.yaml)")
     lines.append("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
                  "--nft or --output-format json for the nftables ruleset")
+    if data.get("log"):
+        lines.append(_LOG_ON)
     return lines + _bindings(data)
 
 
@@ -229,6 +235,8 @@ def status(data):
         lines.append(f"note: on {', '.join(open_nd)} (nftables < 1.1, Debian 12) a neighbour advertisement's "
                      "target is not bound to the port: a guest can claim another guest's IPv6 address to the "
                      "gateway (nftables 1.1, Debian 13 / PVE 9, binds it)")
+    if data.get("drop-log"):
+        lines.append(_LOG_ON)
     if data["unmanaged-vnets"]:
         lines.append(f"SDN VNets pve-microseg does not manage: {', '.join(data['unmanaged-vnets'])} "
                      "('pve-microseg vnet enable <vnet>' to isolate their guests)")

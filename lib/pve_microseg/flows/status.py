@@ -138,6 +138,7 @@ def cluster(paths, nft_factory=None, timeout=5.0, with_drops=False):
     unmanaged = sorted(set(sdn.vnets) - cfg.names)
     data = protection.report(here, nodes, answers, bridge_rows, unmanaged, guest_rows, problems,
                              protection.firewall_backends(nodes, answers, host_fws))
+    data["drop-log"] = cfg.log          # `log: on` in microseg.yaml (each node logs from its next load)
     data["nd-target-bound"] = {n: answers[n]["nd-target-bound"] for n in nodes
                                if isinstance(answers.get(n, {}).get("nd-target-bound"), bool)}
     if with_drops:

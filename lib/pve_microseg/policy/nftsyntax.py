@@ -19,6 +19,8 @@ nftables 1.1 lists it as a set of its own (`set drops-<class>`, flags
 dynamic, listed where the rule created it) and the statement as `add
 @drops-<class> { iifname counter }`; 1.0.6 lists the statement as written
 (`meter drops-<class> size N { iifname counter }`) and no set in the table.
+The same goes for the log's rate limit per port (`log: on`, meters
+log-<class>: `{ iifname limit rate 1/minute burst 1 packets }`).
 `meters_as_sets` chooses (True: 1.1).
 
 Only the expressions ruleset.py generates are known; anything else raises
@@ -75,18 +77,43 @@ def _value(value, key):
 _ND_TARGET = {"base": "th", "offset": 64, "len": 128}
 
 
+def _limit(limit):
+    """A packet rate limit as nft lists it (ruleset.log_statements: no byte rates, no `over`)."""
+    if set(limit) - {"rate", "per", "burst"} or not isinstance(limit.get("rate"), int):
+        raise ValueError(f"nftsyntax: unknown limit {limit!r}")
+    burst = f" burst {limit['burst']} packets" if limit.get("burst") else ""
+    return f"limit rate {limit['rate']}/{limit['per']}{burst}"
+
+
 def _meter(m, as_set):
     key, _ = _left(m["key"])
-    if m.get("stmt") != {"counter": None}:
+    if m.get("stmt") == {"counter": None}:
+        stmt = "counter"
+    elif isinstance(m.get("stmt"), dict) and set(m["stmt"]) == {"limit"}:
+        stmt = _limit(m["stmt"]["limit"])
+    else:
         raise ValueError(f"nftsyntax: unknown meter statement {m!r}")
     if as_set:
-        return f"add @{m['name']} {{ {key} counter }}"
-    return f"meter {m['name']} size {m['size']} {{ {key} counter }}"
+        return f"add @{m['name']} {{ {key} {stmt} }}"
+    return f"meter {m['name']} size {m['size']} {{ {key} {stmt} }}"
+
+
+def _log(log):
+    """A log statement as nft lists it: prefix and flags (the level is the
+    default, warn, which nft does not list)."""
+    if set(log) - {"prefix", "flags"}:
+        raise ValueError(f"nftsyntax: unknown log statement {log!r}")
+    flags = log.get("flags")
+    flags = [flags] if isinstance(flags, str) else list(flags or ())
+    return "log" + (f' prefix "{log["prefix"]}"' if "prefix" in log else "") + \
+        (f" flags {', '.join(flags)}" if flags else "")
 
 
 def _statement(stmt, meters_as_sets=True):
     if "meter" in stmt:
         return _meter(stmt["meter"], meters_as_sets)
+    if "log" in stmt:
+        return _log(stmt["log"] or {})
     if "match" in stmt:
         m = stmt["match"]
         if m["left"].get("payload") == _ND_TARGET and m["op"] == "==":

@@ -60,6 +60,27 @@ node.  nftables 1.1 lists the meter as a set `drops-<class>` (flags dynamic)
 and the statement as `add @drops-<class> { iifname counter }`; 1.0.6 lists it
 as written, and its elements under `list meters`.  The classes: DROP_CLASSES.
 
+With `log: on` in microseg.yaml, each drop-<class> chain starts with one
+more rule, which logs before the frame is counted and dropped:
+
+    meter log-<class> size 65535 { iifname limit rate 1/minute burst 1 packets }
+        log prefix "pve-microseg <class>: " flags ether
+
+At most one kernel log line per guest port and class a minute: the meter
+holds one token bucket per input port (an attack of one port does not
+silence another's line), and a frame over the limit, or a full meter, ends
+the rule before `log`.  The rule has no verdict, so the two rules after it
+count and drop every frame, logged or not.  The kernel log (nf_log_syslog,
+level warn, journald's _TRANSPORT=kernel) needs no daemon, unlike
+`log group N` (nflog, ulogd2); `flags ether` prints MACSRC=/MACDST= rather
+than raw header bytes.  The line's IN=tap<vmid>i<n> (or veth/fwpr) names
+the guest and NIC.  The kernel writes lines from network namespaces other
+than the initial one only with net.netfilter.nf_log_all_netns=1 (a node's
+bridges are in the initial one).  nftables 1.1 lists the meter as a set
+`log-<class>` and `add @log-<class> { iifname limit rate 1/minute burst 1
+packets }`; after an update that turns logging off (the if-up.d hook), 1.1
+keeps those sets, unused, until the next full load.
+
 Four transaction builders, each one atomic libnftables transaction: replace
 the whole table (full: apply, boot), (re)load some bridges and remove others
 (update: the if-up.d hook), remove one bridge (remove_bridge: if-down.d),
@@ -107,6 +128,10 @@ DROP_CLASSES = {
 }
 DROP_SET_SIZE = 65535
 DROP_FULL_COMMENT = "its meter is full: dropped, not counted per port"
+# `log: on` in microseg.yaml: a kernel log line per guest port and class, at most one per LOG_RATE
+LOG_PREFIX = "pve-microseg"
+LOG_RATE = (1, "minute")
+LOG_COMMENT = "logged, at most once a minute per port"
 
 
 def pre_chain(bridge):
@@ -175,10 +200,33 @@ def meter(cls):
                       "key": _meta("iifname"), "stmt": {"counter": None}}}
 
 
-def _drop_chain_rules():
-    """drop-<class>: count per port and drop; a full meter drops all the same."""
+def log_meter(cls):
+    return f"log-{cls}"
+
+
+def log_prefix(cls):
+    """The kernel log line's prefix for a drop of class `cls` (journalctl -k --grep pve-microseg)."""
+    return f"{LOG_PREFIX} {cls}: "
+
+
+def log_statements(cls):
+    """At most one kernel log line per input port per LOG_RATE for class
+    `cls`: a per-port rate limit (a meter keyed by the input port), then
+    `log`.  Over the limit, or with the meter full, the rule stops before
+    its log; it has no verdict either way."""
+    rate, per = LOG_RATE
+    return [{"meter": {"name": log_meter(cls), "size": DROP_SET_SIZE, "key": _meta("iifname"),
+                       "stmt": {"limit": {"rate": rate, "per": per, "burst": 1}}}},
+            {"log": {"prefix": log_prefix(cls), "flags": "ether"}}]
+
+
+def _drop_chain_rules(log=False):
+    """drop-<class>: (with log) log once a minute per port, count per port
+    and drop; a full meter drops all the same."""
     cmds = []
     for cls, what in DROP_CLASSES.items():
+        if log:
+            cmds.append(_rule(drop_chain(cls), log_statements(cls), f"{what}: {LOG_COMMENT}"))
         cmds += [_rule(drop_chain(cls), [meter(cls), {"drop": None}], f"{what}: counted per port"),
                  _rule(drop_chain(cls), [{"counter": {"packets": 0, "bytes": 0}}, {"drop": None}],
                        DROP_FULL_COMMENT)]
@@ -196,10 +244,12 @@ def _ipv6_as_int(ip):
 
 # ---------------------------------------------------------------- skeleton
 
-def skeleton(nd_target=False):
+def skeleton(nd_target=False, log=False):
     """Commands that create (idempotently) and refill the shared objects.
     nd_target: libnftables reads `icmpv6 taddr` (nftables >= 1.1, Debian 13):
-    a neighbour advertisement's target is then bound to the port too."""
+    a neighbour advertisement's target is then bound to the port too.
+    log: each drop is logged (rate-limited per port and class) before it is
+    counted (`log: on` in microseg.yaml)."""
     base = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"add": {"map": _t(name=PREROUTING_MAP, type="ifname", map="verdict")}},
@@ -221,7 +271,7 @@ def skeleton(nd_target=False):
         base.append({"add": {"chain": _t(name=name)}})
     for name in ("prerouting", "forward", *drops, GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
         base.append({"flush": {"chain": _t(name=name)}})
-    base += _drop_chain_rules()
+    base += _drop_chain_rules(log)
 
     base += [
         _rule("prerouting", [{"vmap": {"key": _meta("ibrname"), "data": f"@{PREROUTING_MAP}"}}],
@@ -512,14 +562,14 @@ def _vlan_maps(names):
 
 # ----------------------------------------------------------- transactions
 
-def full(bridges, port_bindings=(), nd_target=False):
+def full(bridges, port_bindings=(), nd_target=False, log=False):
     """Replace the whole table with exactly these bridges and port bindings
-    (one transaction).  nd_target: see skeleton."""
+    (one transaction).  nd_target, log: see skeleton."""
     cmds = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
     ]
-    cmds += skeleton(nd_target)
+    cmds += skeleton(nd_target, log)
     for bridge in sorted(bridges, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     cmds += _vlan_maps(vlan_parents(bridges))
@@ -542,14 +592,15 @@ def _removal(name):
     return cmds
 
 
-def update(managed, load=(), remove=(), port_bindings=None, nd_target=False):
+def update(managed, load=(), remove=(), port_bindings=None, nd_target=False, log=False):
     """(Re)load some bridges and remove others, in one transaction, leaving
     the other bridges' rules alone.  `managed`: the names of the plain
     bridges (vlan_parents) with rules once it is done (the VLAN maps are
     refilled for them).
     Creates the shared objects if needed.  With port_bindings, they replace
-    every binding; without, the bindings loaded stay.  nd_target: see skeleton."""
-    cmds = skeleton(nd_target)
+    every binding; without, the bindings loaded stay.  nd_target, log: see
+    skeleton (the drop chains are refilled: log must be what the table is to have)."""
+    cmds = skeleton(nd_target, log)
     for bridge in sorted(load, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     cmds += _vlan_maps(managed)         # before removals: no element may name a chain removed
@@ -560,16 +611,24 @@ def update(managed, load=(), remove=(), port_bindings=None, nd_target=False):
     return {"nftables": cmds}
 
 
-def remove_bridge(name, managed, nd_target=False):
+def remove_bridge(name, managed, nd_target=False, log=False):
     """Remove one bridge's rules; a no-op if it has none.  `managed`: the
     plain bridges that keep theirs (vlan_parents)."""
-    return update(managed, remove=[name], nd_target=nd_target)
+    return update(managed, remove=[name], nd_target=nd_target, log=log)
 
 
 def binds_nd_target(transaction):
     """Whether a transaction was built for nftables >= 1.1 (nd_target)."""
     return any(c.get("add", {}).get("rule", {}).get("comment") == ND_TARGET_COMMENT
                for c in transaction["nftables"])
+
+
+def logs_drops(rules):
+    """Whether these rules (libnftables JSON rule objects, as sent or as
+    listed) log drops: a rule of a drop-<class> chain with a `log`."""
+    chains = {drop_chain(cls) for cls in DROP_CLASSES}
+    return any(isinstance(r, dict) and r.get("chain") in chains
+               and any(isinstance(s, dict) and "log" in s for s in r.get("expr") or ()) for r in rules)
 
 
 def delete_table():
