@@ -216,6 +216,17 @@ def test_a_configuration_change_not_yet_applied_shows(fake_node):
     assert again["pve_microseg_config_info"] == after["pve_microseg_config_info"]
 
 
+def test_log_on_is_a_gauge_and_changes_the_digest(fake_node):
+    n = node_tree(fake_node)
+    before = parse(flow.metrics(n.paths, MetricsNft()).data["text"])
+    assert sample(before, "pve_microseg_drop_log_enabled") == 0
+    n.write_config("log: on\n" + CONFIG)
+    after = parse(flow.metrics(n.paths, MetricsNft()).data["text"])
+    assert sample(after, "pve_microseg_drop_log_enabled") == 1
+    assert set(before["pve_microseg_config_info"]["samples"]) != set(after["pve_microseg_config_info"]["samples"])
+    promtool_check(flow.metrics(n.paths, MetricsNft()).data["text"])
+
+
 def test_the_digest_ignores_where_a_bridge_was_read_and_its_order(fake_node):
     n = node_tree(fake_node)
     from pve_microseg.edges import pveconf

@@ -88,12 +88,16 @@ class Snapshot:
     config_digest: str = None
     config_timestamp: float = None
     nd_target_bound: bool = None
+    drop_log: bool = None               # `log: on` in microseg.yaml
 
 
-def config_digest(bridges):
+def config_digest(bridges, log=False):
     """16 hex digits of sha256 over the resolved model of these bridges
-    (ManagedBridge), without where each was read from."""
+    (ManagedBridge), without where each was read from, and (only when on,
+    so a digest of before `log:` existed stays the same) `log: on`."""
     doc = sorted((dict(b.to_json(), source=None) for b in bridges), key=lambda d: d["bridge"])
+    if log:
+        doc = {"bridges": doc, "log": True}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,7 +126,7 @@ def snapshot(timestamp, duration, version, status_data, detail, applied, stamp_n
             ports.append(PortState(p, name, b.name, st))
     return Snapshot(timestamp, duration, version, node, bridges=bridges, ports=tuple(ports),
                     bindings=len(detail["bound"]), drops=tuple(status_data.get("drops") or ()),
-                    config_digest=config_digest(cfg.bridges),
+                    config_digest=config_digest(cfg.bridges, cfg.log), drop_log=cfg.log,
                     config_timestamp=stamp_ns / 1e9 if stamp_ns else None,
                     nd_target_bound=status_data.get("nd-target-bound"))
 
@@ -241,6 +245,9 @@ def families(snap):
     if snap.nd_target_bound is not None:
         f("nd_target_bound", "gauge", "1 if a neighbour advertisement's target is bound to the port "
                                       "(nftables 1.1 or later)").add(snap.nd_target_bound)
+    if snap.drop_log is not None:
+        f("drop_log_enabled", "gauge", "1 if microseg.yaml says log: on (each drop class logs a kernel line "
+                                       "per port at most once a minute)").add(snap.drop_log)
     packets = f("drops_total", "counter", "Frames the rules dropped, per input port and class, "
                                           "since the rules were loaded")
     nbytes = f("drop_bytes_total", "counter", "Bytes of the frames the rules dropped, per input port and class")
