@@ -45,9 +45,21 @@ ATTACKS = {
                 lambda a, v, n: F.udp4_frame(GATEWAY_MAC, a.mac, a.ip4, v.ip4, 9999, 9999, n)),
 }
 
-PROPS = {cls: f"{what} from g101: node1's drop counter {cls} rose for {ATTACKER.port} (VMID 101, net0) "
-              f"and no other class of it but guest-to-guest (its own IPv6 background), "
-              f"and not for {', '.join(g.port for g in BYSTANDERS)}"
+# How many attack frames a class's check sends.  The guests' own background
+# (ARP and IPv6 ND, MLD, flooded to the other guest ports) is itself
+# guest-to-guest, on the bystanders' ports too (seen on Debian 12 in the
+# CI of the merged i13 branches: +1 or +2 on each): so that class's attack
+# is a burst, counted in full on the attacker's port, and a bystander's
+# rise smaller than the burst is background, not the attack counted
+# against it.  No other class has a background.
+FRAMES = {"guest-to-guest": 20}
+
+PROPS = {cls: (f"{what} from g101" + (f", {FRAMES[cls]} times" if cls in FRAMES else "")
+               + f": node1's drop counter {cls} rose for {ATTACKER.port} (VMID 101, net0)"
+               + (f" by at least {FRAMES[cls]}" if cls in FRAMES else "")
+               + " and no other class of it but guest-to-guest (its own IPv6 background), and not for "
+               + ", ".join(g.port for g in BYSTANDERS)
+               + (f" by {FRAMES[cls]} or more (less is their own background)" if cls in FRAMES else ""))
          for cls, (what, _) in ATTACKS.items()}
 
 
@@ -77,7 +89,8 @@ def run(wire):
         try:
             pings({g: (g.ns, GATEWAY_IP4) for g in BYSTANDERS})     # every FDB knows where the victims are
             before = counters(a.node)
-            wire.send(a.ns, build(a, v, F.new_nonce()))
+            for _ in range(FRAMES.get(cls, 1)):
+                wire.send(a.ns, build(a, v, F.new_nonce()))
             time.sleep(0.2)
             after = counters(a.node)
         except RuntimeError as e:
@@ -85,12 +98,15 @@ def run(wire):
             continue
         rose = _rose(before, after)
         mine = {c for (port, c) in rose if port == a.port}
-        theirs = {(port, c) for (port, c) in rose if port in {g.port for g in BYSTANDERS} and c == cls}
+        burst = FRAMES.get(cls, 1)
+        theirs = {(port, c) for (port, c), d in rose.items()
+                  if port in {g.port for g in BYSTANDERS} and c == cls and (burst == 1 or d >= burst)}
         owner = after.get((a.port, cls), (0, None, None))[1:]
         # g101's own IPv6 traffic (MLD reports, ND; seen on Debian 13) may
         # add guest-to-guest on its port meanwhile: that class is background,
         # every other class of its port must stay still
-        ok = cls in mine and not (mine - {cls, "guest-to-guest"}) and not theirs and owner == (a.vmid, "net0")
+        ok = (cls in mine and rose[(a.port, cls)] >= burst and not (mine - {cls, "guest-to-guest"})
+              and not theirs and owner == (a.vmid, "net0"))
         out[name] = ("pass" if ok else "fail",
                      f"rose: {', '.join(f'{p} {c} +{d}' for (p, c), d in sorted(rose.items())) or 'nothing'}; "
                      f"{a.port} is {owner}")
