@@ -29,7 +29,7 @@ RUN_TRIXIE := tests/guest/run-trixie-guest.sh
 RELEASE   ?= bookworm
 UNIT_TRIXIE := TRIXIE_CHROOT=1 $(RUN_TRIXIE) '/usr/bin/python3 -m pytest -q -p no:cacheprovider tests --ignore=tests/dataplane'
 
-.PHONY: all deps check unit unit-trixie dataplane demo deb install clean bench golden
+.PHONY: all deps promtool check unit unit-trixie dataplane demo deb install clean bench golden
 
 all: deb
 
@@ -39,6 +39,13 @@ deps:
 		echo "installing: $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+
+# promtool (for `promtool check metrics` in tests/test_metrics.py) from
+# Debian's prometheus package, extracted into build/promtool without
+# installing the server; the Debian 13 chroot sees it there too (the
+# working directory is shared with it).
+promtool: deps
+	tests/tools/get-promtool.sh build/promtool
 
 install:
 	cd lib && find pve_microseg -name '*.py' -exec install -D -m 0644 {} $(DESTDIR)$(PYLIBDIR)/{} \;
@@ -62,12 +69,12 @@ $(DEB): $(PKG_FILES) $(FILE_LIST)
 	cd build/pkg/src && dpkg-buildpackage -us -uc -b -rfakeroot >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
 	mv build/pkg/*.deb dist/
 
-unit: deps
+unit: deps promtool
 	$(PYTHON) -m pytest -q tests --ignore=tests/dataplane
 
 # the host tiers (unit, simulator, package: build + lintian) under Debian 13's
 # Python 3.13, debhelper and lintian; lintian also checks the .deb built here
-unit-trixie: deps deb
+unit-trixie: deps promtool deb
 	$(UNIT_TRIXIE)
 
 # DATAPLANE_RELEASES=bookworm or =trixie for one release (CI always runs both)
@@ -75,7 +82,7 @@ dataplane: deps deb
 	$(PYTHON) -m pytest -q tests/dataplane
 
 # Debian 12: every tier, then Debian 13's host tiers (its dataplane ran in the first)
-check: deps deb
+check: deps promtool deb
 	$(PYTHON) -m pytest tests
 	@echo "== host tiers under Debian 13 (trixie chroot) =="
 	$(UNIT_TRIXIE)

@@ -217,6 +217,34 @@ def microseg_020(n):
     return rs.full(out)
 
 
+def without_drop_counters(tr):
+    """The transaction `tr` with drops that stop where they are: each
+    `goto drop-<class>` verdict is `drop`, and the drop-<class> chains
+    (their creation, flush and rules) are gone."""
+    drop_chains = {ruleset.drop_chain(cls) for cls in ruleset.DROP_CLASSES}
+
+    def chain_of(cmd):
+        body = next(iter(cmd.values()))
+        for kind in ("chain", "rule"):
+            obj = body.get(kind) if isinstance(body, dict) else None
+            if isinstance(obj, dict):
+                return obj.get("name") if kind == "chain" else obj.get("chain")
+        return None
+
+    out = []
+    for cmd in copy.deepcopy(tr["nftables"]):
+        if chain_of(cmd) in drop_chains:
+            continue
+        for target in drop_chains:
+            _walk_replace(cmd, {"goto": {"target": target}}, {"drop": None})
+        out.append(cmd)
+    return {"nftables": out}
+
+
+def microseg_nocount(n, ports=DEFAULT_PORTS):
+    return without_drop_counters(microseg(n, ports))
+
+
 # ------------------------------------------------------ microseg prototype
 
 GUEST_PORTS_SET = "guest-ports"
@@ -450,6 +478,7 @@ def _guest_set_as_tap_prefix(tr):
 JSON_DESIGNS = {
     "microseg": microseg,
     "microseg-0.2.0": lambda n, ports=None: microseg_020(n),
+    "microseg-nocount": microseg_nocount,
     "microseg-ps-off": lambda n, ports=None: microseg_ps_off(n),
     "microseg-noanon": lambda n, ports=DEFAULT_PORTS: microseg_noanon(n, ports),
     # the prototypes predate port security: compare them with microseg-0.2.0
@@ -462,7 +491,7 @@ JSON_DESIGNS = {
     "abl-fwd-only": lambda n, ports=DEFAULT_PORTS: _drop_elements(microseg(n, ports), ruleset.PREROUTING_MAP),
     "abl-tap-prefix": lambda n, ports=DEFAULT_PORTS: _guest_set_as_tap_prefix(microseg(n, ports)),
 }
-PORT_DESIGNS = {"microseg", "microseg-noanon", "abl-skeleton", "abl-pre-only", "abl-fwd-only",
+PORT_DESIGNS = {"microseg", "microseg-nocount", "microseg-noanon", "abl-skeleton", "abl-pre-only", "abl-fwd-only",
                 "abl-tap-prefix"}
 
 

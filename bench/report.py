@@ -27,7 +27,7 @@ def _med(v):
 
 
 # pairs of designs whose pps ratio (same round) the table shows in a column of its own
-VERSUS = (("microseg", "microseg-0.2.0"), ("microseg", "microseg-ps-off"))
+VERSUS = (("microseg", "microseg-0.2.0"), ("microseg", "microseg-ps-off"), ("microseg", "microseg-nocount"))
 
 
 def _samples(dp):

@@ -5,6 +5,8 @@
     /usr/bin/python3 bench/run.py --quick    # smoke run, a few minutes
     /usr/bin/python3 bench/run.py --profile portsec --only icount
                                     # port security: 0.3.0 vs 0.2.0, P bound ports (~16 min)
+    /usr/bin/python3 bench/run.py --profile counters --only icount
+                                    # per-port drop counters vs none (issue 13)
 
 Writes bench/results/<date>.json and .md.  Needs root and what
 tests/guest/run-in-guest.sh needs (qemu-system-x86, busybox-static, kmod,
@@ -72,7 +74,13 @@ PORTSEC = dict(FULL, dp_icount=(
     "--ns 1,4094 --ports 10,1000,4000 --designs none,article,microseg,microseg-ps-off,microseg-0.2.0 "
     "--rounds 3 --duration 0.3 --article-limit-max 0 --article-max-n 1024 --no-extra-bridges"),
     dp_probes=None, dp_veth=None, timeout_icount=3000)
-PROFILES = {"full": FULL, "quick": QUICK, "portsec": PORTSEC}
+# The per-port drop counters (issue 13) against the same ruleset without
+# them, on the deterministic clock: allowed paths (a, d) and the dropped one (c)
+COUNTERS = dict(FULL, dp_icount=(
+    "--ns 1,4094 --ports 10,4000 --designs none,microseg,microseg-nocount "
+    "--rounds 3 --duration 0.3 --article-limit-max 0 --no-extra-bridges"),
+    dp_probes=None, dp_veth=None, timeout_icount=3000)
+PROFILES = {"full": FULL, "quick": QUICK, "portsec": PORTSEC, "counters": COUNTERS}
 PARTS = ("hooks-host", "wall", "icount")
 
 

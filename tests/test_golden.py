@@ -29,7 +29,7 @@ def test_the_nft_1_1_rule_is_in_every_golden_file():
 
 def test_every_scenario_named_by_the_issue_is_there():
     assert set(golden.SCENARIOS) == {"vnet-dual-stack", "vrrp-several-macs", "ipv4-only", "plain-bridge",
-                                     "port-security", "routed-zones"}
+                                     "port-security", "routed-zones", "drop-log"}
 
 
 def test_an_unknown_rule_shape_is_refused():

@@ -30,6 +30,8 @@ ALLOWED_PREFIXES = (
     "usr/share/man/man8/pve-microseg-hookscript.8.gz",
     HOOKSCRIPT,
     "usr/lib/systemd/system/pve-microseg.service",
+    "usr/lib/systemd/system/pve-microseg-metrics.service",
+    "usr/lib/systemd/system/pve-microseg-metrics.timer",
     "usr/lib/udev/rules.d/60-pve-microseg.rules",
     "usr/share/bash-completion/completions/pve-microseg",
 )
@@ -258,6 +260,21 @@ def test_maintainer_scripts(debfile):
     assert 'if [ "$1" = remove ]' in prerm and "pve-microseg teardown" in prerm
     assert "rm -rf /var/lib/pve-microseg /run/pve-microseg" in postrm
     assert "/etc/pve" not in postrm.replace("/etc/pve/microseg.yaml (other nodes use it)", "")
+
+
+def test_metrics_timer_enabled_and_started_its_service_never_by_the_install(debfile, extracted):
+    """The timer refreshes node_exporter's textfile; the install enables and
+    starts it, and neither enables nor starts the service (only the timer
+    runs it), nor starts the boot unit (postinst applies by itself)."""
+    postinst = debfile.control.get_content("postinst", encoding="utf-8")
+    assert "deb-systemd-helper enable 'pve-microseg-metrics.timer'" in postinst
+    assert "deb-systemd-invoke $_dh_action 'pve-microseg-metrics.timer'" in postinst
+    assert "'pve-microseg-metrics.service'" not in postinst
+    assert "deb-systemd-invoke $_dh_action 'pve-microseg.service'" not in postinst
+    service = (extracted / "usr/lib/systemd/system/pve-microseg-metrics.service").read_text()
+    assert "[Install]" not in service and "ConditionPathIsDirectory=/var/lib/prometheus/node-exporter" in service
+    debctl = debfile.debcontrol()
+    assert "prometheus-node-exporter" in debctl["Suggests"]
 
 
 def test_source_package_lintian_clean(tmp_path):

@@ -115,7 +115,7 @@ def test_no_anonymous_sets_per_bridge():
 
 def test_guest_to_uplink_ends_in_drop():
     rules = rules_of(ruleset.full([]), "guest-to-uplink")
-    assert rules[-1]["expr"][-1] == {"drop": None}
+    assert rules[-1]["expr"][-1] == {"goto": {"target": "drop-to-uplink"}}
     assert [r["comment"] for r in rules[:-1]] == [
         "router solicitation", "MLD reports (multicast snooping)", "IGMP reports (multicast snooping)",
         "DHCP client", "DHCPv6 client"]
@@ -153,7 +153,7 @@ def test_guest_packets_for_other_addresses_of_the_subnet_are_dropped():
     assert v4[0]["match"] == {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
                               "right": "10.100.0.1"}
     assert v4[1]["match"]["right"] == {"prefix": {"addr": "10.100.0.0", "len": 24}}
-    assert v4[-1] == {"drop": None}
+    assert v4[-1] == {"goto": {"target": "drop-hairpin"}}
     # before the shared guards (goto ends the chain)
     assert rules.index(intra[-1]) < len(rules) - 1
     allowed = ManagedBridge(name="v1", gateway=b.gateway, subnets=b.subnets, intra_vnet_routing="allow")
@@ -188,7 +188,9 @@ def test_every_managed_chain_ends_in_a_verdict():
     assert rules_of(t, "pre-vnet1")[-1]["expr"] == [{"goto": {"target": "guest-pre"}}]
     assert rules_of(t, "guest-pre")[-1]["expr"] == [{"accept": None}]
     assert rules_of(t, "fwd-vnet1")[-1]["expr"] == [{"goto": {"target": "guest-to-uplink"}}]
-    assert rules_of(t, "guest-to-uplink")[-1]["expr"][-1] == {"drop": None}
+    assert rules_of(t, "guest-to-uplink")[-1]["expr"][-1] == {"goto": {"target": "drop-to-uplink"}}
+    for cls in ruleset.DROP_CLASSES:
+        assert rules_of(t, f"drop-{cls}")[-1]["expr"][-1] == {"drop": None}
 
 
 def test_update_and_removal_refill_the_vlan_maps():
@@ -277,7 +279,95 @@ def test_nd_target_is_bound_only_where_nftables_can_match_it():
     assert comments[i + 1] == "a bound MAC and IPv6 source (one lookup)"
     expr = json.dumps(with_nd[i]["expr"])
     assert '"field": "taddr"' in expr and f'"@{ruleset.BIND_IP6}"' in expr and f'"@{ruleset.ANY_IP6}"' in expr
-    assert with_nd[i]["expr"][-1] == {"drop": None}
+    assert with_nd[i]["expr"][-1] == {"goto": {"target": "drop-address-binding"}}
     # every transaction that refills guest-bind carries the same choice
     for t in (ruleset.update([], nd_target=True), ruleset.remove_bridge("vmbr0", [], nd_target=True)):
         assert [r.get("comment") for r in _bind_chain(t)] == comments
+
+
+# ------------------------------------------------------------ drop accounting
+
+def _class_of(rule):
+    """The drop class a rule sends to (its last statement), or None."""
+    last = rule["expr"][-1]
+    target = last.get("goto", {}).get("target", "")
+    return target[len("drop-"):] if target.startswith("drop-") else None
+
+
+def _all_rules(t):
+    return commands(t, "add", "rule")
+
+
+def _full_with_everything():
+    b = ManagedBridge(name="v1", gateway=bridge().gateway, port_security="mac+ip",
+                      subnets=(ipaddress.ip_network("10.100.0.0/24"),))
+    return ruleset.full([b], nd_target=True)
+
+
+def test_every_drop_is_counted_per_port_in_its_class():
+    """No rule drops by itself but the drop-<class> chains: every other drop
+    keeps its own counter and goes to its class's chain."""
+    t = _full_with_everything()
+    for r in _all_rules(t):
+        if r["chain"].startswith("drop-"):
+            continue
+        assert {"drop": None} not in r["expr"], r
+        if _class_of(r) is not None:
+            assert r["expr"][-2] == {"counter": {"packets": 0, "bytes": 0}}, r
+    used = {_class_of(r) for r in _all_rules(t)} - {None}
+    assert used == set(ruleset.DROP_CLASSES)
+
+
+def test_each_class_chain_counts_by_input_port_then_drops_even_when_full():
+    t = ruleset.full([])
+    for cls in ruleset.DROP_CLASSES:
+        rules = rules_of(t, f"drop-{cls}")
+        assert [r["expr"] for r in rules] == [
+            [{"meter": {"name": f"drops-{cls}", "size": ruleset.DROP_SET_SIZE,
+                        "key": {"meta": {"key": "iifname"}}, "stmt": {"counter": None}}}, {"drop": None}],
+            [{"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]]
+        assert rules[1]["comment"] == ruleset.DROP_FULL_COMMENT
+    # the chains exist before any rule goes to them
+    cmds = t["nftables"]
+    first_goto = min(i for i, c in enumerate(cmds) if "add" in c and "rule" in c["add"]
+                     and _class_of(c["add"]["rule"]))
+    added = [i for i, c in enumerate(cmds) if c.get("add", {}).get("chain", {}).get("name", "").startswith("drop-")]
+    assert len(added) == len(ruleset.DROP_CLASSES) and max(added) < first_goto
+
+
+@pytest.mark.parametrize("comment, cls", [
+    ("guest sends with a gateway MAC (FDB poisoning)", "gateway-mac"),
+    ("guest claims a gateway MAC in ARP", "gateway-mac"),
+    ("guest claims a gateway IPv4 address in ARP", "gateway-ip"),
+    ("guest sends from a gateway IPv4 address", "gateway-ip"),
+    ("guest sends from a gateway IPv6 address", "gateway-ip"),
+    ("guest claims a gateway IPv6 address in a neighbour advertisement", "gateway-ip"),
+    ("guest acts as DHCP server", "rogue-dhcp"),
+    ("guest acts as DHCPv6 server", "rogue-dhcp"),
+    ("guest acts as IPv6 router", "rogue-ra"),
+    ("guest sends with a MAC that is not its NIC's (port security)", "mac-binding"),
+    ("guest claims a MAC that is not its NIC's in ARP", "mac-binding"),
+    ("guest claims an IPv4 address that is not its own in ARP", "address-binding"),
+    ("guest sends from an IPv4 address that is not its own", "address-binding"),
+    ("guest sends from an IPv6 address that is not its own", "address-binding"),
+    (ruleset.ND_TARGET_COMMENT, "address-binding"),
+    ("guest sends a frame that is not plain IPv4, ARP or IPv6 (VLAN-tagged, other protocols)", "protocol"),
+    ("nothing but a gateway reaches a guest", "guest-to-guest"),
+    ("guest frame not addressed to the gateway", "to-uplink"),
+    ("guest sends to another address of its subnet through the gateway (routed back to another guest)",
+     "hairpin"),
+])
+def test_drop_rules_are_in_their_class(comment, cls):
+    rules = [r for r in _all_rules(_full_with_everything()) if r.get("comment") == comment]
+    assert rules and {_class_of(r) for r in rules} == {cls}
+
+
+def test_every_transaction_that_adds_a_meter_rule_recreates_it_whole():
+    """A meter's set is created by its rule: the shared skeleton, which every
+    full and update transaction carries, flushes and refills the drop chains
+    (a named dynamic set re-added alone would fail on nftables 1.0.6)."""
+    for t in (ruleset.full([]), ruleset.update(["vnet1"], load=[bridge()]), ruleset.remove_bridge("vnet1", [])):
+        flushed = {c["flush"]["chain"]["name"] for c in t["nftables"] if "chain" in c.get("flush", {})}
+        assert {f"drop-{cls}" for cls in ruleset.DROP_CLASSES} <= flushed
+        assert not [c for c in t["nftables"] if "set" in c.get("add", {})
+                    and c["add"]["set"]["name"].startswith("drops-")]

@@ -279,6 +279,33 @@ class TableNft:
     def set_elements(self, family, table, name):
         return []
 
+    def list_meters(self, family, table):
+        return []
+
+
+def _elems(counts):
+    return [{"elem": {"val": port, "counter": {"packets": p, "bytes": b}}} for port, (p, b) in counts.items()]
+
+
+class DropsNft(TableNft):
+    """A table with drop counters: nftables 1.1 lists a meter as a set of the
+    table, 1.0.6 only under `list meters` (both read)."""
+
+    def __init__(self, nd=True):
+        super().__init__(nd)
+
+    def list_table(self, family, table):
+        return super().list_table(family, table) + [
+            {"set": {"family": "bridge", "table": "pve_microseg", "name": "drops-mac-binding", "type": "ifname",
+                     "elem": _elems({"tap101i0": (7, 420), "tap102i1": (2, 128)})}},
+            {"set": {"family": "bridge", "table": "pve_microseg", "name": "bind-any-mac", "elem": ["tap1i0"]}}]
+
+    def list_meters(self, family, table):
+        return [{"meter": {"family": "bridge", "table": "pve_microseg", "name": "drops-guest-to-guest",
+                           "elem": _elems({"tap101i0": (40, 2400), "eth0": (3, 180)})}},
+                {"meter": {"family": "inet", "table": "other", "name": "drops-guest-to-guest",
+                           "elem": _elems({"tap9i0": (99, 99)})}}]
+
 
 def test_each_node_says_whether_nd_targets_are_bound(cluster):
     """nftables 1.0.6 (Debian 12) cannot bind a neighbour advertisement's
@@ -355,3 +382,77 @@ def test_nodeanswer_names_what_does_not_fit():
                             "its L2 rules count as missing"}
     assert nodeanswer.parse({"error": "no answer within 5 s"}) == {"error": "no answer within 5 s"}
     assert "says nothing about db, web" in nodeanswer.parse({"bridges": {}}, {"web", "db"})["error"]
+
+
+# ------------------------------------------------------------ status --drops
+
+def test_local_answer_carries_the_drops_per_port_and_class(cluster):
+    (cluster.sys_class_net / "web" / "brif" / "tap101i0").mkdir(parents=True)
+    data = status.local(Paths.from_env(cluster.env), nft_factory=DropsNft()).data
+    assert data["drops"] == [
+        {"vmid": 101, "nic": "net0", "port": "tap101i0", "bridge": "web", "class": "guest-to-guest",
+         "packets": 40, "bytes": 2400},
+        {"vmid": 101, "nic": "net0", "port": "tap101i0", "bridge": "web", "class": "mac-binding",
+         "packets": 7, "bytes": 420},
+        {"vmid": None, "nic": None, "port": "eth0", "bridge": None, "class": "guest-to-guest",
+         "packets": 3, "bytes": 180},
+        {"vmid": 102, "nic": "net1", "port": "tap102i1", "bridge": None, "class": "mac-binding",
+         "packets": 2, "bytes": 128}]
+    assert "drops" not in status.local(Paths.from_env(cluster.env)).data     # markers only: no counters
+
+
+def test_status_drops_sorts_every_nodes_offenders_first(cluster):
+    remote = dict(status.local(Paths.from_env(cluster.env), nft_factory=TableNft(False)).data, node="pve2")
+    remote["drops"] = [{"vmid": 201, "nic": "net0", "port": "tap201i0", "bridge": "web", "class": "rogue-ra",
+                        "packets": 9, "bytes": 900}]
+    (cluster.answers / "pve2.json").write_text(json.dumps(remote))
+    data = status.cluster(Paths.from_env(cluster.env), nft_factory=DropsNft(), timeout=2, with_drops=True).data
+    assert [(r["node"], r["port"], r["class"], r["packets"]) for r in data["drops"]] == [
+        ("pve1", "tap101i0", "guest-to-guest", 40), ("pve2", "tap201i0", "rogue-ra", 9),
+        ("pve1", "tap101i0", "mac-binding", 7), ("pve1", "eth0", "guest-to-guest", 3),
+        ("pve1", "tap102i1", "mac-binding", 2)]
+    assert data["drops-unknown"] == []
+    text = render.status(data)
+    i = text.index("drops (per guest port and class, since the rules were loaded):")
+    assert text[i + 1] == "  pve1: 101/net0 tap101i0 on ?: guest-to-guest: 40 packets, 2400 bytes"
+    assert text[i + 2] == "  pve2: 201/net0 tap201i0 on web: rogue-ra: 9 packets, 900 bytes"
+    assert "  pve1: (not a guest) eth0 on ?: guest-to-guest: 3 packets, 180 bytes" in text
+    # without --drops: not asked, not shown
+    plain = status.cluster(Paths.from_env(cluster.env), nft_factory=DropsNft(), timeout=2).data
+    assert "drops" not in plain and not any(line.startswith("drops") for line in render.status(plain))
+
+
+def test_a_node_that_cannot_say_what_it_dropped_is_named(cluster):
+    answer(cluster, "pve2")                     # an older version: no "drops"
+    data = status.cluster(Paths.from_env(cluster.env), nft_factory=DropsNft(), timeout=2, with_drops=True).data
+    assert data["drops-unknown"] == ["pve2"] and {r["node"] for r in data["drops"]} == {"pve1"}
+    assert "  not known from: pve2" in render.status(data)
+
+
+def test_status_drops_on_the_command_line(cluster):
+    answer(cluster, "pve2")
+    rc, out = run(cluster, "--drops", "--output-format", "json")
+    data = json.loads(out)
+    # this host has no table of ours (or no libnftables): nothing dropped here, pve2 cannot say
+    assert data["drops"] == [] and "pve2" in data["drops-unknown"]
+    rc, out = run(cluster, "--drops")
+    assert "drops (per guest port and class, since the rules were loaded):\n  none" in out
+
+
+DROP_ROW = {"vmid": 101, "nic": "net0", "port": "tap101i0", "bridge": "web", "class": "rogue-ra",
+            "packets": 1, "bytes": 60}
+
+
+@pytest.mark.parametrize("change", [
+    {"packets": -1}, {"packets": True}, {"bytes": 1.5}, {"bytes": "60"}, {"vmid": "101"}, {"vmid": False},
+    {"port": None}, {"class": 3}, {"nic": 0}, {"bridge": ["web"]}])
+def test_a_drop_row_of_another_shape_makes_the_answer_unknown(change):
+    from pve_microseg.parse import nodeanswer
+    good = {"node": "pve2", "bridges": {"web": {"present": True, "rules": True}}, "drops": [DROP_ROW]}
+    assert nodeanswer.parse(good, ["web"])["drops"] == [DROP_ROW]
+    assert nodeanswer.parse(dict(good, drops=[dict(DROP_ROW, vmid=None, nic=None, bridge=None)]), ["web"])["drops"]
+    odd = dict(good, drops=[dict(DROP_ROW, **change)])
+    assert nodeanswer.parse(odd, ["web"])["error"].startswith(nodeanswer.UNKNOWN)
+    missing = dict(good, drops=[{k: v for k, v in DROP_ROW.items() if k != next(iter(change))}])
+    assert nodeanswer.parse(missing, ["web"])["error"].startswith(nodeanswer.UNKNOWN)
+    assert nodeanswer.parse(dict(good, drops={"tap101i0": 1}), ["web"])["error"].startswith(nodeanswer.UNKNOWN)

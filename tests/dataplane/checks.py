@@ -26,6 +26,14 @@ kinds:
              full, a file in place of one): vnet1's rules still load,
              guest -> guest blocked, guest -> gateway works; "pass"
              (microseg mode; hostile.py)
+  drops      one attack frame of each class g101 can provoke on its node:
+             its port's counter of exactly that class rose, the victims'
+             did not (`status --local` on the real kernel); "pass"
+             (microseg mode; drops.py)
+  droplog    with `log: on`, repeated attack frames from g101 give exactly one
+             kernel log line of their class for its port and are all
+             dropped; with log off again, none; "pass" (microseg mode;
+             droplog.py)
   explain    the evaluator behind `pve-microseg explain` gives, for every
              check above that is the fate of frames, the verdict the real
              packets showed, on the tables they met; "pass" in both modes
@@ -183,6 +191,10 @@ def matrix(mode):
         checks += [Check(f"golden/{p}", "golden", p, d) for p, d in GOLDEN_PROPS.items()]
         from .hostile import PROPS as HOSTILE_PROPS
         checks += [Check(f"hostile/{p}", "hostile", p, d) for p, d in HOSTILE_PROPS.items()]
+        from .drops import PROPS as DROPS_PROPS
+        checks += [Check(f"drops/{p}", "drops", p, d) for p, d in DROPS_PROPS.items()]
+        from .droplog import PROPS as DROPLOG_PROPS
+        checks += [Check(f"droplog/{p}", "droplog", p, d) for p, d in DROPLOG_PROPS.items()]
         from .package import PROPS as PACKAGE_PROPS
         checks += [Check(f"package/{p}", "package", p, d) for p, d in PACKAGE_PROPS.items()]
     return checks

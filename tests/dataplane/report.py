@@ -34,6 +34,8 @@ def matrix_lines(run):
                         ("lifecycle", "ifupdown2 lifecycle"), ("hookscript", "guest hookscript (plain bridge vmbr7)"),
                         ("explain", "explain: the evaluator's verdicts = the packets'"),
                         ("golden", "golden rulesets (kernel listing = tests/golden/*.nft)"),
+                        ("drops", "drop counters per guest port and class (status --local)"),
+                        ("droplog", "drop log (log: on): one kernel log line per port and class a minute"),
                         ("package", "package lifecycle on node1 (dpkg in the node)")):
         rows_of_kind = [r for r in run.data.get("results", []) if r["kind"] == kind]
         if rows_of_kind:

@@ -30,7 +30,8 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks, cluster, explained, hookscript, hostile, package, portsec, routed, rulesets, topology, vlantag
+from . import (checks, cluster, droplog, drops, explained, hookscript, hostile, package, portsec, routed, rulesets,
+               topology, vlantag)
 from .checks import FAIL, PASS
 from .topology import NODES, VNET1, VNET2
 
@@ -335,6 +336,10 @@ def run(modes, out_dir, how):
             observed[checks.EXPLAIN_CHECK] = ("fail", f"{type(e).__name__}: {e}")
         clock.lap(f"{mode}: explain agrees with the kernel")
         if mode == "microseg":
+            observed.update(drops.run(wire))
+            clock.lap(f"{mode}: drop counters")
+            observed.update(droplog.run(wire))
+            clock.lap(f"{mode}: drop log")
             observed.update(portsec.run(wire))
             clock.lap(f"{mode}: port bindings")
             observed.update(run_lifecycle(wire, log))

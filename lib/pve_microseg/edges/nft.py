@@ -63,6 +63,16 @@ class Nft:
             raise NftablesError(_explain(err))
         return out["nftables"] if out else []
 
+    def list_meters(self, family, table):
+        """The meters of a table as libnftables JSON objects ({"meter": ...}):
+        nftables 1.0.6 lists the drop meters only here (1.1 lists them as
+        sets of the table too)."""
+        rc, out, err = self._nft.json_cmd({"nftables": [{"list": {"meters": None}}]})
+        if rc != 0:
+            raise NftablesError(_explain(err))
+        return [o for o in (out or {}).get("nftables", []) if isinstance(o, dict) and "meter" in o
+                and o["meter"].get("family") == family and o["meter"].get("table") == table]
+
     def set_elements(self, family, table, name):
         """The elements of a set as libnftables JSON, or None if it does not exist."""
         rc, out, err = self._nft.json_cmd(

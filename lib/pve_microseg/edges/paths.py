@@ -19,6 +19,7 @@ _ENV = {
     "ssh": ("PVE_MICROSEG_SSH", "/usr/bin/ssh"),
     "dpkg_status": ("PVE_MICROSEG_DPKG_STATUS", "/var/lib/dpkg/status"),
     "dot": ("PVE_MICROSEG_DOT", "/usr/bin/dot"),
+    "textfile_dir": ("PVE_MICROSEG_TEXTFILE_DIR", "/var/lib/prometheus/node-exporter"),
 }
 
 
@@ -34,6 +35,7 @@ class Paths:
     ssh: Path
     dpkg_status: Path           # dpkg's database of installed packages (read only)
     dot: Path                   # graphviz's dot, for `graph` pictures (package graphviz)
+    textfile_dir: Path          # node_exporter's textfile collector (package prometheus-node-exporter)
 
     @classmethod
     def from_env(cls, environ=None):
@@ -158,6 +160,11 @@ class Paths:
         return self.run_dir / "bindings.json"
 
     @property
+    def drop_log(self):
+        """Present while the loaded table logs its drops (`log: on`; tmpfs, like the rules)."""
+        return self.run_dir / "drop-log"
+
+    @property
     def ignored_dir(self):
         """One empty file per bridge found unmanaged (see state.py)."""
         return self.run_dir / "ignored"
@@ -171,6 +178,11 @@ class Paths:
     def stamp_files(self):
         """The files whose change makes the if-up.d hook decide again."""
         return (self.config, self.legacy_config, self.sdn_running_config)
+
+    @property
+    def textfile(self):
+        """The Prometheus textfile `metrics --textfile` writes by default."""
+        return self.textfile_dir / "pve_microseg.prom"
 
     @property
     def lock(self):

@@ -11,6 +11,9 @@
   if-up.d hook compares them in shell (`test -nt`) and starts Python only
   when a configuration file changed since: `ifreload -a` on a node with
   hundreds of VNets then costs one Python run, not one per bridge.
+* `/run/pve-microseg/drop-log`, present while the loaded drop chains log
+  (`log: on`): the if-down.d hook, which reads no configuration, keeps the
+  logging as loaded, and the if-up.d hook reloads when the setting changed.
 * the parsed microseg.yaml (`/run/pve-microseg/microseg.yaml.json`), keyed
   by the file's exact text: the guest hookscript then does not load PyYAML.
 * a hold (`/run/pve-microseg/held/<vmid>`, holding the reason): a backup
@@ -78,15 +81,18 @@ def _read_json(path):
 
 # ------------------------------------------------------------- last good
 
-def _cache_doc(bridges, source):
-    return {"source": source, "bridges": [b.to_json() for b in bridges]}
+def _cache_doc(bridges, source, log=False):
+    doc = {"source": source, "bridges": [b.to_json() for b in bridges]}
+    if log:                         # only when on: a cache of `log: off` reads as before
+        doc["log"] = True
+    return doc
 
 
-def save_cache(paths, bridges, source):
-    """Store the configuration if it changed; returns True if written.
-    Either way, the modes an older version left are tightened (OSError if
-    that or the write fails)."""
-    doc = _cache_doc(bridges, source)
+def save_cache(paths, bridges, source, log=False):
+    """Store the configuration (the bridges, and whether drops are logged)
+    if it changed; returns True if written.  Either way, the modes an older
+    version left are tightened (OSError if that or the write fails)."""
+    doc = _cache_doc(bridges, source, log)
     try:
         old = _read_json(paths.cache)
         if isinstance(old, dict):
@@ -102,14 +108,15 @@ def save_cache(paths, bridges, source):
 
 
 def load_cache(paths):
-    """(bridges, written) from the cache, or (None, None) if there is none."""
+    """(bridges, written, log) from the cache, or (None, None, False) if there is none."""
     try:
         doc = _read_json(paths.cache)
         if doc is None:
-            return None, None
-        return tuple(ManagedBridge.from_json(b) for b in doc["bridges"]), doc.get("written", "?")
+            return None, None, False
+        return (tuple(ManagedBridge.from_json(b) for b in doc["bridges"]), doc.get("written", "?"),
+                doc.get("log") is True)
     except (ValueError, KeyError, TypeError, AttributeError):
-        return None, "unreadable"
+        return None, "unreadable", False
 
 
 # ------------------------------------------------------ parsed microseg.yaml
@@ -227,6 +234,23 @@ def forget(paths):
     for d in (paths.applied_dir, paths.ignored_dir):
         shutil.rmtree(d, ignore_errors=True)
     _unlink(paths.bindings)
+    _unlink(paths.drop_log)
+
+
+def record_log(paths, log):
+    """After a transaction: the loaded drop chains log (`log: on`) or not."""
+    if log:
+        _write_atomic(paths, paths.drop_log, "on\n")
+    else:
+        _unlink(paths.drop_log)
+
+
+def loaded_log(paths):
+    """Whether the drop chains last loaded log (what an update must keep)."""
+    try:
+        return paths.drop_log.exists()
+    except OSError:
+        return False
 
 
 def record_bindings(paths, port_bindings):

@@ -42,3 +42,11 @@ def port(text):
     if not (isinstance(text, str) and text.isascii() and text.isdigit() and 0 < int(text) < 65536):
         raise ValueError(f"{text!r}: expected a port number from 1 to 65535")
     return int(text)
+
+
+def textfile(text):
+    """A file name for `metrics --textfile`: node_exporter's textfile
+    collector reads only files ending in .prom."""
+    if not text or not text.endswith(".prom") or text.endswith("/") or text.rsplit("/", 1)[-1] == ".prom":
+        raise ValueError(f"{text!r}: expected a file name ending in .prom (node_exporter reads no other)")
+    return text

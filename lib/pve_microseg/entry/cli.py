@@ -15,7 +15,8 @@ from ..edges.log import Log
 from ..edges.nft import Nft
 from ..edges.paths import Paths
 from ..edges.pvesh import Pvesh
-from ..flows import check, explain, graph, guesthook, guests, import_legacy, install, ports, reconcile, status, vnet
+from ..flows import (check, explain, graph, guesthook, guests, import_legacy, install, metrics, ports, reconcile,
+                     status, vnet)
 from ..model.errors import ExitCode, MicrosegError, NftablesError
 from ..parse import addresses
 from ..policy.vnetfw import PRESETS
@@ -45,6 +46,7 @@ environment (for tests and unusual layouts):
   PVE_MICROSEG_SSH            ssh to the other nodes       (/usr/bin/ssh)
   PVE_MICROSEG_DPKG_STATUS    installed packages (read)    (/var/lib/dpkg/status)
   PVE_MICROSEG_DOT            graphviz, for 'graph'        (/usr/bin/dot)
+  PVE_MICROSEG_TEXTFILE_DIR   'metrics --textfile' default (/var/lib/prometheus/node-exporter)
 
 exit status: 0 ok, 1 error (also: not run as root), 2 invalid configuration or
 usage (nothing changed), 3 nftables refused the change (nothing changed),
@@ -73,6 +75,7 @@ _seconds = _argument(values.seconds)         # a --timeout: finite, above 0, at 
 _vmid = _argument(values.vmid)
 _mac = _argument(addresses.parse_mac)         # a gateway's MAC: unicast, not 00:00:00:00:00:00
 _picture = _argument(values.picture)          # graph --output: a .dot, .gv, .svg or .png file name
+_textfile = _argument(values.textfile)        # metrics --textfile: a .prom file name
 
 
 class _UsageExit(SystemExit):
@@ -235,8 +238,26 @@ def build_parser():
                     "unprotected, so monitoring can alert on it.")
     st.add_argument("--local", action="store_true",
                     help="only this node's L2 rules (what other nodes ask for over ssh)")
+    st.add_argument("--drops", action="store_true",
+                    help="also what the rules dropped on every node, per guest port (VMID and NIC) and "
+                         "class, top offenders first")
     st.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for each node (default 5)")
     _output_format(st)
+
+    me = sub.add_parser(
+        "metrics", formatter_class=_formatter,
+        help="this node's state for Prometheus (node_exporter's textfile collector)",
+        description="Print this node's state in the Prometheus text format: managed bridges present, "
+                    "with rules loaded or unprotected, guest ports protected or unbound, bindings, "
+                    "what the rules dropped per guest port and class, the configuration's digest, and "
+                    "pve_microseg_up / pve_microseg_textfile_timestamp_seconds. With --textfile, write it "
+                    "there atomically instead (mode 0644), as the package's pve-microseg-metrics.timer "
+                    "does every minute; a refresh that fails writes pve_microseg_up 0 and exits non-zero. "
+                    "Needs root (it reads the node's nftables), like 'status --local'.")
+    me.add_argument("--textfile", nargs="?", type=_textfile, const=True, default=None, metavar="PATH",
+                    help="write PATH (ending in .prom) instead of standard output; without PATH "
+                         "/var/lib/prometheus/node-exporter/pve_microseg.prom")
+    me.set_defaults(output_format="text")
 
     gr = sub.add_parser(
         "graph", formatter_class=_formatter,
@@ -363,7 +384,12 @@ def cmd_vnet(args, paths, environ):
 def cmd_status(args, paths, environ):
     if args.local:
         return status.local(paths, Nft), render.status_local
-    return status.cluster(paths, Nft, args.timeout), render.status
+    return status.cluster(paths, Nft, args.timeout, with_drops=args.drops), render.status
+
+
+def cmd_metrics(args, paths, environ):
+    textfile = paths.textfile if args.textfile is True else args.textfile
+    return metrics.metrics(paths, Nft, textfile), render.metrics
 
 
 def cmd_graph(args, paths, environ):
@@ -390,7 +416,7 @@ def cmd_teardown(args, paths, environ):
 COMMANDS = {"apply": cmd_apply, "show": cmd_show, "hookscript": cmd_hookscript,
             "import-legacy": cmd_import_legacy, "guest": cmd_guest, "vnet": cmd_vnet,
             "status": cmd_status, "check": cmd_check, "explain": cmd_explain, "port": cmd_port,
-            "teardown": cmd_teardown, "graph": cmd_graph}
+            "teardown": cmd_teardown, "graph": cmd_graph, "metrics": cmd_metrics}
 
 
 def _requested_format(argv):

@@ -73,6 +73,10 @@ def _bindings(data):
     return lines
 
 
+_LOG_ON = ("drops are logged (log: on): at most one kernel log line a minute per guest port and class, "
+           "'journalctl -k --grep pve-microseg'")
+
+
 def show(data):
     if not data["bridges"]:
         return [f"no managed bridges (configure them in {data['config']})"]
@@ -102,11 +106,15 @@ def show(data):
                          "name them with subnets: in microseg.yaml)")
     lines.append("guests (tap*, veth*, fwpr* ports) reach only these gateways; "
                  "--nft or --output-format json for the nftables ruleset")
+    if data.get("log"):
+        lines.append(_LOG_ON)
     return lines + _bindings(data)
 
 
 def show_nft(data):
-    return nftsyntax.table([data["nftables"]], ruleset.FAMILY, ruleset.TABLE).splitlines()
+    # as the nftables the transaction was built for lists it (1.1 binds the ND target)
+    return nftsyntax.table([data["nftables"]], ruleset.FAMILY, ruleset.TABLE,
+                           meters_as_sets=ruleset.binds_nd_target(data["nftables"])).splitlines()
 
 
 def ports(data):
@@ -227,6 +235,8 @@ def status(data):
         lines.append(f"note: on {', '.join(open_nd)} (nftables < 1.1, Debian 12) a neighbour advertisement's "
                      "target is not bound to the port: a guest can claim another guest's IPv6 address to the "
                      "gateway (nftables 1.1, Debian 13 / PVE 9, binds it)")
+    if data.get("drop-log"):
+        lines.append(_LOG_ON)
     if data["unmanaged-vnets"]:
         lines.append(f"SDN VNets pve-microseg does not manage: {', '.join(data['unmanaged-vnets'])} "
                      "('pve-microseg vnet enable <vnet>' to isolate their guests)")
@@ -235,6 +245,21 @@ def status(data):
     lines += [f"PROBLEM {p}" for p in data["problems"]]
     if not data["problems"]:
         lines.append("everything checked is protected")
+    return lines + (_drops(data) if "drops" in data else [])
+
+
+def _drops(data):
+    """What was dropped, top offenders first, one line per node, port and class."""
+    rows = data["drops"]
+    lines = ["drops (per guest port and class, since the rules were loaded):"]
+    if not rows:
+        lines.append("  none")
+    for r in rows:
+        who = f"{r['vmid']}/{r['nic']}" if r["vmid"] is not None else "(not a guest)"
+        lines.append(f"  {r['node']}: {who} {r['port']} on {r['bridge'] or '?'}: {r['class']}: "
+                     f"{r['packets']} packets, {r['bytes']} bytes")
+    if data.get("drops-unknown"):
+        lines.append(f"  not known from: {', '.join(data['drops-unknown'])}")
     return lines
 
 
@@ -247,6 +272,12 @@ def check(data):
     lines.append(f"{len(data['files'])} file(s) checked: {count('error')} error(s), {count('warning')} warning(s), "
                  f"{count('info')} note(s)")
     return lines
+
+
+def metrics(data):
+    """The exposition itself on standard output; nothing once written to a
+    textfile (the timer's journal stays quiet)."""
+    return [] if data.get("textfile") else data["text"].splitlines()
 
 
 def graph(data):

@@ -45,7 +45,7 @@ def explain(paths, source, target, proto="icmp", family=None, port=None, loaded=
             origin[hop.node] = "loaded" if listing is not None else "loaded (no table: nothing of ours)"
         else:
             s = node_source(hop.node)
-            tables[hop.node] = X.from_transactions([ruleset.full(s.bridges, s.bindings or (), nd)],
+            tables[hop.node] = X.from_transactions([ruleset.full(s.bridges, s.bindings or (), nd, s.log)],
                                                    ruleset.FAMILY, ruleset.TABLE)
             origin[hop.node] = "desired" + (" (not loaded here: another node)" if loaded else "")
     verdict, traces = X.path_verdict(tables, p.frame, p.hops)

@@ -26,6 +26,7 @@ class Source:
     stamp: int = 0                  # state.config_stamp() taken before reading
     bindings: tuple = None          # PortBinding of this node's guests; None: not read (keep what is loaded)
     binding_warnings: tuple = ()
+    log: bool = False               # `log: on`: the drop chains log (ruleset.skeleton)
 
     def bridge(self, name):
         return next((b for b in self.bridges if b.name == name), None)
@@ -35,7 +36,7 @@ def read_live(paths, here=None):
     """The configuration from /etc/pve; ConfigError if invalid.  With `here`
     (this node's name), also the port bindings of its guests."""
     cfg = pveconf.config(paths)
-    source = Source(bridges=cfg.bridges, origin="pmxcfs", warnings=list(cfg.warnings))
+    source = Source(bridges=cfg.bridges, origin="pmxcfs", warnings=list(cfg.warnings), log=cfg.log)
     if here is None:
         return source
     try:
@@ -80,12 +81,12 @@ def binding_summary(source):
 
 
 def read_cached(paths, why):
-    bridges, written = state.load_cache(paths)
+    bridges, written, log = state.load_cache(paths)
     if bridges is None:
         return Source(bridges=(), origin="cache", warnings=[
             f"{why}; no usable cached configuration in {paths.cache} ({written or 'absent'}): "
             "no bridge is protected until 'pve-microseg apply' runs with /etc/pve available"])
-    return Source(bridges=bridges, origin="cache", warnings=[
+    return Source(bridges=bridges, origin="cache", log=log, warnings=[
         f"{why}; using the cached configuration from {paths.cache} (written {written})"])
 
 
@@ -118,7 +119,7 @@ def remember(paths, source):
     if source.origin != "pmxcfs":
         return []
     try:
-        state.save_cache(paths, source.bridges, str(paths.config))
+        state.save_cache(paths, source.bridges, str(paths.config), source.log)
     except OSError as e:
         return [f"cannot save the last good configuration to {paths.cache}: {e.strerror}; the rules are "
                 "loaded, but a boot before pmxcfs is up would find an older one"]
@@ -144,7 +145,7 @@ def nd_target(nft_factory):
 
 def plan(paths, source, nd=False):
     return planning.plan(source.bridges, state.applied(paths), node.bridges_present(paths),
-                         source.bindings or (), nd_target=nd)
+                         source.bindings or (), nd_target=nd, log=source.log)
 
 
 def show(paths, environ=None, nft_factory=None):
@@ -162,6 +163,7 @@ def show(paths, environ=None, nft_factory=None):
                     for b in source.bridges],
         "bindings": [b.to_json() for b in source.bindings or ()],
         "binding-warnings": list(source.binding_warnings),
+        "log": source.log,
         "nftables": p.transaction,
     }
     return Result(data, warnings=source.warnings + environment_warnings(paths))
@@ -180,7 +182,7 @@ def apply(paths, nft_factory, dry_run=False, environ=None):
         with state.locked(paths) as no_lock:
             warnings += [no_lock] if no_lock else []
             nft_factory().run(p.transaction)
-            warnings += _recorded(paths, p.desired, source.stamp, source.bindings or ())
+            warnings += _recorded(paths, p.desired, source.stamp, source.bindings or (), source.log)
         warnings += remember(paths, source)
     data = {
         "origin": source.origin,
@@ -195,18 +197,22 @@ def apply(paths, nft_factory, dry_run=False, environ=None):
         "changes": p.changes(),
         "bound-ports": sorted(b.port for b in source.bindings or ()),
         "binding-warnings": list(source.binding_warnings),
+        "log": source.log,
     }
     return Result(data, warnings=warnings)
 
 
-def _recorded(paths, bridges, stamp, port_bindings=None):
-    """Record what a transaction loaded; [warning] when it cannot be written.
+def _recorded(paths, bridges, stamp, port_bindings=None, log=None):
+    """Record what a transaction loaded (log: whether its drop chains log;
+    None: not reloaded); [warning] when it cannot be written.
     The rules are loaded either way: a record we cannot write only means the
     next run of the hook loads them again."""
     try:
         state.record(paths, bridges, stamp)
         if port_bindings is not None:
             state.record_bindings(paths, port_bindings)
+        if log is not None:
+            state.record_log(paths, log)
     except OSError as e:
         return [f"the rules are loaded, but what was loaded cannot be recorded in {paths.run_dir} "
                 f"({e.strerror or e}): the next ifup/ifreload loads them again"]
@@ -217,18 +223,21 @@ def sync(paths, source, nft_factory):
     """Load what changed since the last decision, in one transaction.
 
     Returns (loaded names, removed names, warnings).  Bridges whose model
-    did not change keep their rules untouched (and their counters).
+    did not change keep their rules untouched (and their counters); a
+    changed `log:` refills the drop chains.
     """
     current = state.applied(paths)
     added, removed, changed, _ = planning.diff(current, source.bridges)
     load = [source.bridge(n) for n in added] + [new for _, new in changed]
     rebind = source.bindings is not None and \
         state.loaded_bindings(paths) != [b.to_json() for b in source.bindings]
-    if load or removed or rebind:
+    relog = state.loaded_log(paths) != source.log
+    if load or removed or rebind or relog:
         nd = nd_target(nft_factory)
         try:
             nft_factory().run(ruleset.update(ruleset.vlan_parents(source.bridges), load=load, remove=removed,
-                                             port_bindings=source.bindings if rebind else None, nd_target=nd))
+                                             port_bindings=source.bindings if rebind else None, nd_target=nd,
+                                             log=source.log))
         except NftablesError:
             # The table in the kernel is not what update() builds on (one
             # left by an older version, e.g. 0.3.0's interval bind sets):
@@ -236,10 +245,11 @@ def sync(paths, source, nft_factory):
             # (bindings unknown and none recorded: every guest port closed).
             bindings_now = source.bindings if source.bindings is not None else \
                 tuple(PortBinding.from_json(b) for b in state.loaded_bindings(paths) or [])
-            nft_factory().run(ruleset.full(source.bridges, bindings_now, nd_target=nd))
+            nft_factory().run(ruleset.full(source.bridges, bindings_now, nd_target=nd, log=source.log))
             load, rebind = list(source.bridges), True
             source = dataclasses.replace(source, bindings=tuple(bindings_now))
-    warnings = _recorded(paths, source.bridges, source.stamp, source.bindings if rebind else None)
+    warnings = _recorded(paths, source.bridges, source.stamp, source.bindings if rebind else None,
+                         source.log if load or removed or rebind or relog else None)
     return sorted(b.name for b in load), removed, warnings
 
 
@@ -277,7 +287,8 @@ def hook_down(paths, iface, nft_factory, log):
         if iface in applied:
             # a bridge whose record cannot be read counts as plain (its VLAN bridges stay covered)
             rest = [n for n, b in applied.items() if n != iface and (b is None or not b.vnet)]
-            nft_factory().run(ruleset.remove_bridge(iface, sorted(rest), nd_target=nd_target(nft_factory)))
+            nft_factory().run(ruleset.remove_bridge(iface, sorted(rest), nd_target=nd_target(nft_factory),
+                                                    log=state.loaded_log(paths)))
             state.unmark_applied(paths, iface)
             log.info(f"{iface}: down, L2 isolation rules removed")
 

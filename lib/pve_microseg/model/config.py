@@ -70,6 +70,7 @@ class Document:
     guests: dict = field(default_factory=dict)              # vmid -> GuestSettings
     port_security: str = None                               # the default of every bridge
     intra_vnet_routing: str = None                          # the default of every bridge
+    log: bool = False                                       # `log: on`: drops logged to the kernel log
 
     def bridge(self, name):
         return next((b for b in self.bridges if b.name == name), None)
@@ -83,6 +84,7 @@ class Config:
     warnings: tuple = ()
     hookscript: HookscriptSettings = HookscriptSettings()
     guests: dict = field(default_factory=dict)              # vmid -> GuestSettings
+    log: bool = False                                       # `log: on`: drops logged to the kernel log
 
     def bridge(self, name):
         return self.bridge_map.get(name)

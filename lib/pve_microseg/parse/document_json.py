@@ -17,7 +17,7 @@ def to_json(doc):
         d["subnets"] = [(str(n), line) for n, line in b.subnets]
         return d
     return {"bridges": [spec(b) for b in doc.bridges], "hookscript": asdict(doc.hookscript),
-            "port_security": doc.port_security, "intra_vnet_routing": doc.intra_vnet_routing,
+            "port_security": doc.port_security, "intra_vnet_routing": doc.intra_vnet_routing, "log": doc.log,
             "guests": [dict(asdict(g), addresses=[[i, list(a)] for i, a in g.addresses.items()])
                        for g in doc.guests.values()]}
 
@@ -33,4 +33,5 @@ def from_json(data):
     guests = {g["vmid"]: GuestSettings(**dict(g, addresses={i: tuple(a) for i, a in g["addresses"]}))
               for g in data["guests"]}
     return Document(bridges=bridges, hookscript=HookscriptSettings(**data["hookscript"]), guests=guests,
-                    port_security=data.get("port_security"), intra_vnet_routing=data.get("intra_vnet_routing"))
+                    port_security=data.get("port_security"), intra_vnet_routing=data.get("intra_vnet_routing"),
+                    log=data.get("log") is True)

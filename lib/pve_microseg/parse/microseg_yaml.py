@@ -9,6 +9,7 @@
       101: {net0: [10.100.0.50], chain: ..., policy-in: ..., port-security: mac}
     port-security: mac+ip                   # the default of every bridge (also per bridge)
     intra-vnet-routing: drop                # or allow; the default of every bridge (also per bridge)
+    log: off                                # on: each drop logged to the kernel log, once a minute per port and class
 
 PyYAML costs ~15 ms to import, a quarter of the guest hookscript's budget:
 only this module and policy/yamledit.py import it, and the hookscript reads
@@ -28,7 +29,7 @@ from . import addresses, names
 from .names import check_ifname
 from .yamlnodes import compose, line_of as _line
 
-TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests", "port-security", "intra-vnet-routing")
+TOP_LEVEL_KEYS = ("bridges", "hookscript", "guests", "port-security", "intra-vnet-routing", "log")
 BRIDGE_KEYS = ("gateway-mac", "gateway-ip", "subnets", "isolate-ports", "port-security", "intra-vnet-routing",
                "vnet-firewall-before")
 VNET_FIREWALL_BEFORE_KEYS = ("enable", "policy_forward", "added-bridge", "enabled-datacenter-firewall")
@@ -113,6 +114,8 @@ def parse_document(text, path="microseg.yaml"):
             doc = dataclasses.replace(doc, intra_vnet_routing=_choice(value, path, key.value, INTRA_VNET_ROUTING))
         elif key.value == "guests":
             doc.guests.update(_guests(value, path))
+        elif key.value == "log":
+            doc = dataclasses.replace(doc, log=_switch(value, path, key.value))
         else:
             _unknown(key, TOP_LEVEL_KEYS, path, key.value)
     return doc
@@ -169,6 +172,19 @@ def _flag(node, path, field_name):
     if value not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
         raise ConfigError(path, _line(node), field_name, f"{node.value!r} is not true or false")
     return value in ("true", "yes", "on", "1")
+
+
+_ON, _OFF = ("on", "true", "yes"), ("off", "false", "no")
+
+
+def _switch(node, path, field_name):
+    """`on` or `off`.  YAML 1.1 (PyYAML) reads on/off, yes/no and true/false
+    alike as booleans, so each of them is taken, in any case, quoted or not;
+    anything else (1, enabled, an empty value, a list) is refused."""
+    value = _scalar(node, path, field_name, "on or off")
+    if value.lower() not in _ON + _OFF:
+        raise ConfigError(path, _line(node), field_name, f"{value!r} is not on or off")
+    return value.lower() in _ON
 
 
 def _choice(node, path, field_name, choices):

@@ -14,11 +14,14 @@ The shape (flows/status.py local()):
      "bridges": {bridge: {"present": bool, "rules": bool}},   # every managed bridge
      "unbound-ports": [{"port": str, "bridge": str}],          # optional (older versions)
      "proxmox-firewall": str,                                  # optional (older versions)
-     "nd-target-bound": bool}                                  # optional
+     "nd-target-bound": bool,                                  # optional
+     "drops": [{"vmid": int|null, "nic": str|null, "port": str,  # optional (older versions)
+                "bridge": str|null, "class": str, "packets": int, "bytes": int}]}
     or, when the node cannot read its nftables:
     {"node": str, "error": str, "proxmox-firewall": str}
 
-Booleans are JSON true/false only: "no", 0 or null are not booleans.
+Booleans are JSON true/false only: "no", 0 or null are not booleans; counts
+are integers >= 0 (not booleans, not floats).
 Keys this version does not know are ignored (a newer node may say more).
 """
 
@@ -81,6 +84,36 @@ def _unbound(value):
     return out
 
 
+def _nullable(item, key, kind, where):
+    _need(key in item, f"{where} has no \"{key}\"")
+    value = item[key]
+    _need(value is None or isinstance(value, kind) and not isinstance(value, bool),
+          f"{where}: \"{key}\" is {_shown(value)}")
+    return value
+
+
+def _count(item, key, where):
+    value = item.get(key)
+    _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+          f"{where}: \"{key}\" is {_shown(value)}, not a count")
+    return value
+
+
+def _drops(value):
+    _need(isinstance(value, list), f'"drops" is {_shown(value)}, not a list')
+    out = []
+    for item in value:
+        _need(isinstance(item, dict), f"drop row {_shown(item)} is not an object")
+        where = f"drop row {_shown(item)}"
+        row = {"port": _nullable(item, "port", str, where), "class": _nullable(item, "class", str, where),
+               "vmid": _nullable(item, "vmid", int, where), "nic": _nullable(item, "nic", str, where),
+               "bridge": _nullable(item, "bridge", str, where),
+               "packets": _count(item, "packets", where), "bytes": _count(item, "bytes", where)}
+        _need(row["port"] is not None and row["class"] is not None, f"{where} names no port or class")
+        out.append(row)
+    return out
+
+
 def parse(answer, managed=()):
     """The node's answer with only what we understand, checked; or
     {"error": "unknown answer: <why>"}.  `managed`: the names of the managed
@@ -102,6 +135,8 @@ def parse(answer, managed=()):
             out["unbound-ports"] = _unbound(answer["unbound-ports"])
         if "nd-target-bound" in answer:
             out["nd-target-bound"] = _bool(answer, "nd-target-bound", "the answer")
+        if "drops" in answer:
+            out["drops"] = _drops(answer["drops"])
         return out
     except _Unfit as e:
         return {"error": f"{UNKNOWN} ({e}): its L2 rules count as missing"}

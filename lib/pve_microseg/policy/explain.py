@@ -4,10 +4,11 @@ An evaluator of the exact subset of nftables pve-microseg generates
 (policy/ruleset.py), not a general nft interpreter: matches of meta
 iifname/oifname/ibrname and of payload fields against values, anonymous
 sets, prefixes, named sets and concatenations; verdict maps; accept, drop,
-return, jump, goto; counter, log and set update/add as statements that
-decide nothing.  Any other shape raises UnsupportedRule, so a new rule shape
-cannot be explained wrongly (tests/test_explain.py runs every golden
-scenario's ruleset through check_supported).
+return, jump, goto; counter, log, set update/add and per-port meters
+(counters, and the log's rate limit in a rule without a verdict) as
+statements that decide nothing.  Any other shape raises UnsupportedRule,
+so a new rule shape cannot be explained wrongly (tests/test_explain.py
+runs every golden scenario's ruleset through check_supported).
 
 The table comes from the transactions we send (`from_transactions`: the
 desired ruleset, no kernel needed) or from the kernel's JSON listing
@@ -25,7 +26,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ..model.errors import UnsupportedRule
-from . import frame as F
+from . import frame as F, ruleset
 
 ACCEPT, DROP = "accept", "drop"
 HOOKS = ("prerouting", "forward")
@@ -350,6 +351,17 @@ def _statement(stmt, table):
         return lambda pkt: ("match", test(pkt))
     if key in _NO_OPS or (key == "set" and isinstance(body, dict) and body.get("op") in ("update", "add")):
         return lambda pkt: ("noop", None)
+    if key == "meter" and isinstance(body, dict) and body.get("stmt", {"counter": None}) == {"counter": None}:
+        # a per-port drop counter (policy/drops.py): it decides nothing.  A full
+        # meter ends the rule before its drop, and the next rule of the same
+        # drop-<class> chain drops (ruleset.DROP_FULL_COMMENT): the verdict is
+        # the same, only the rule that decides differs
+        return lambda pkt: ("noop", None)
+    if _limits(stmt):
+        # the log's rate limit per port (ruleset.log_statements): over the
+        # limit it ends the rule before its log; a rule with no verdict
+        # (compile_rule refuses one with) decides nothing either way
+        return lambda pkt: ("noop", None)
     verdict = _verdict(stmt)
     if verdict is not None:
         return lambda pkt: ("verdict", verdict)
@@ -375,12 +387,32 @@ def _statement(stmt, table):
     raise UnsupportedRule(f"explain: unknown statement {stmt!r}")
 
 
+def _limits(stmt):
+    """Whether a statement is a rate limit per key: a meter (nftables 1.0.6's
+    listing, and what we send) or a set update (1.1's listing) whose only
+    statement is a packet rate limit."""
+    (key, body), = stmt.items()
+    if not isinstance(body, dict):
+        return False
+    if key == "meter":
+        inner = [body.get("stmt")]
+    elif key == "set" and body.get("op") in ("add", "update"):
+        inner = body.get("stmt") if isinstance(body.get("stmt"), list) else [body.get("stmt")]
+    else:
+        return False
+    return len(inner) == 1 and isinstance(inner[0], dict) and set(inner[0]) == {"limit"}
+
+
 def compile_rule(rule, table):
     """The rule's statements as functions; UnsupportedRule if one is unknown."""
     hit = table.cache.get(id(rule))
     if hit is not None and hit[0] is rule and hit[1] == len(rule["expr"]):
         return hit[2]
     compiled = [_statement(s, table) for s in rule["expr"]]
+    if any(_limits(s) for s in rule["expr"]) and \
+            any(_verdict(s) is not None or "vmap" in s for s in rule["expr"]):
+        # a rate limit would decide whether the verdict applies: not our shape
+        raise UnsupportedRule(f"explain: a rate limit in a rule with a verdict: {rule.get('expr')!r}")
     table.cache[id(rule)] = (rule, len(rule["expr"]), compiled)
     return compiled
 
@@ -457,8 +489,11 @@ def evaluate(table, hook, packet):
     return trace
 
 
+_DROP_CHAINS = frozenset(ruleset.drop_chain(cls) for cls in ruleset.DROP_CLASSES)
+
+
 def _run(table, base, packet, trace):
-    stack, chain, i = [], base, 0
+    stack, chain, i, sent_by = [], base, 0, {}
     while True:
         if i >= len(chain.rules):               # end of chain: return; the base chain's policy
             if not stack:
@@ -484,7 +519,9 @@ def _run(table, base, packet, trace):
         what, target = verdict
         step.action = what if target is None else f"{what} {target}"
         if what in (ACCEPT, DROP):
-            trace.decided_by = step
+            # a drop in a drop-<class> chain (where it is counted per port) was
+            # decided by the rule that sent the frame there
+            trace.decided_by = sent_by.get(chain.name, step) if what == DROP else step
             return what
         if what == "return":
             if not stack:
@@ -497,6 +534,8 @@ def _run(table, base, packet, trace):
             raise UnsupportedRule(f"explain: chains nest deeper than {_MAX_DEPTH} ({target})")
         if what == "jump":
             stack.append((chain, i))
+        if target in _DROP_CHAINS:
+            sent_by[target] = step
         chain, i = table.chains[target], 0
 
 

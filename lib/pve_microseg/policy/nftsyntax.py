@@ -14,6 +14,15 @@ nftables 1.0.6 (Debian 12) accepts; nftables 1.1 (Debian 13) lists the same
 kernel expression as `icmpv6 taddr ADDR`, and so does this module (clearer,
 but only nft >= 1.1 reads that line back).
 
+A drop's per-port meter (ruleset.meter) reads differently by release too:
+nftables 1.1 lists it as a set of its own (`set drops-<class>`, flags
+dynamic, listed where the rule created it) and the statement as `add
+@drops-<class> { iifname counter }`; 1.0.6 lists the statement as written
+(`meter drops-<class> size N { iifname counter }`) and no set in the table.
+The same goes for the log's rate limit per port (`log: on`, meters
+log-<class>: `{ iifname limit rate 1/minute burst 1 packets }`).
+`meters_as_sets` chooses (True: 1.1).
+
 Only the expressions ruleset.py generates are known; anything else raises
 ValueError, so a new rule shape cannot slip past the golden files unseen.
 """
@@ -26,6 +35,8 @@ _BARE_META = ("iifname", "oifname", "iif", "oif")
 _QUOTED = ("iifname", "oifname", "ibrname", "obrname")
 # the bridge family's standard priorities (nft's names)
 _PRIORITIES = {-300: "dstnat", -200: "filter", 100: "out", 300: "srcnat"}
+# the type of a set keyed by these meta keys
+_KEY_TYPES = {"iifname": "ifname", "oifname": "ifname"}
 _MAP_NEWLINE = ",\n\t\t\t     "
 
 
@@ -66,7 +77,43 @@ def _value(value, key):
 _ND_TARGET = {"base": "th", "offset": 64, "len": 128}
 
 
-def _statement(stmt):
+def _limit(limit):
+    """A packet rate limit as nft lists it (ruleset.log_statements: no byte rates, no `over`)."""
+    if set(limit) - {"rate", "per", "burst"} or not isinstance(limit.get("rate"), int):
+        raise ValueError(f"nftsyntax: unknown limit {limit!r}")
+    burst = f" burst {limit['burst']} packets" if limit.get("burst") else ""
+    return f"limit rate {limit['rate']}/{limit['per']}{burst}"
+
+
+def _meter(m, as_set):
+    key, _ = _left(m["key"])
+    if m.get("stmt") == {"counter": None}:
+        stmt = "counter"
+    elif isinstance(m.get("stmt"), dict) and set(m["stmt"]) == {"limit"}:
+        stmt = _limit(m["stmt"]["limit"])
+    else:
+        raise ValueError(f"nftsyntax: unknown meter statement {m!r}")
+    if as_set:
+        return f"add @{m['name']} {{ {key} {stmt} }}"
+    return f"meter {m['name']} size {m['size']} {{ {key} {stmt} }}"
+
+
+def _log(log):
+    """A log statement as nft lists it: prefix and flags (the level is the
+    default, warn, which nft does not list)."""
+    if set(log) - {"prefix", "flags"}:
+        raise ValueError(f"nftsyntax: unknown log statement {log!r}")
+    flags = log.get("flags")
+    flags = [flags] if isinstance(flags, str) else list(flags or ())
+    return "log" + (f' prefix "{log["prefix"]}"' if "prefix" in log else "") + \
+        (f" flags {', '.join(flags)}" if flags else "")
+
+
+def _statement(stmt, meters_as_sets=True):
+    if "meter" in stmt:
+        return _meter(stmt["meter"], meters_as_sets)
+    if "log" in stmt:
+        return _log(stmt["log"] or {})
     if "match" in stmt:
         m = stmt["match"]
         if m["left"].get("payload") == _ND_TARGET and m["op"] == "==":
@@ -89,8 +136,8 @@ def _statement(stmt):
     raise ValueError(f"nftsyntax: unknown statement {stmt!r}")
 
 
-def _rule(rule):
-    text = " ".join(_statement(s) for s in rule["expr"])
+def _rule(rule, meters_as_sets=True):
+    text = " ".join(_statement(s, meters_as_sets) for s in rule["expr"])
     if rule.get("comment"):
         text += f' comment "{rule["comment"]}"'
     return text
@@ -115,8 +162,9 @@ def _element(elem, types):
 class _Table:
     """The objects of one table, built up by the commands of transactions."""
 
-    def __init__(self):
+    def __init__(self, meters_as_sets=True):
         self.maps, self.chains = {}, {}          # sets and maps; chains (dicts keep creation order)
+        self.meters_as_sets = meters_as_sets
 
     def add(self, kind, obj):
         if kind == "map":
@@ -130,7 +178,12 @@ class _Table:
                                                  "type": obj.get("type"), "policy": obj.get("policy"),
                                                  "rules": []})
         elif kind == "rule":
-            self.chains[obj["chain"]]["rules"].append(_rule(obj))
+            for stmt in obj["expr"]:
+                if "meter" in stmt and self.meters_as_sets:      # nft 1.1: the meter's set, created here
+                    m = stmt["meter"]
+                    self.maps.setdefault(m["name"], {"type": [_KEY_TYPES[m["key"]["meta"]["key"]]], "size": m["size"],
+                                                     "flags": ["dynamic"], "items": []})
+            self.chains[obj["chain"]]["rules"].append(_rule(obj, self.meters_as_sets))
         elif kind == "element" and "items" in self.maps[obj["name"]]:
             s = self.maps[obj["name"]]
             s["items"] += [_element(e, s["type"]) for e in obj["elem"] if _element(e, s["type"]) not in s["items"]]
@@ -164,6 +217,8 @@ class _Table:
         for map_name, m in self.maps.items():
             if "items" in m:                    # a set
                 lines = [f"\tset {map_name} {{", f"\t\ttype {' . '.join(m['type'])}"]
+                if m.get("size"):
+                    lines.append(f"\t\tsize {m['size']}")
                 if m["flags"]:
                     lines.append(f"\t\tflags {', '.join(m['flags'])}")
                 if m["items"]:
@@ -191,10 +246,11 @@ class _Table:
         return f"table {family} {name} {{\n" + (body + "\n" if body else "") + "}\n"
 
 
-def table(transactions, family, name):
+def table(transactions, family, name, meters_as_sets=True):
     """The table `family name` after these transactions ({"nftables": [...]}),
     applied in order to an empty ruleset, in `nft list table` syntax; None
-    when the table does not exist at the end."""
+    when the table does not exist at the end.  meters_as_sets: as nftables
+    1.1 lists meters (see above); False: as 1.0.6 does."""
     current = None
     for transaction in transactions:
         for command in transaction["nftables"]:
@@ -204,7 +260,7 @@ def table(transactions, family, name):
                 if (obj["family"], obj["name"]) != (family, name):
                     continue
                 if verb == "add" and current is None:
-                    current = _Table()
+                    current = _Table(meters_as_sets)
                 elif verb == "delete":
                     current = None
                 continue

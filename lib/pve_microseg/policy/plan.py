@@ -49,12 +49,12 @@ def diff(current, desired):
     return added, removed, changed, unchanged
 
 
-def plan(bridges, applied, present, port_bindings=(), nd_target=False):
+def plan(bridges, applied, present, port_bindings=(), nd_target=False, log=False):
     """The desired bridges, what is loaded now ({name: ManagedBridge or None}),
     the bridges that exist on this node and the port bindings of its guests
-    -> Plan.  nd_target: ruleset.skeleton."""
+    -> Plan.  nd_target, log: ruleset.skeleton."""
     desired = tuple(sorted(bridges, key=lambda b: b.name))
     added, removed, changed, unchanged = diff(applied, desired)
     return Plan(desired=desired, added=added, removed=removed, changed=changed, unchanged=unchanged,
                 absent=sorted(b.name for b in desired if b.name not in present),
-                transaction=ruleset.full(desired, port_bindings, nd_target))
+                transaction=ruleset.full(desired, port_bindings, nd_target, log))

@@ -110,4 +110,4 @@ def config(doc, legacy_specs, sdn):
     specs, warnings = combine(doc.bridges, legacy_specs)
     bridges = tuple(resolve(s, sdn, doc.port_security, doc.intra_vnet_routing) for s in specs)
     return Config(bridges=bridges, warnings=tuple(warnings),
-                  hookscript=doc.hookscript, guests=dict(doc.guests))
+                  hookscript=doc.hookscript, guests=dict(doc.guests), log=doc.log)

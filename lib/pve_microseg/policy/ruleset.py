@@ -36,6 +36,51 @@ every other port (the uplink, the host) is promiscuous, as in a private VLAN
   broadcasts/multicasts needed to find the gateway (ARP/NS for its address,
   RS, MLD/IGMP reports, DHCP client messages).
 
+Every drop is counted per guest port and class, without a rule per guest:
+a drop rule ends in `counter goto drop-<class>` (its own counter, as
+before), and chain drop-<class> holds two rules:
+
+    meter drops-<class> size 65535 { iifname counter } drop
+    counter drop        (only when drops-<class> is full: dropped all the same)
+
+The meter is a set of the ports that dropped something of that class, one
+counter per port, filled from the packet path (`update`, keyed by the input
+port).  A meter, not a named set with `update @set`: nftables 1.0.6 cannot
+give a named set the `dynamic` flag through JSON, so a second transaction
+re-adding the set fails (File exists); a meter's set is created by its rule,
+in every transaction that (re)adds the rule, on 1.0.6 and 1.1 alike.  A full
+meter makes its rule stop before `drop` (the kernel's dynset breaks when it
+cannot add an element); the second rule then drops, counted in its own
+counter, so a full meter never lets a frame through.  Elements never expire:
+they count since the table (or, on nftables 1.0.6, the drop chains) were
+last loaded; a full `apply` rebuilds the table and starts every counter at
+zero, as it does for the rule counters.  Only an attack adds an element, and
+65535 ports dropping the same class between two loads is far beyond one
+node.  nftables 1.1 lists the meter as a set `drops-<class>` (flags dynamic)
+and the statement as `add @drops-<class> { iifname counter }`; 1.0.6 lists it
+as written, and its elements under `list meters`.  The classes: DROP_CLASSES.
+
+With `log: on` in microseg.yaml, each drop-<class> chain starts with one
+more rule, which logs before the frame is counted and dropped:
+
+    meter log-<class> size 65535 { iifname limit rate 1/minute burst 1 packets }
+        log prefix "pve-microseg <class>: " flags ether
+
+At most one kernel log line per guest port and class a minute: the meter
+holds one token bucket per input port (an attack of one port does not
+silence another's line), and a frame over the limit, or a full meter, ends
+the rule before `log`.  The rule has no verdict, so the two rules after it
+count and drop every frame, logged or not.  The kernel log (nf_log_syslog,
+level warn, journald's _TRANSPORT=kernel) needs no daemon, unlike
+`log group N` (nflog, ulogd2); `flags ether` prints MACSRC=/MACDST= rather
+than raw header bytes.  The line's IN=tap<vmid>i<n> (or veth/fwpr) names
+the guest and NIC.  The kernel writes lines from network namespaces other
+than the initial one only with net.netfilter.nf_log_all_netns=1 (a node's
+bridges are in the initial one).  nftables 1.1 lists the meter as a set
+`log-<class>` and `add @log-<class> { iifname limit rate 1/minute burst 1
+packets }`; after an update that turns logging off (the if-up.d hook), 1.1
+keeps those sets, unused, until the next full load.
+
 Four transaction builders, each one atomic libnftables transaction: replace
 the whole table (full: apply, boot), (re)load some bridges and remove others
 (update: the if-up.d hook), remove one bridge (remove_bridge: if-down.d),
@@ -68,6 +113,26 @@ _ANY_SET = {BIND_MAC: ANY_MAC, BIND_IP4: ANY_IP4, BIND_IP6: ANY_IP6}
 BIND_SETS = (BIND_MAC, BIND_IP4, BIND_IP6, ANY_MAC, ANY_IP4, ANY_IP6, FAST_IP4, FAST_IP6)
 PRIORITY = -200
 
+# What a drop stops, the per-port counter's class (drop-<class>, drops-<class>).
+DROP_CLASSES = {
+    "gateway-mac": "guest sends with, or claims in ARP, a gateway's MAC",
+    "gateway-ip": "guest sends from, or claims (ARP, neighbour advertisement), a gateway's address",
+    "rogue-dhcp": "guest answers as a DHCP or DHCPv6 server",
+    "rogue-ra": "guest sends router advertisements or redirects",
+    "mac-binding": "guest sends with, or claims in ARP, a MAC that is not its NIC's",
+    "address-binding": "guest sends from, or claims, an address that is not its own",
+    "protocol": "guest sends a frame that is not plain IPv4, ARP or IPv6 (VLAN-tagged, other ethertypes)",
+    "guest-to-guest": "a frame from a guest port to another guest port",
+    "to-uplink": "a guest frame towards the uplink not addressed to a gateway",
+    "hairpin": "guest sends to another address of its subnet, to be routed back",
+}
+DROP_SET_SIZE = 65535
+DROP_FULL_COMMENT = "its meter is full: dropped, not counted per port"
+# `log: on` in microseg.yaml: a kernel log line per guest port and class, at most one per LOG_RATE
+LOG_PREFIX = "pve-microseg"
+LOG_RATE = (1, "minute")
+LOG_COMMENT = "logged, at most once a minute per port"
+
 
 def pre_chain(bridge):
     return f"pre-{bridge}"
@@ -75,6 +140,14 @@ def pre_chain(bridge):
 
 def fwd_chain(bridge):
     return f"fwd-{bridge}"
+
+
+def drop_chain(cls):
+    return f"drop-{cls}"
+
+
+def drop_meter(cls):
+    return f"drops-{cls}"
 
 
 # ------------------------------------------------------------- expressions
@@ -114,7 +187,50 @@ def _rule(chain, exprs, comment=None):
     return {"add": {"rule": rule}}
 
 
-_DROP = [{"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]
+def _drop(cls):
+    """The end of a drop rule of class `cls`: its own counter, then the
+    class's chain, which counts per port and drops."""
+    assert cls in DROP_CLASSES, cls
+    return [{"counter": {"packets": 0, "bytes": 0}}, {"goto": {"target": drop_chain(cls)}}]
+
+
+def meter(cls):
+    """The statement counting a drop of class `cls` by input port."""
+    return {"meter": {"name": drop_meter(cls), "size": DROP_SET_SIZE,
+                      "key": _meta("iifname"), "stmt": {"counter": None}}}
+
+
+def log_meter(cls):
+    return f"log-{cls}"
+
+
+def log_prefix(cls):
+    """The kernel log line's prefix for a drop of class `cls` (journalctl -k --grep pve-microseg)."""
+    return f"{LOG_PREFIX} {cls}: "
+
+
+def log_statements(cls):
+    """At most one kernel log line per input port per LOG_RATE for class
+    `cls`: a per-port rate limit (a meter keyed by the input port), then
+    `log`.  Over the limit, or with the meter full, the rule stops before
+    its log; it has no verdict either way."""
+    rate, per = LOG_RATE
+    return [{"meter": {"name": log_meter(cls), "size": DROP_SET_SIZE, "key": _meta("iifname"),
+                       "stmt": {"limit": {"rate": rate, "per": per, "burst": 1}}}},
+            {"log": {"prefix": log_prefix(cls), "flags": "ether"}}]
+
+
+def _drop_chain_rules(log=False):
+    """drop-<class>: (with log) log once a minute per port, count per port
+    and drop; a full meter drops all the same."""
+    cmds = []
+    for cls, what in DROP_CLASSES.items():
+        if log:
+            cmds.append(_rule(drop_chain(cls), log_statements(cls), f"{what}: {LOG_COMMENT}"))
+        cmds += [_rule(drop_chain(cls), [meter(cls), {"drop": None}], f"{what}: counted per port"),
+                 _rule(drop_chain(cls), [{"counter": {"packets": 0, "bytes": 0}}, {"drop": None}],
+                       DROP_FULL_COMMENT)]
+    return cmds
 _ACCEPT = [{"accept": None}]
 
 
@@ -128,10 +244,12 @@ def _ipv6_as_int(ip):
 
 # ---------------------------------------------------------------- skeleton
 
-def skeleton(nd_target=False):
+def skeleton(nd_target=False, log=False):
     """Commands that create (idempotently) and refill the shared objects.
     nd_target: libnftables reads `icmpv6 taddr` (nftables >= 1.1, Debian 13):
-    a neighbour advertisement's target is then bound to the port too."""
+    a neighbour advertisement's target is then bound to the port too.
+    log: each drop is logged (rate-limited per port and class) before it is
+    counted (`log: on` in microseg.yaml)."""
     base = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"add": {"map": _t(name=PREROUTING_MAP, type="ifname", map="verdict")}},
@@ -148,10 +266,12 @@ def skeleton(nd_target=False):
     for name, hook in (("prerouting", "prerouting"), ("forward", "forward")):
         base.append({"add": {"chain": _t(name=name, type="filter", hook=hook,
                                          prio=PRIORITY, policy="accept")}})
-    for name in (GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
+    drops = [drop_chain(cls) for cls in DROP_CLASSES]
+    for name in (*drops, GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
         base.append({"add": {"chain": _t(name=name)}})
-    for name in ("prerouting", "forward", GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
+    for name in ("prerouting", "forward", *drops, GUEST_PRE_CHAIN, GUEST_UPLINK_CHAIN, GUEST_BIND_CHAIN):
         base.append({"flush": {"chain": _t(name=name)}})
+    base += _drop_chain_rules(log)
 
     base += [
         _rule("prerouting", [{"vmap": {"key": _meta("ibrname"), "data": f"@{PREROUTING_MAP}"}}],
@@ -159,11 +279,11 @@ def skeleton(nd_target=False):
         _rule("forward", [{"vmap": {"key": _meta("ibrname"), "data": f"@{FORWARD_MAP}"}}],
               "managed bridges: one lookup by bridge name"),
         # guards on every frame a guest sends into a managed bridge
-        _rule(GUEST_PRE_CHAIN, [_icmpv6_type(["nd-router-advert", "nd-redirect"])] + _DROP,
+        _rule(GUEST_PRE_CHAIN, [_icmpv6_type(["nd-router-advert", "nd-redirect"])] + _drop("rogue-ra"),
               "guest acts as IPv6 router"),
-        _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 67)] + _DROP,
+        _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 67)] + _drop("rogue-dhcp"),
               "guest acts as DHCP server"),
-        _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 547)] + _DROP,
+        _rule(GUEST_PRE_CHAIN, [_match(_payload("udp", "sport"), 547)] + _drop("rogue-dhcp"),
               "guest acts as DHCPv6 server"),
         _rule(GUEST_PRE_CHAIN, _ACCEPT, "checked (ends here: no second lookup)"),
         # what a guest may multicast/broadcast towards the uplink (the gateway)
@@ -179,7 +299,7 @@ def skeleton(nd_target=False):
         _rule(GUEST_UPLINK_CHAIN, [_match(_payload("udp", "sport"), 546),
                                    _match(_payload("udp", "dport"), 547)] + _ACCEPT,
               "DHCPv6 client"),
-        _rule(GUEST_UPLINK_CHAIN, _DROP, "guest frame not addressed to the gateway"),
+        _rule(GUEST_UPLINK_CHAIN, _drop("to-uplink"), "guest frame not addressed to the gateway"),
     ]
     base += _bind_rules(nd_target)
     return base
@@ -213,7 +333,7 @@ def _bind_rules(nd_target=False):
     its JSON interface, so there the target is checked against the
     gateway's addresses only (bridge_rules)."""
     nd = [_rule(GUEST_BIND_CHAIN, [_icmpv6_type(["nd-neighbor-advert"])]
-                + _port_is_not(BIND_IP6, _payload("icmpv6", "taddr")) + _DROP, ND_TARGET_COMMENT)]
+                + _port_is_not(BIND_IP6, _payload("icmpv6", "taddr")) + _drop("address-binding"), ND_TARGET_COMMENT)]
     return [
         _rule(GUEST_BIND_CHAIN, [_match({"concat": [_meta("iifname"), _payload("ether", "saddr"),
                                                     _payload("ip", "saddr")]}, f"@{FAST_IP4}"),
@@ -224,17 +344,18 @@ def _bind_rules(nd_target=False):
                                                     _payload("ip6", "saddr")]}, f"@{FAST_IP6}"),
                                  {"return": None}],
               "a bound MAC and IPv6 source (one lookup)"),
-        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("ether", "saddr")) + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("ether", "saddr")) + _drop("mac-binding"),
               "guest sends with a MAC that is not its NIC's (port security)"),
         # A VLAN tag (802.1Q/802.1ad, even VLAN 0) would hide the packet from
         # every check below, and any other ethertype from the gateway guards.
-        _rule(GUEST_BIND_CHAIN, [_match(_payload("ether", "type"), {"set": ["ip", "arp", "ip6"]}, "!=")] + _DROP,
+        _rule(GUEST_BIND_CHAIN,
+              [_match(_payload("ether", "type"), {"set": ["ip", "arp", "ip6"]}, "!=")] + _drop("protocol"),
               "guest sends a frame that is not plain IPv4, ARP or IPv6 (VLAN-tagged, other protocols)"),
-        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("arp", "saddr ether")) + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_MAC, _payload("arp", "saddr ether")) + _drop("mac-binding"),
               "guest claims a MAC that is not its NIC's in ARP"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("arp", "saddr ip"), "0.0.0.0"), {"return": None}],
               "ARP probe (duplicate address detection)"),
-        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP4, _payload("arp", "saddr ip")) + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP4, _payload("arp", "saddr ip")) + _drop("address-binding"),
               "guest claims an IPv4 address that is not its own in ARP"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("ether", "daddr"), "ff:ff:ff:ff:ff:ff"),
                                  _match(_payload("ip", "saddr"), "0.0.0.0"),
@@ -242,13 +363,13 @@ def _bind_rules(nd_target=False):
                                  _match(_payload("udp", "sport"), 68), _match(_payload("udp", "dport"), 67),
                                  {"return": None}],
               "DHCP client without an address"),
-        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP4, _payload("ip", "saddr")) + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP4, _payload("ip", "saddr")) + _drop("address-binding"),
               "guest sends from an IPv4 address that is not its own"),
         _rule(GUEST_BIND_CHAIN, [_match(_payload("ip6", "saddr"), "::"),
                                  _icmpv6_type(["mld-listener-report", "nd-neighbor-solicit",
                                                "mld2-listener-report"]), {"return": None}],
               "duplicate address detection (no address yet)"),
-        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP6, _payload("ip6", "saddr")) + _DROP,
+        _rule(GUEST_BIND_CHAIN, _port_is_not(BIND_IP6, _payload("ip6", "saddr")) + _drop("address-binding"),
               "guest sends from an IPv6 address that is not its own"),
     ]
 
@@ -326,18 +447,18 @@ def bridge_rules(bridge):
                   "only frames from guest ports are checked here")]
     if bridge.port_security != "off":
         cmds.append({"add": {"rule": _t(chain=pre, expr=[{"jump": {"target": GUEST_BIND_CHAIN}}])}})
-    cmds += _each(pre, _payload("ether", "saddr"), gw.macs, _DROP,
+    cmds += _each(pre, _payload("ether", "saddr"), gw.macs, _drop("gateway-mac"),
                   "guest sends with a gateway MAC (FDB poisoning)")
-    cmds += _each(pre, _payload("arp", "saddr ether"), gw.macs, _DROP,
+    cmds += _each(pre, _payload("arp", "saddr ether"), gw.macs, _drop("gateway-mac"),
                   "guest claims a gateway MAC in ARP")
-    cmds += _each(pre, _payload("arp", "saddr ip"), gw.ipv4, _DROP,
+    cmds += _each(pre, _payload("arp", "saddr ip"), gw.ipv4, _drop("gateway-ip"),
                   "guest claims a gateway IPv4 address in ARP")
-    cmds += _each(pre, _payload("ip", "saddr"), gw.ipv4, _DROP,
+    cmds += _each(pre, _payload("ip", "saddr"), gw.ipv4, _drop("gateway-ip"),
                   "guest sends from a gateway IPv4 address")
-    cmds += _each(pre, _payload("ip6", "saddr"), gw.ipv6, _DROP,
+    cmds += _each(pre, _payload("ip6", "saddr"), gw.ipv6, _drop("gateway-ip"),
                   "guest sends from a gateway IPv6 address")
     cmds += _each(pre, {"payload": {"base": "th", "offset": 64, "len": 128}},
-                  [_ipv6_as_int(ip) for ip in gw.ipv6], _DROP,
+                  [_ipv6_as_int(ip) for ip in gw.ipv6], _drop("gateway-ip"),
                   "guest claims a gateway IPv6 address in a neighbour advertisement",
                   before=[_icmpv6_type(["nd-neighbor-advert"])])
     cmds += _intra_subnet_rules(pre, bridge)
@@ -349,7 +470,7 @@ def bridge_rules(bridge):
     cmds += _each(fwd, _payload("ether", "saddr"), gw.macs, _ACCEPT,
                   f"from a gateway (guests cannot send with its MAC, see {pre})")
     for prefix in GUEST_PORTS:
-        cmds.append(_rule(fwd, [_match(_meta("oifname"), prefix)] + _DROP,
+        cmds.append(_rule(fwd, [_match(_meta("oifname"), prefix)] + _drop("guest-to-guest"),
                           "nothing but a gateway reaches a guest"))
     cmds += _each(fwd, _payload("ether", "daddr"), gw.macs, _ACCEPT, "to a gateway")
     cmds.append(_rule(fwd, _not_guest_port("iifname") + _ACCEPT, "uplink/host traffic"))
@@ -375,7 +496,7 @@ def _intra_subnet_rules(chain, bridge):
         exprs = [_match(_payload(proto, "daddr"), str(ip), "!=") for ip in gateways]
         exprs.append(_match(_payload(proto, "daddr"),
                             {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}))
-        cmds.append(_rule(chain, exprs + _DROP,
+        cmds.append(_rule(chain, exprs + _drop("hairpin"),
                           "guest sends to another address of its subnet through the gateway "
                           "(routed back to another guest)"))
     return cmds
@@ -441,14 +562,14 @@ def _vlan_maps(names):
 
 # ----------------------------------------------------------- transactions
 
-def full(bridges, port_bindings=(), nd_target=False):
+def full(bridges, port_bindings=(), nd_target=False, log=False):
     """Replace the whole table with exactly these bridges and port bindings
-    (one transaction).  nd_target: see skeleton."""
+    (one transaction).  nd_target, log: see skeleton."""
     cmds = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
     ]
-    cmds += skeleton(nd_target)
+    cmds += skeleton(nd_target, log)
     for bridge in sorted(bridges, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     cmds += _vlan_maps(vlan_parents(bridges))
@@ -471,14 +592,15 @@ def _removal(name):
     return cmds
 
 
-def update(managed, load=(), remove=(), port_bindings=None, nd_target=False):
+def update(managed, load=(), remove=(), port_bindings=None, nd_target=False, log=False):
     """(Re)load some bridges and remove others, in one transaction, leaving
     the other bridges' rules alone.  `managed`: the names of the plain
     bridges (vlan_parents) with rules once it is done (the VLAN maps are
     refilled for them).
     Creates the shared objects if needed.  With port_bindings, they replace
-    every binding; without, the bindings loaded stay.  nd_target: see skeleton."""
-    cmds = skeleton(nd_target)
+    every binding; without, the bindings loaded stay.  nd_target, log: see
+    skeleton (the drop chains are refilled: log must be what the table is to have)."""
+    cmds = skeleton(nd_target, log)
     for bridge in sorted(load, key=lambda b: b.name):
         cmds += _bridge_objects(bridge)
     cmds += _vlan_maps(managed)         # before removals: no element may name a chain removed
@@ -489,10 +611,24 @@ def update(managed, load=(), remove=(), port_bindings=None, nd_target=False):
     return {"nftables": cmds}
 
 
-def remove_bridge(name, managed, nd_target=False):
+def remove_bridge(name, managed, nd_target=False, log=False):
     """Remove one bridge's rules; a no-op if it has none.  `managed`: the
     plain bridges that keep theirs (vlan_parents)."""
-    return update(managed, remove=[name], nd_target=nd_target)
+    return update(managed, remove=[name], nd_target=nd_target, log=log)
+
+
+def binds_nd_target(transaction):
+    """Whether a transaction was built for nftables >= 1.1 (nd_target)."""
+    return any(c.get("add", {}).get("rule", {}).get("comment") == ND_TARGET_COMMENT
+               for c in transaction["nftables"])
+
+
+def logs_drops(rules):
+    """Whether these rules (libnftables JSON rule objects, as sent or as
+    listed) log drops: a rule of a drop-<class> chain with a `log`."""
+    chains = {drop_chain(cls) for cls in DROP_CLASSES}
+    return any(isinstance(r, dict) and r.get("chain") in chains
+               and any(isinstance(s, dict) and "log" in s for s in r.get("expr") or ()) for r in rules)
 
 
 def delete_table():
